@@ -1,0 +1,114 @@
+# pspkd — build, test, bench, install.
+#   make                 lib/libpspkd.a and bin/<tool> for every tools/*.c
+#   make check           C unit tests, then a Bats file per tool
+#   make SANITIZE=1 check  the same under ASan+UBSan (objects in build-san/)
+#   make CUDA=1          also the CUDA twins (*.cu); off unless asked
+#   make demo            the whole pipeline on the embedded synthetic set
+#   make bench           model + data benchmarks (PyTorch/OpenCV side when installed)
+#   make bench-ops       op-level GFLOP/s against oneDNN's sgemm
+#   make install PREFIX=/usr/local
+VERSION := 0.1.0
+PREFIX  ?= /usr/local
+CC      ?= gcc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+OPT      ?= -O2 -march=native
+CFLAGS   ?= $(OPT)
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -g -MMD -MP \
+            -DPSPKD_VERSION='"$(VERSION)"' -Ilib
+LDFLAGS  += -fopenmp
+LDLIBS   += -ldnnl -llmdb -lpng -ljpeg -lcjson -lpthread -lm
+
+ifeq ($(SANITIZE),1)
+O        := build-san
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+BIN      := build-san/bin
+else
+O        := build
+BIN      := bin
+endif
+
+ifeq ($(CUDA),1)
+NVCC      ?= /usr/local/cuda/bin/nvcc
+NVFLAGS   ?= -O2 -std=c++17 -Ilib -DPSPKD_CUDA \
+             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90 -Xcompiler -Wall,-Werror
+CFLAGS   += -DPSPKD_CUDA -I/usr/local/cuda/include
+LDLIBS   += -L/usr/local/cuda/lib64 -lcudnn -lcublas -lcudart -lstdc++
+CU_SRC   := $(wildcard lib/*.cu)
+endif
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:lib/%.c=$(O)/lib/%.o) $(CU_SRC:lib/%.cu=$(O)/lib/%.cu.o)
+LIB      := $(if $(filter build,$(O)),lib/libpspkd.a,$(O)/libpspkd.a)
+TOOLS    := $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/*.c))
+TEST_SUP := $(patsubst tests/%.c,$(O)/tests/%.o,$(wildcard tests/support_*.c))
+TESTS    := $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/test_*.c))
+BENCHES  := $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
+
+# The tests and benches run with the environment's OpenBLAS core type pinned
+# (older OpenBLAS misbehaves on this CPU otherwise).
+export OPENBLAS_CORETYPE ?= Haswell
+
+.PHONY: all deps check check-c check-bats demo bench bench-ops install clean man-lint
+all: deps $(LIB) $(TOOLS)
+
+deps:
+	@scripts/check-deps
+
+$(O)/lib/%.o: lib/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(O)/lib/%.cu.o: lib/%.cu | deps
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(O)/tools/%.o: tools/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BIN)/%: $(O)/tools/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+$(O)/tests/%.o: tests/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+$(O)/tests/test_%: $(O)/tests/test_%.o $(TEST_SUP) $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+$(O)/bench/%.o: bench/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+$(O)/bench/%: $(O)/bench/%.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+check: all $(TESTS)
+	@scripts/check-deps --test
+	@scripts/run-tests $(O)/tests $(BIN)
+
+demo: all
+	$(MAKE) -C pipelines demo BIN=$(CURDIR)/$(BIN)
+
+bench: all $(BENCHES)
+	@scripts/bench $(O)/bench $(BIN)
+
+bench-ops: all $(O)/bench/bench_ops
+	$(O)/bench/bench_ops
+
+man-lint:
+	@for m in man/man*/*.[1-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
+	for s in 1 5 7; do for m in man/man$$s/*.$$s; do [ -f "$$m" ] && \
+	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s; done; done; true
+
+clean:
+	rm -rf build build-san bin lib/libpspkd.a
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)
