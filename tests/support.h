@@ -1,0 +1,38 @@
+/* Shared helpers for the C unit tests (linked into every tests/test_*.c). */
+#ifndef PSPKD_TEST_SUPPORT_H
+#define PSPKD_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include "ctx.h"
+
+/* A CPU context with `threads` threads (0 = default); aborts on failure. */
+pk_ctx *pk_test_ctx(int threads);
+
+/* Normalised error max|got-want| / max(max|want|, floor). Prints one line
+ * "  ok|FAIL what: err=..." and returns 0 when err <= tol, 1 otherwise. */
+int pk_check_close(const char *what, const float *got, const float *want, size_t n,
+                   double tol);
+double pk_norm_err(const float *got, const float *want, size_t n);
+
+/* Central finite-difference gradient check of a scalar function f(x) at x
+ * against analytic grad g, on `samples` evenly spaced coordinates (all when
+ * samples <= 0 or >= n). Returns 0 when the normalised error <= tol. */
+typedef double (*pk_scalar_fn)(void *user, const float *x);
+int pk_check_grad(const char *what, pk_scalar_fn f, void *user, float *x, const float *g,
+                  size_t n, int samples, double eps, double tol);
+
+/* Fill with a deterministic uniform [-a, a] sequence from seed. */
+void pk_test_fill(float *x, size_t n, unsigned long long seed, float a);
+
+#define PK_CHECK(failures, cond, ...)                                                   \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__);                     \
+            fprintf(stderr, __VA_ARGS__);                                              \
+            fputc('\n', stderr);                                                       \
+            (failures)++;                                                              \
+        }                                                                              \
+    } while (0)
+
+#endif
