@@ -19,7 +19,7 @@ CFLAGS   ?= $(OPT)
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -g -MMD -MP \
             -DPSPKD_VERSION='"$(VERSION)"' -Ilib
 LDFLAGS  += -fopenmp
-LDLIBS   += -ldnnl -llmdb -lpng -ljpeg -lcjson -lpthread -lm
+LDLIBS   += -ldnnl -llmdb -lpng -lz -ljpeg -lcjson -lpthread -lm
 
 ifeq ($(SANITIZE),1)
 O        := build-san

@@ -24,6 +24,8 @@ void pk_image_free(pk_image *im);
 
 /* Whole file into a malloc'd buffer (*buf owned by the caller). */
 int pk_file_read(uint8_t **buf, size_t *len, const char *path, pk_err *e);
+/* Writes buf to path atomically (temp file + rename, lib/atomic_file.h). */
+int pk_file_write(const char *path, const void *buf, size_t len, pk_err *e);
 
 /* JPEG -> RGB8 (grey JPEGs are expanded to RGB). Allocates im->px. */
 int pk_jpeg_decode(pk_image *im, const uint8_t *buf, size_t len, pk_err *e);
