@@ -350,11 +350,14 @@ int pk_st_open(pk_st_file **out, const char *path, pk_err *e)
         return pk_fail(e, errno == ENOENT ? PK_ENOTFOUND : PK_EIO, "%s: %s", path,
                        strerror(errno));
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(fp), &st) != 0) {
         int err = errno;
         fclose(fp);
-        return pk_fail(e, PK_EIO, "%s: %s", path,
-                       S_ISREG(st.st_mode) ? strerror(err) : "not a regular file");
+        return pk_fail(e, PK_EIO, "%s: %s", path, strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(fp);
+        return pk_fail(e, PK_EIO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > SIZE_MAX / 2) {
         fclose(fp);
