@@ -26,7 +26,16 @@ int pk_wrap(pk_err *e, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+    /* Build "prefix: old" by hand; truncating an over-long message is intended. */
+    size_t cap = sizeof e->msg - 1, lp = strnlen(prefix, cap), lo;
+    memcpy(e->msg, prefix, lp);
+    if (lp + 2 <= cap) {
+        memcpy(e->msg + lp, ": ", 2);
+        lp += 2;
+    }
+    lo = strnlen(old, cap - lp);
+    memcpy(e->msg + lp, old, lo);
+    e->msg[lp + lo] = '\0';
     return e->code;
 }
 
