@@ -1,0 +1,399 @@
+/* voc-show: look inside a pack written by voc-pack (see voc-show(1)). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lmdb_util.h"
+#include "record.h"
+
+#define TOOL "voc-show"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " TOOL " [options] COMMAND PACK [RECORD...]\n"
+            "Shows what a pack written by voc-pack holds.\n"
+            "\n"
+            "commands:\n"
+            "  list PACK                one line per record: index id WxH encoding bytes\n"
+            "  header PACK RECORD...    the header of each record\n"
+            "  meta PACK                the metadata: counts, classes, palette, pack id\n"
+            "  extract PACK RECORD...   write DIR/ID.png (RGB) and DIR/ID_label.png (palette)\n"
+            "  check PACK               validate every record, the count and the pack id\n"
+            "RECORD is a list index (0, 1, ...), a full key (00000000_ID) or an id.\n"
+            "\n"
+            "  -d, --dir DIR   where extract writes (default .)\n"
+            "  -a, --all       extract every record\n"
+            "  -h, --help      this help\n"
+            "  -V, --version   print the version\n");
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
+    return 2;
+}
+
+static const char *enc_name(int enc) { return enc == PK_IMG_JPEG ? "jpeg" : "rgb"; }
+
+static int is_record_key(const MDB_val *k)
+{
+    return !(k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size));
+}
+
+/* ---- finding records ---- */
+
+struct find {
+    const char *want; /* id */
+    MDB_val val;
+    int found;
+};
+
+static int find_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    (void)e;
+    struct find *f = user;
+    size_t n = strlen(f->want);
+    /* keys are 8 digits, '_', id */
+    if (k->mv_size == 9 + n && !memcmp((const char *)k->mv_data + 9, f->want, n)) {
+        f->val = *v;
+        f->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int all_digits(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* By exact key, then by index (digits), then by id. */
+static int find_record(MDB_txn *txn, const pk_lmdb_reader *r, const char *rec, MDB_val *val,
+                       pk_err *e)
+{
+    if (pk_lmdb_get(txn, r, rec, val, e) == PK_OK)
+        return PK_OK;
+    if (all_digits(rec) && strlen(rec) <= 8) {
+        char prefix[16];
+        snprintf(prefix, sizeof prefix, "%08d_", atoi(rec));
+        MDB_cursor *cur;
+        int rc = mdb_cursor_open(txn, r->dbi, &cur);
+        if (rc)
+            return pk_lmdb_fail(e, rc, "mdb_cursor_open");
+        MDB_val k = {strlen(prefix), prefix};
+        rc = mdb_cursor_get(cur, &k, val, MDB_SET_RANGE);
+        int hit = !rc && k.mv_size > 9 && !memcmp(k.mv_data, prefix, 9);
+        mdb_cursor_close(cur);
+        if (rc && rc != MDB_NOTFOUND)
+            return pk_lmdb_fail(e, rc, "mdb_cursor_get");
+        if (hit)
+            return PK_OK;
+    }
+    struct find f = {rec, {0, NULL}, 0};
+    int rc = pk_lmdb_foreach(txn, r, find_visit, &f, e);
+    if (f.found) {
+        *val = f.val;
+        return PK_OK;
+    }
+    if (rc)
+        return rc;
+    return pk_fail(e, PK_ENOTFOUND, "no record %s", rec);
+}
+
+static int read_meta(MDB_txn *txn, const pk_lmdb_reader *r, pk_meta *m, pk_err *e)
+{
+    MDB_val v;
+    int rc = pk_lmdb_get(txn, r, PK_META_KEY, &v, e);
+    if (rc == PK_ENOTFOUND)
+        return pk_fail(e, PK_EFORMAT, "no metadata record (not a voc-pack pack?)");
+    if (rc == PK_OK)
+        rc = pk_meta_decode(m, v.mv_data, v.mv_size, e);
+    return rc;
+}
+
+/* ---- commands ---- */
+
+struct list_state {
+    int index;
+};
+
+static int list_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    struct list_state *s = user;
+    if (!is_record_key(k))
+        return 0;
+    pk_record_view rv;
+    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    if (rc) {
+        pk_wrap(e, "record %.*s", (int)k->mv_size, (const char *)k->mv_data);
+        return rc;
+    }
+    printf("%d %s %dx%d %s %zu\n", s->index++, rv.hdr.id, rv.hdr.width, rv.hdr.height,
+           enc_name(rv.hdr.image_enc), v->mv_size);
+    return 0;
+}
+
+static int cmd_list(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+{
+    struct list_state s = {0};
+    return pk_lmdb_foreach(txn, r, list_visit, &s, e);
+}
+
+static int cmd_header(MDB_txn *txn, const pk_lmdb_reader *r, char **recs, int n, pk_err *e)
+{
+    for (int i = 0; i < n; i++) {
+        MDB_val v;
+        pk_record_view rv;
+        int rc = find_record(txn, r, recs[i], &v, e);
+        if (!rc)
+            rc = pk_record_parse(&rv, v.mv_data, v.mv_size, e);
+        if (rc)
+            return rc;
+        const pk_record_header *h = &rv.hdr;
+        printf("%sid: %s\nversion: %d\nwidth: %d\nheight: %d\nimage: %s, %u bytes\n"
+               "label: u8 indices, %u bytes\nrecord bytes: %zu\ncrc32: %08x\n",
+               i ? "\n" : "", h->id, h->version, h->width, h->height, enc_name(h->image_enc),
+               h->image_bytes, h->label_bytes, v.mv_size, h->crc);
+    }
+    return PK_OK;
+}
+
+static int cmd_meta(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+{
+    pk_meta m;
+    int rc = read_meta(txn, r, &m, e);
+    if (rc)
+        return rc;
+    printf("format version: %d\nrecord version: %d\nrecords: %d\nclasses: %d\nimages: %s\n"
+           "pack id: %016llx\n",
+           m.version, m.record_version, m.count, m.classes, enc_name(m.image_enc),
+           (unsigned long long)m.pack_id);
+    for (int i = 0; i < m.classes; i++)
+        printf("class %d: %s %u,%u,%u\n", i, m.names[i], m.palette[i][0], m.palette[i][1],
+               m.palette[i][2]);
+    printf("ignore 255: %u,%u,%u\n", m.palette[255][0], m.palette[255][1], m.palette[255][2]);
+    return PK_OK;
+}
+
+static int extract_one(const MDB_val *v, const char *dir, const pk_meta *m, pk_err *e)
+{
+    pk_record_view rv;
+    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    if (rc)
+        return rc;
+    pk_image img = {0};
+    rc = pk_record_image(&img, &rv, e);
+    if (rc)
+        return rc;
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s.png", dir, rv.hdr.id) < 0) {
+        pk_image_free(&img);
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    }
+    rc = pk_png_write(path, &img, e);
+    free(path);
+    pk_image_free(&img);
+    if (rc)
+        return rc;
+    /* the label straight from the record: no copy needed, px is only read */
+    pk_image lab = {rv.hdr.width, rv.hdr.height, 1, (uint8_t *)rv.label};
+    if (asprintf(&path, "%s/%s_label.png", dir, rv.hdr.id) < 0)
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    rc = pk_png_write_palette(path, &lab, (const uint8_t(*)[3])m->palette, 256, e);
+    free(path);
+    return rc;
+}
+
+struct extract_all {
+    const char *dir;
+    const pk_meta *m;
+};
+
+static int extract_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    struct extract_all *x = user;
+    return is_record_key(k) ? extract_one(v, x->dir, x->m, e) : 0;
+}
+
+static int cmd_extract(MDB_txn *txn, const pk_lmdb_reader *r, char **recs, int n, int all,
+                       const char *dir, pk_err *e)
+{
+    pk_meta m;
+    int rc = read_meta(txn, r, &m, e);
+    if (rc)
+        return rc;
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return pk_fail(e, PK_EIO, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return pk_fail(e, PK_EIO, "%s: not a directory", dir);
+    if (all) {
+        struct extract_all x = {dir, &m};
+        return pk_lmdb_foreach(txn, r, extract_visit, &x, e);
+    }
+    for (int i = 0; i < n; i++) {
+        MDB_val v;
+        rc = find_record(txn, r, recs[i], &v, e);
+        if (!rc)
+            rc = extract_one(&v, dir, &m, e);
+        if (rc)
+            return rc;
+    }
+    return PK_OK;
+}
+
+struct check_state {
+    const pk_meta *m;
+    int count;
+    uint64_t pack_id;
+    uint8_t *rgb;
+    size_t rgb_cap;
+};
+
+static int check_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    struct check_state *s = user;
+    if (!is_record_key(k))
+        return 0;
+    char key[PK_RECORD_ID_MAX + 16];
+    if (k->mv_size >= sizeof key)
+        return pk_fail(e, PK_EFORMAT, "key of %zu bytes", k->mv_size);
+    memcpy(key, k->mv_data, k->mv_size);
+    key[k->mv_size] = '\0';
+    pk_record_view rv;
+    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    if (rc)
+        return pk_wrap(e, "record %s", key);
+    char want[PK_RECORD_ID_MAX + 16];
+    snprintf(want, sizeof want, "%08d_%s", s->count, rv.hdr.id);
+    if (strcmp(key, want))
+        return pk_fail(e, PK_EFORMAT, "record %s: expected key %s", key, want);
+    size_t npix = (size_t)rv.hdr.width * rv.hdr.height;
+    if (npix * 3 > s->rgb_cap) {
+        uint8_t *p = realloc(s->rgb, npix * 3);
+        if (!p)
+            return pk_fail(e, PK_ENOMEM, "out of memory");
+        s->rgb = p;
+        s->rgb_cap = npix * 3;
+    }
+    rc = pk_record_image_into(s->rgb, &rv, e);
+    if (rc)
+        return pk_wrap(e, "record %s", key);
+    for (size_t i = 0; i < npix; i++)
+        if (rv.label[i] >= s->m->classes && rv.label[i] != PK_IGNORE_LABEL)
+            return pk_fail(e, PK_EFORMAT, "record %s: label value %u with %d classes", key,
+                           rv.label[i], s->m->classes);
+    pk_pack_id_add(&s->pack_id, key, rv.hdr.crc);
+    s->count++;
+    return 0;
+}
+
+static int cmd_check(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+{
+    pk_meta m;
+    int rc = read_meta(txn, r, &m, e);
+    if (rc)
+        return rc;
+    struct check_state s = {&m, 0, PK_PACK_ID_INIT, NULL, 0};
+    rc = pk_lmdb_foreach(txn, r, check_visit, &s, e);
+    free(s.rgb);
+    if (rc)
+        return rc;
+    if (s.count != m.count)
+        return pk_fail(e, PK_EFORMAT, "metadata says %d records, pack has %d", m.count, s.count);
+    if (s.pack_id != m.pack_id)
+        return pk_fail(e, PK_EFORMAT, "pack id %016llx in metadata, records give %016llx",
+                       (unsigned long long)m.pack_id, (unsigned long long)s.pack_id);
+    printf("ok: %d records, %d classes, pack id %016llx\n", s.count, m.classes,
+           (unsigned long long)s.pack_id);
+    return PK_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {{"dir", required_argument, 0, 'd'},
+                                       {"all", no_argument, 0, 'a'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {"version", no_argument, 0, 'V'},
+                                       {0, 0, 0, 0}};
+    const char *dir = ".";
+    int all = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":d:ahV", lo, NULL)) != -1) {
+        char m[80];
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'a': all = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
+        case ':':
+            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
+            return usage_error(m);
+        default:
+            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
+            return usage_error(m);
+        }
+    }
+    int nargs = argc - optind;
+    if (nargs < 2)
+        return usage_error(nargs ? "missing PACK" : "missing COMMAND");
+    const char *cmd = argv[optind], *pack = argv[optind + 1];
+    char **recs = argv + optind + 2;
+    int nrec = nargs - 2;
+    int takes_recs = !strcmp(cmd, "header") || !strcmp(cmd, "extract");
+    if (!takes_recs && strcmp(cmd, "list") && strcmp(cmd, "meta") && strcmp(cmd, "check")) {
+        char m[80];
+        snprintf(m, sizeof m, "unknown command '%.40s'", cmd);
+        return usage_error(m);
+    }
+    if (!takes_recs && nrec)
+        return usage_error("too many arguments");
+    if (takes_recs && !nrec && !(all && !strcmp(cmd, "extract")))
+        return usage_error("missing RECORD");
+    if (all && (strcmp(cmd, "extract") || nrec))
+        return usage_error("--all goes with extract and no RECORD");
+
+    pk_err e = {0, ""};
+    pk_lmdb_reader r;
+    MDB_txn *txn = NULL;
+    int rc = pk_lmdb_open_read(&r, pack, &e);
+    if (!rc) {
+        rc = pk_lmdb_txn_begin(&txn, &r, &e);
+        if (rc)
+            pk_lmdb_close(&r);
+    }
+    if (rc) {
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+        return 1;
+    }
+    if (!strcmp(cmd, "list"))
+        rc = cmd_list(txn, &r, &e);
+    else if (!strcmp(cmd, "header"))
+        rc = cmd_header(txn, &r, recs, nrec, &e);
+    else if (!strcmp(cmd, "meta"))
+        rc = cmd_meta(txn, &r, &e);
+    else if (!strcmp(cmd, "extract"))
+        rc = cmd_extract(txn, &r, recs, nrec, all, dir, &e);
+    else
+        rc = cmd_check(txn, &r, &e);
+    mdb_txn_abort(txn);
+    pk_lmdb_close(&r);
+    if (rc) {
+        fprintf(stderr, TOOL ": %s: %s\n", pack, e.msg);
+        return 1;
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, TOOL ": stdout: %s\n", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
