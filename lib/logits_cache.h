@@ -96,7 +96,7 @@ void pk_logits_view_to_f32(const pk_logits_view *v, float *main_logits, float *a
 typedef struct pk_logits_meta {
     int version;        /* PK_LOGITS_META_VERSION */
     int record_version; /* PK_LOGITS_VERSION of the records */
-    uint64_t teacher_hash; /* pk_hash64_file of the teacher checkpoint */
+    uint64_t teacher_hash; /* pk_fnv1a64_file of the teacher checkpoint */
     uint64_t pack_id;   /* the data pack's pk_meta.pack_id */
     int count;          /* logits records (== the pack's count when complete) */
     int classes;
@@ -111,11 +111,11 @@ int pk_logits_meta_encode(uint8_t **out, size_t *out_len, const pk_logits_meta *
 int pk_logits_meta_decode(pk_logits_meta *m, const void *data, size_t len, pk_err *e);
 
 /* 64-bit FNV-1a over a file's bytes (the teacher hash); PK_EIO on a read
- * failure. pk_hash64 is the same over a buffer, continuing from *h (start
- * with PK_HASH64_INIT). */
-#define PK_HASH64_INIT 0xcbf29ce484222325ULL
-void pk_hash64(uint64_t *h, const void *data, size_t len);
-int pk_hash64_file(uint64_t *h, const char *path, pk_err *e);
+ * failure. pk_fnv1a64 is the same over a buffer, continuing from *h (start
+ * with PK_FNV1A64_INIT). */
+#define PK_FNV1A64_INIT 0xcbf29ce484222325ULL
+void pk_fnv1a64(uint64_t *h, const void *data, size_t len);
+int pk_fnv1a64_file(uint64_t *h, const char *path, pk_err *e);
 
 /* ---- reading a cache ---- */
 typedef struct pk_logits_cache pk_logits_cache;
