@@ -22,7 +22,7 @@
  * Logits record, all integers little-endian:
  *   0  magic "PKDL"                  4
  *   4  version (1)                   u16
- *   6  header bytes (48 + keylen)    u16
+ *   6  header bytes H                u16 (48 + keylen rounded up to even)
  *   8  image width, height           u32 u32
  *  16  padded width, height          u32 u32
  *  24  grid width, height            u32 u32
@@ -32,14 +32,15 @@
  *  39  planes (2: main, aux)         u8
  *  40  key length                    u16 (1..PK_LOGITS_KEY_MAX)
  *  42  reserved (0)                  u16 u32
- *  48  key (no NUL), zero pad to an even offset,
- *      main logits fp16 [gh, gw, K] (HWC), aux logits fp16 [gh, gw, K]
+ *  48  key (no NUL), one zero byte when keylen is odd
+ *   H  main logits fp16 [gh, gw, K] (HWC), then aux logits fp16 [gh, gw, K]
  *  end CRC32 (zlib) of everything before it   u32
  *
  * Metadata record (key PK_META_KEY), little-endian:
- *   "PKLM", u16 version (1), u16 record version, u64 teacher hash,
- *   u64 pack id, u32 count, u32 classes, u32 stride, u32 teacher step,
- *   u8 arch length + arch name, u8 stem length + stem name, CRC32. */
+ *   0 "PKLM", 4 u16 version (1), 6 u16 record version, 8 u64 teacher hash,
+ *  16 u64 pack id, 24 u32 count, 28 u32 classes, 32 u32 stride,
+ *  36 u32 reserved (0), 40 u64 teacher step, 48 u8 arch length + arch name,
+ *   u8 stem length + stem name, CRC32 of everything before it. */
 #ifndef PSPKD_LOGITS_CACHE_H
 #define PSPKD_LOGITS_CACHE_H
 
