@@ -112,6 +112,17 @@ int pk_lmdb_writer_open(pk_lmdb_writer **out, const char *path, int batch, int f
 
 const char *pk_lmdb_writer_tmp_path(const pk_lmdb_writer *w) { return w->tmp; }
 
+/* A failed write names the output, and says what a short write (LMDB's
+ * EIO), ENOSPC or EFBIG most likely means. */
+static int write_fail(pk_lmdb_writer *w, int rc, pk_err *e)
+{
+    char what[512];
+    int full = rc == EIO || rc == ENOSPC || rc == EFBIG;
+    snprintf(what, sizeof what, "%s: writing failed%s", w->path,
+             full ? " (disk full or file size limit?)" : "");
+    return pk_lmdb_fail(e, rc, what);
+}
+
 /* Writes the batch in one transaction; on MDB_MAP_FULL doubles the map and
  * writes it again (the failed transaction left nothing behind). */
 static int flush(pk_lmdb_writer *w, pk_err *e)
@@ -144,7 +155,7 @@ static int flush(pk_lmdb_writer *w, pk_err *e)
             continue;
         }
         if (rc)
-            return pk_lmdb_fail(e, rc, w->tmp);
+            return write_fail(w, rc, e);
         clear_batch(w);
         return PK_OK;
     }
@@ -175,7 +186,7 @@ int pk_lmdb_writer_finish(pk_lmdb_writer *w, pk_err *e)
     if (rc == PK_OK) {
         int lrc = mdb_env_sync(w->env, 1);
         if (lrc)
-            rc = pk_lmdb_fail(e, lrc, w->tmp);
+            rc = write_fail(w, lrc, e);
     }
     if (rc == PK_OK) {
         mdb_env_close(w->env);
