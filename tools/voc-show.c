@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "  meta PACK                the metadata: counts, classes, palette, pack id\n"
             "  extract PACK RECORD...   write DIR/ID.png (RGB) and DIR/ID_label.png (palette)\n"
             "  check PACK               validate every record, the count and the pack id\n"
+            "  stats PACK               label values: value name pixels images\n"
             "RECORD is a list index (0, 1, ...), a full key (00000000_ID) or an id.\n"
             "\n"
             "  -d, --dir DIR   where extract writes (default .)\n"
@@ -297,6 +298,50 @@ static int check_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e
     return 0;
 }
 
+struct stats_state {
+    unsigned long long pixels[256];
+    int images[256];
+};
+
+static int stats_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    struct stats_state *s = user;
+    if (!is_record_key(k))
+        return 0;
+    pk_record_view rv;
+    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    if (rc)
+        return pk_wrap(e, "record %.*s", (int)k->mv_size, (const char *)k->mv_data);
+    unsigned long long here[256] = {0};
+    for (uint32_t i = 0; i < rv.hdr.label_bytes; i++)
+        here[rv.label[i]]++;
+    for (int c = 0; c < 256; c++) {
+        s->pixels[c] += here[c];
+        s->images[c] += here[c] > 0;
+    }
+    return 0;
+}
+
+/* Label values present: value, class name, pixels, images containing it. */
+static int cmd_stats(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+{
+    pk_meta m;
+    int rc = read_meta(txn, r, &m, e);
+    if (rc)
+        return rc;
+    struct stats_state s;
+    memset(&s, 0, sizeof s);
+    rc = pk_lmdb_foreach(txn, r, stats_visit, &s, e);
+    if (rc)
+        return rc;
+    for (int c = 0; c < 256; c++)
+        if (s.pixels[c])
+            printf("%d %s %llu %d\n", c,
+                   c == PK_IGNORE_LABEL ? "ignore" : c < m.classes ? m.names[c] : "-",
+                   s.pixels[c], s.images[c]);
+    return PK_OK;
+}
+
 static int cmd_check(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
 {
     pk_meta m;
@@ -350,7 +395,8 @@ int main(int argc, char **argv)
     char **recs = argv + optind + 2;
     int nrec = nargs - 2;
     int takes_recs = !strcmp(cmd, "header") || !strcmp(cmd, "extract");
-    if (!takes_recs && strcmp(cmd, "list") && strcmp(cmd, "meta") && strcmp(cmd, "check")) {
+    if (!takes_recs && strcmp(cmd, "list") && strcmp(cmd, "meta") && strcmp(cmd, "check") &&
+        strcmp(cmd, "stats")) {
         char m[80];
         snprintf(m, sizeof m, "unknown command '%.40s'", cmd);
         return usage_error(m);
@@ -383,6 +429,8 @@ int main(int argc, char **argv)
         rc = cmd_meta(txn, &r, &e);
     else if (!strcmp(cmd, "extract"))
         rc = cmd_extract(txn, &r, recs, nrec, all, dir, &e);
+    else if (!strcmp(cmd, "stats"))
+        rc = cmd_stats(txn, &r, &e);
     else
         rc = cmd_check(txn, &r, &e);
     mdb_txn_abort(txn);

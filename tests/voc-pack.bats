@@ -1,0 +1,273 @@
+#!/usr/bin/env bats
+# voc-pack on a tiny voc-synth set: the happy path, every bad input, and
+# the option conventions.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+    export SRC="$BATS_FILE_TMPDIR/voc"
+    "$PSPKD_BIN/voc-synth" -q -o "$SRC" -n 6 --val 2 --size 33:48 --seed 5
+}
+
+setup() {
+    PACK="$PSPKD_BIN/voc-pack"
+    SHOW="$PSPKD_BIN/voc-show"
+    ROOT="$BATS_TEST_TMPDIR/voc"
+    cp -r "$SRC" "$ROOT"
+    OUT="$BATS_TEST_TMPDIR/out"
+    mkdir "$OUT"
+}
+
+# Nothing at all left in $OUT: no pack, no temp file.
+assert_no_output() {
+    run ls -A "$OUT"
+    assert_output ''
+}
+
+@test "--help prints usage on stdout and exits 0" {
+    run --separate-stderr "$PACK" --help
+    assert_success
+    assert_output --partial 'usage: voc-pack'
+    assert_output --partial '--skip-bad'
+}
+
+@test "--version prints the version" {
+    run "$PACK" --version
+    assert_success
+    assert_output --regexp '^voc-pack [0-9]+\.[0-9]+\.[0-9]+$'
+}
+
+@test "usage errors exit 2" {
+    run "$PACK"
+    assert_failure 2
+    assert_output --partial 'missing VOC_ROOT'
+    run "$PACK" --bogus "$ROOT" --split train -o "$OUT/p"
+    assert_failure 2
+    run "$PACK" "$ROOT" -o "$OUT/p"
+    assert_failure 2
+    assert_output --partial 'exactly one of --split and --list'
+    run "$PACK" "$ROOT" --split train --list x -o "$OUT/p"
+    assert_failure 2
+    run "$PACK" "$ROOT" --split train
+    assert_failure 2
+    run "$PACK" "$ROOT" --split train -o "$OUT/p" --store png
+    assert_failure 2
+    run "$PACK" "$ROOT" --split train -o "$OUT/p" --jobs 0
+    assert_failure 2
+    run "$PACK" "$ROOT" --split train -o "$OUT/p" --classes 256
+    assert_failure 2
+    run "$PACK" "$ROOT" extra --split train -o "$OUT/p"
+    assert_failure 2
+    assert_no_output
+}
+
+@test "packs a split in list order; records check and the summary reports images/s" {
+    run --separate-stderr "$PACK" "$ROOT" --split train -o "$OUT/p"
+    assert_success
+    assert_output --regexp '^packed 6 records \(rgb\) into .* images/s, pack id [0-9a-f]{16}$'
+    run ls -A "$OUT"
+    assert_output 'p'
+    run "$SHOW" list "$OUT/p"
+    assert_success
+    assert_equal "$(cut -d' ' -f2 <<<"$output" | tr '\n' ' ')" \
+        "$(tr '\n' ' ' <"$ROOT/ImageSets/Segmentation/train.txt")"
+    assert_line --index 0 --regexp '^0 synth_000000 [0-9]+x[0-9]+ rgb [0-9]+$'
+    run "$SHOW" check "$OUT/p"
+    assert_success
+    assert_output --partial 'ok: 6 records, 21 classes'
+}
+
+@test "labels and images extract back bit-exact" {
+    "$PACK" -q "$ROOT" --split trainval -o "$OUT/rgb"
+    "$PACK" -q "$ROOT" --split trainval -o "$OUT/jpeg" --store jpeg
+    mkdir "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b"
+    run "$SHOW" extract --all -d "$BATS_TEST_TMPDIR/a" "$OUT/rgb"
+    assert_success
+    "$SHOW" extract --all -d "$BATS_TEST_TMPDIR/b" "$OUT/jpeg"
+    for id in $(cat "$ROOT/ImageSets/Segmentation/trainval.txt"); do
+        # voc-synth and voc-show write palette PNGs the same way, so equal
+        # label indices give equal files
+        cmp "$BATS_TEST_TMPDIR/a/${id}_label.png" "$ROOT/SegmentationClass/$id.png"
+        cmp "$BATS_TEST_TMPDIR/b/${id}_label.png" "$ROOT/SegmentationClass/$id.png"
+        # RGB8 storage holds exactly what decoding the stored JPEG gives
+        cmp "$BATS_TEST_TMPDIR/a/$id.png" "$BATS_TEST_TMPDIR/b/$id.png"
+    done
+    run "$SHOW" meta "$OUT/jpeg"
+    assert_line 'images: jpeg'
+    assert_line 'records: 8'
+}
+
+@test "a semseg pair list gives the same pack as the id list; --jobs does not change it" {
+    sed 's|.*|JPEGImages/&.jpg SegmentationClass/&.png|' \
+        "$ROOT/ImageSets/Segmentation/train.txt" >"$BATS_TEST_TMPDIR/pairs.txt"
+    a=$("$PACK" "$ROOT" --split train -o "$OUT/a" -j 1 2>/dev/null)
+    b=$("$PACK" "$ROOT" --list "$BATS_TEST_TMPDIR/pairs.txt" -o "$OUT/b" -j 3 2>/dev/null)
+    assert_equal "${a##* }" "${b##* }"
+    cmp "$OUT/a" "$OUT/b"
+}
+
+@test "--label-dir and the SegmentationClassAug fallback" {
+    mv "$ROOT/SegmentationClass" "$ROOT/SegmentationClassAug"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/a"
+    assert_success
+    mv "$ROOT/SegmentationClassAug" "$ROOT/Labels"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/b" --label-dir Labels
+    assert_success
+    cmp "$OUT/a" "$OUT/b"
+}
+
+@test "missing image: one line naming the id and file, exit 1, no output" {
+    rm "$ROOT/JPEGImages/synth_000002.jpg"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output "voc-pack: synth_000002: $ROOT/JPEGImages/synth_000002.jpg: No such file or directory"
+    assert_no_output
+}
+
+@test "missing label file" {
+    rm "$ROOT/SegmentationClass/synth_000003.png"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output --regexp '^voc-pack: synth_000003: .*synth_000003.png: No such file or directory$'
+    assert_no_output
+}
+
+@test "corrupt JPEG" {
+    printf 'this is not a JPEG' >"$ROOT/JPEGImages/synth_000001.jpg"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output --regexp '^voc-pack: synth_000001: .*synth_000001.jpg: corrupt JPEG: Not a JPEG file'
+    assert_no_output
+}
+
+@test "truncated JPEG" {
+    f="$ROOT/JPEGImages/synth_000004.jpg"
+    head -c $(($(stat -c %s "$f") / 2)) "$SRC/JPEGImages/synth_000004.jpg" >"$f"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output --regexp '^voc-pack: synth_000004: .*: corrupt JPEG: Premature end of JPEG file$'
+    assert_no_output
+}
+
+@test "truncated PNG" {
+    f="$ROOT/SegmentationClass/synth_000000.png"
+    head -c $(($(stat -c %s "$f") - 30)) "$SRC/SegmentationClass/synth_000000.png" >"$f"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output --regexp '^voc-pack: synth_000000: .*synth_000000.png: corrupt PNG: '
+    assert_no_output
+}
+
+@test "corrupt PNG" {
+    printf '\211PNG\r\n\032\nnot really' >"$ROOT/SegmentationClass/synth_000005.png"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output --regexp '^voc-pack: synth_000005: .*synth_000005.png: corrupt PNG: '
+    assert_no_output
+}
+
+@test "image/label size mismatch" {
+    # give synth_000001 the label of an image of another size
+    cp "$ROOT/SegmentationClass/synth_000000.png" "$ROOT/SegmentationClass/synth_000001.png"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output --regexp '^voc-pack: synth_000001: label [0-9]+x[0-9]+ but image [0-9]+x[0-9]+$'
+    # the sizes named are the real ones
+    "$PACK" -q "$SRC" --split train -o "$BATS_TEST_TMPDIR/good"
+    sizes=$("$SHOW" list "$BATS_TEST_TMPDIR/good" | awk '{print $3}')
+    want="label $(sed -n 1p <<<"$sizes") but image $(sed -n 2p <<<"$sizes")"
+    assert_output --partial "$want"
+    assert_no_output
+}
+
+@test "label value out of range" {
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p" --classes 2
+    assert_failure 1
+    assert_output --regexp '^voc-pack: synth_000000: .*synth_000000.png: label value [0-9]+ at \([0-9]+,[0-9]+\) out of range \(classes 2, ignore 255\)$'
+    assert_no_output
+}
+
+@test "unreadable, missing, empty and malformed lists" {
+    run "$PACK" -q "$ROOT" --list "$BATS_TEST_TMPDIR/none.txt" -o "$OUT/p"
+    assert_failure 1
+    assert_output "voc-pack: $BATS_TEST_TMPDIR/none.txt: No such file or directory"
+    run "$PACK" -q "$ROOT" --list "$ROOT" -o "$OUT/p"
+    assert_failure 1
+    assert_output "voc-pack: $ROOT: read error: Is a directory"
+    run "$PACK" -q "$ROOT" --split nosuchsplit -o "$OUT/p"
+    assert_failure 1
+    assert_output --partial 'nosuchsplit.txt: No such file or directory'
+    : >"$BATS_TEST_TMPDIR/empty.txt"
+    run "$PACK" -q "$ROOT" --list "$BATS_TEST_TMPDIR/empty.txt" -o "$OUT/p"
+    assert_failure 1
+    assert_output --partial 'empty list'
+    echo 'a b c' >"$BATS_TEST_TMPDIR/three.txt"
+    run "$PACK" -q "$ROOT" --list "$BATS_TEST_TMPDIR/three.txt" -o "$OUT/p"
+    assert_failure 1
+    assert_output "voc-pack: $BATS_TEST_TMPDIR/three.txt:1: expected an id or 'image label'"
+    if [ "$(id -u)" != 0 ]; then # root reads a mode-000 file anyway
+        cp "$ROOT/ImageSets/Segmentation/train.txt" "$BATS_TEST_TMPDIR/locked.txt"
+        chmod 000 "$BATS_TEST_TMPDIR/locked.txt"
+        run "$PACK" -q "$ROOT" --list "$BATS_TEST_TMPDIR/locked.txt" -o "$OUT/p"
+        assert_failure 1
+        assert_output --partial 'Permission denied'
+    fi
+    assert_no_output
+}
+
+@test "existing output needs --force" {
+    echo keep >"$OUT/p"
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output "voc-pack: $OUT/p: exists (use --force to replace it)"
+    assert_equal "$(cat "$OUT/p")" keep
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p" --force
+    assert_success
+    run "$SHOW" check "$OUT/p"
+    assert_success
+}
+
+@test "disk full (file size limit): clear message, no output" {
+    # ulimit -f makes writes past 64 KiB fail (EFBIG / short write) for
+    # root and non-root alike; the pack needs more than that
+    run bash -c "ulimit -f 64; exec '$PACK' -q '$ROOT' --split trainval -o '$OUT/p'"
+    assert_failure 1
+    assert_output --regexp "^voc-pack: $OUT/p: writing failed \(disk full or file size limit\?\): "
+    assert_no_output
+}
+
+@test "--skip-bad packs the rest and reports how many and which" {
+    rm "$ROOT/JPEGImages/synth_000001.jpg"
+    printf 'junk' >"$ROOT/SegmentationClass/synth_000004.png"
+    run --separate-stderr "$PACK" "$ROOT" --split train -o "$OUT/p" --skip-bad
+    assert_success
+    assert_output --partial 'packed 4 records'
+    [[ "$stderr" == *"voc-pack: synth_000001: "*"(skipped)"* ]]
+    [[ "$stderr" == *"voc-pack: skipped 2 of 6: synth_000001 synth_000004"* ]]
+    run "$SHOW" list "$OUT/p"
+    assert_equal "$(cut -d' ' -f1,2 <<<"$output" | tr '\n' ' ')" \
+        "0 synth_000000 1 synth_000002 2 synth_000003 3 synth_000005 "
+    run "$SHOW" check "$OUT/p"
+    assert_success
+}
+
+@test "--skip-bad with nothing good left fails and writes nothing" {
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p" --skip-bad --classes 1
+    assert_failure 1
+    assert_line 'voc-pack: no valid samples: nothing written'
+    assert_no_output
+}
+
+@test "RGB-coloured label PNGs are mapped through the VOC palette" {
+    if ! command -v convert >/dev/null; then skip "ImageMagick convert not installed"; fi
+    "$PACK" -q "$ROOT" --split train -o "$OUT/a"
+    for f in "$ROOT"/SegmentationClass/*.png; do
+        convert "$f" -define png:color-type=2 "PNG24:$f.rgb" && mv "$f.rgb" "$f"
+    done
+    [ "$(od -An -tu1 -j25 -N1 "$ROOT/SegmentationClass/synth_000000.png" | tr -d ' ')" = 2 ]
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/b"
+    assert_success
+    cmp "$OUT/a" "$OUT/b"
+}
