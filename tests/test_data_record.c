@@ -1,0 +1,369 @@
+/* Image I/O, pack records, metadata and the LMDB writer: round trips, and
+ * every corruption (each single flipped byte, each truncation) rejected
+ * with PK_EFORMAT rather than a crash. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "lmdb_util.h"
+#include "palette.h"
+#include "record.h"
+#include "support.h"
+#include "voc_sample.h"
+
+static char g_dir[] = "/tmp/pk_test_data_XXXXXX"; /* test-local scratch dir name */
+
+static char *path_in(const char *name)
+{
+    static char buf[256];
+    snprintf(buf, sizeof buf, "%s/%s", g_dir, name);
+    return buf;
+}
+
+static void fill_rgb(pk_image *im, int w, int h)
+{
+    pk_image_alloc(im, w, h, 3, NULL);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint8_t *p = im->px + 3 * (y * w + x);
+            p[0] = (uint8_t)(x * 255 / (w - 1));
+            p[1] = (uint8_t)(y * 255 / (h - 1));
+            p[2] = (uint8_t)((x + y) * 4);
+        }
+}
+
+static int test_jpeg(void)
+{
+    int f = 0;
+    pk_err e;
+    pk_image im, back = {0};
+    fill_rgb(&im, 37, 23);
+    uint8_t *jpg;
+    size_t len;
+    PK_CHECK(f, pk_jpeg_encode(&jpg, &len, &im, 95, &e) == PK_OK, "encode: %s", e.msg);
+    PK_CHECK(f, pk_jpeg_decode(&back, jpg, len, &e) == PK_OK, "decode: %s", e.msg);
+    PK_CHECK(f, back.w == 37 && back.h == 23 && back.c == 3, "decoded size");
+    double err = 0;
+    for (size_t i = 0; i < 37 * 23 * 3; i++)
+        err += abs((int)back.px[i] - (int)im.px[i]);
+    err /= 37 * 23 * 3;
+    PK_CHECK(f, err < 4.0, "JPEG q95 mean abs error %.2f", err);
+    int w, h;
+    PK_CHECK(f, pk_jpeg_size(&w, &h, jpg, len, &e) == PK_OK && w == 37 && h == 23, "size");
+    uint8_t *buf = malloc(37 * 23 * 3);
+    PK_CHECK(f, pk_jpeg_decode_into(buf, 37, 23, jpg, len, &e) == PK_OK &&
+                    !memcmp(buf, back.px, 37 * 23 * 3), "decode_into");
+    PK_CHECK(f, pk_jpeg_decode_into(buf, 23, 37, jpg, len, &e) == PK_EFORMAT,
+             "decode_into wrong size accepted");
+    free(buf);
+    /* every truncation fails cleanly */
+    int bad = 0;
+    for (size_t n = 0; n < len - 2; n++) {
+        pk_image t = {0};
+        if (pk_jpeg_decode(&t, jpg, n, &e) != PK_EFORMAT)
+            bad++;
+        pk_image_free(&t);
+    }
+    PK_CHECK(f, bad == 0, "%d truncated JPEGs not rejected", bad);
+    pk_image t = {0};
+    PK_CHECK(f, pk_jpeg_decode(&t, (const uint8_t *)"hello world", 11, &e) == PK_EFORMAT &&
+                    strstr(e.msg, "corrupt JPEG"), "garbage: %s", e.msg);
+    PK_CHECK(f, pk_jpeg_read(&t, path_in("missing.jpg"), &e) == PK_ENOTFOUND, "missing file");
+    free(jpg);
+    pk_image_free(&im);
+    pk_image_free(&back);
+    return f;
+}
+
+static int test_png_labels(void)
+{
+    int f = 0;
+    pk_err e;
+    uint8_t pal[256][3];
+    pk_voc_palette(pal);
+    pk_image lab;
+    pk_image_alloc(&lab, 19, 11, 1, NULL);
+    for (int i = 0; i < 19 * 11; i++)
+        lab.px[i] = (uint8_t)(i % 7 == 6 ? 255 : i % 7 * 3); /* 0,3,..,15 and 255 */
+    PK_CHECK(f, pk_png_write_palette(path_in("l.png"), &lab, (const uint8_t(*)[3])pal, 256, &e) ==
+                    PK_OK, "write palette: %s", e.msg);
+    pk_image back = {0};
+    int kind = 0;
+    PK_CHECK(f, pk_png_read_label(&back, &kind, path_in("l.png"), &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(f, kind == PK_PNG_PALETTE && back.c == 1 && back.w == 19 && back.h == 11 &&
+                    !memcmp(back.px, lab.px, 19 * 11), "palette PNG read as indices");
+    pk_image_free(&back);
+
+    /* the same label written as RGB colours maps back to the indices */
+    pk_image rgb;
+    pk_image_alloc(&rgb, 19, 11, 3, NULL);
+    for (int i = 0; i < 19 * 11; i++)
+        memcpy(rgb.px + 3 * i, pal[lab.px[i]], 3);
+    PK_CHECK(f, pk_png_write(path_in("rgb.png"), &rgb, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(f, pk_png_read_label(&back, &kind, path_in("rgb.png"), &e) == PK_OK &&
+                    kind == PK_PNG_RGB && back.c == 3, "RGB PNG read as RGB");
+    pk_colour_map cm;
+    PK_CHECK(f, pk_colour_map_init(&cm, (const uint8_t(*)[3])pal, 21, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(f, pk_label_to_indices(&back, kind, &cm, 21, &e) == PK_OK && back.c == 1 &&
+                    !memcmp(back.px, lab.px, 19 * 11), "RGB mapped through the palette: %s",
+             e.msg);
+    pk_image_free(&back);
+    /* a colour outside the first 21 classes and 255 is an error */
+    memcpy(rgb.px + 3 * 5, pal[40], 3);
+    pk_png_write(path_in("rgb2.png"), &rgb, &e);
+    pk_png_read_label(&back, &kind, path_in("rgb2.png"), &e);
+    PK_CHECK(f, pk_label_to_indices(&back, kind, &cm, 21, &e) == PK_EFORMAT &&
+                    strstr(e.msg, "at (5,0)"), "unknown colour: %s", e.msg);
+    pk_image_free(&back);
+    /* grey labels are values; out of range values are caught */
+    PK_CHECK(f, pk_png_write(path_in("g.png"), &lab, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(f, pk_png_read_label(&back, &kind, path_in("g.png"), &e) == PK_OK &&
+                    kind == PK_PNG_GREY && !memcmp(back.px, lab.px, 19 * 11), "grey PNG");
+    PK_CHECK(f, pk_label_to_indices(&back, kind, &cm, 15, &e) == PK_EFORMAT, "15 >= 15 classes");
+    PK_CHECK(f, pk_label_to_indices(&back, kind, &cm, 16, &e) == PK_OK, "%s", e.msg);
+    pk_image_free(&back);
+    /* truncations of the palette PNG */
+    uint8_t *buf;
+    size_t len;
+    pk_file_read(&buf, &len, path_in("l.png"), &e);
+    int bad = 0;
+    for (size_t n = 0; n + 12 < len; n++) { /* the last 12 bytes are IEND */
+        if (pk_png_decode_label(&back, &kind, buf, n, &e) != PK_EFORMAT)
+            bad++;
+        pk_image_free(&back);
+    }
+    PK_CHECK(f, bad == 0, "%d truncated PNGs not rejected", bad);
+    free(buf);
+    pk_image_free(&rgb);
+    pk_image_free(&lab);
+    return f;
+}
+
+static int test_record(int image_enc)
+{
+    int f = 0;
+    pk_err e;
+    pk_image im;
+    fill_rgb(&im, 9, 7);
+    uint8_t label[63];
+    for (int i = 0; i < 63; i++)
+        label[i] = (uint8_t)(i % 5 == 4 ? 255 : i % 5);
+    uint8_t *jpg = NULL;
+    size_t jlen = 0;
+    if (image_enc == PK_IMG_JPEG)
+        pk_jpeg_encode(&jpg, &jlen, &im, 90, &e);
+    uint8_t *rec;
+    size_t len;
+    int rc = image_enc == PK_IMG_JPEG
+                 ? pk_record_encode(&rec, &len, "2008_000123", 9, 7, PK_IMG_JPEG, jpg, jlen, label, &e)
+                 : pk_record_encode(&rec, &len, "2008_000123", 9, 7, PK_IMG_RGB8, im.px, 189, label, &e);
+    PK_CHECK(f, rc == PK_OK, "encode: %s", e.msg);
+    pk_record_view v;
+    PK_CHECK(f, pk_record_parse(&v, rec, len, &e) == PK_OK, "parse: %s", e.msg);
+    PK_CHECK(f, v.hdr.width == 9 && v.hdr.height == 7 && !strcmp(v.hdr.id, "2008_000123") &&
+                    v.hdr.image_enc == image_enc && v.hdr.label_bytes == 63 &&
+                    !memcmp(v.label, label, 63), "header fields");
+    pk_image got = {0};
+    PK_CHECK(f, pk_record_image(&got, &v, &e) == PK_OK, "image: %s", e.msg);
+    if (image_enc == PK_IMG_RGB8) {
+        PK_CHECK(f, !memcmp(got.px, im.px, 189), "RGB8 image bytes");
+    } else {
+        pk_image want = {0};
+        pk_jpeg_decode(&want, jpg, jlen, &e);
+        PK_CHECK(f, !memcmp(got.px, want.px, 189), "JPEG record decodes as the JPEG");
+        pk_image_free(&want);
+    }
+    pk_image_free(&got);
+    /* every single-byte change and every truncation is rejected */
+    uint8_t *copy = malloc(len + 1);
+    int flips = 0, cuts = 0;
+    for (size_t i = 0; i < len; i++) {
+        memcpy(copy, rec, len);
+        copy[i] ^= 0x5a;
+        if (pk_record_parse(&v, copy, len, &e) != PK_EFORMAT)
+            flips++;
+    }
+    for (size_t n = 0; n < len; n++)
+        if (pk_record_parse(&v, rec, n, &e) != PK_EFORMAT)
+            cuts++;
+    memcpy(copy, rec, len);
+    copy[len] = 0;
+    PK_CHECK(f, pk_record_parse(&v, copy, len + 1, &e) == PK_EFORMAT, "trailing byte accepted");
+    PK_CHECK(f, flips == 0 && cuts == 0, "%d flips, %d truncations accepted", flips, cuts);
+    memcpy(copy, rec, len);
+    copy[0] = 'X';
+    pk_record_parse(&v, copy, len, &e);
+    PK_CHECK(f, strstr(e.msg, "bad magic") != NULL, "magic message: %s", e.msg);
+    memcpy(copy, rec, len);
+    copy[4] = 2;
+    pk_record_parse(&v, copy, len, &e);
+    PK_CHECK(f, strstr(e.msg, "version 2") != NULL, "version message: %s", e.msg);
+    memcpy(copy, rec, len);
+    copy[len - 20] ^= 1;
+    pk_record_parse(&v, copy, len, &e);
+    PK_CHECK(f, strstr(e.msg, "CRC mismatch") != NULL, "CRC message: %s", e.msg);
+    /* bad arguments to encode */
+    uint8_t *r2;
+    size_t l2;
+    PK_CHECK(f, pk_record_encode(&r2, &l2, "", 9, 7, PK_IMG_RGB8, im.px, 189, label, &e) ==
+                    PK_EINVAL, "empty id");
+    PK_CHECK(f, pk_record_encode(&r2, &l2, "a", 9, 7, PK_IMG_RGB8, im.px, 188, label, &e) ==
+                    PK_EINVAL, "wrong RGB size");
+    free(copy);
+    free(rec);
+    free(jpg);
+    pk_image_free(&im);
+    return f;
+}
+
+static int test_meta(void)
+{
+    int f = 0;
+    pk_err e;
+    pk_meta m, back;
+    memset(&m, 0, sizeof m);
+    m.count = 1464;
+    m.classes = 21;
+    m.image_enc = PK_IMG_JPEG;
+    m.pack_id = 0x0123456789abcdefULL;
+    pk_voc_palette(m.palette);
+    for (int i = 0; i < 21; i++)
+        snprintf(m.names[i], sizeof m.names[i], "%s", pk_voc_class_name(i));
+    uint8_t *buf;
+    size_t len;
+    PK_CHECK(f, pk_meta_encode(&buf, &len, &m, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(f, pk_meta_decode(&back, buf, len, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(f, back.count == 1464 && back.classes == 21 && back.image_enc == PK_IMG_JPEG &&
+                    back.pack_id == m.pack_id && back.version == PK_META_VERSION &&
+                    back.record_version == PK_RECORD_VERSION &&
+                    !memcmp(back.palette, m.palette, 768) &&
+                    !strcmp(back.names[20], "tvmonitor"), "meta round trip");
+    int flips = 0, cuts = 0;
+    uint8_t *copy = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        memcpy(copy, buf, len);
+        copy[i] ^= 0x21;
+        if (pk_meta_decode(&back, copy, len, &e) != PK_EFORMAT)
+            flips++;
+    }
+    for (size_t n = 0; n < len; n++)
+        if (pk_meta_decode(&back, buf, n, &e) != PK_EFORMAT)
+            cuts++;
+    PK_CHECK(f, flips == 0 && cuts == 0, "meta: %d flips, %d truncations accepted", flips, cuts);
+    /* the metadata key sorts after every record key */
+    PK_CHECK(f, strcmp("99999999_zzz", PK_META_KEY) < 0, "meta key order");
+    /* pack ids depend on order and content */
+    uint64_t a = PK_PACK_ID_INIT, b = PK_PACK_ID_INIT, c = PK_PACK_ID_INIT;
+    pk_pack_id_add(&a, "00000000_x", 1);
+    pk_pack_id_add(&a, "00000001_y", 2);
+    pk_pack_id_add(&b, "00000001_y", 2);
+    pk_pack_id_add(&b, "00000000_x", 1);
+    pk_pack_id_add(&c, "00000000_x", 1);
+    pk_pack_id_add(&c, "00000001_y", 3);
+    PK_CHECK(f, a != b && a != c, "pack id order/content sensitivity");
+    free(copy);
+    free(buf);
+    return f;
+}
+
+struct count {
+    int n, order_ok;
+    size_t bytes;
+};
+
+static int visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    (void)e;
+    struct count *c = user;
+    char want[32];
+    snprintf(want, sizeof want, "%08d_id%d", c->n, c->n);
+    if (k->mv_size != strlen(want) || memcmp(k->mv_data, want, k->mv_size))
+        c->order_ok = 0;
+    if (v->mv_size != 20000 || ((const uint8_t *)v->mv_data)[7] != (uint8_t)c->n)
+        c->order_ok = 0;
+    c->bytes += v->mv_size;
+    c->n++;
+    return 0;
+}
+
+static int test_lmdb(void)
+{
+    int f = 0;
+    pk_err e;
+    const char *out = strdup(path_in("p.lmdb"));
+    pk_lmdb_writer *w;
+    PK_CHECK(f, pk_lmdb_writer_open(&w, out, 16, 0, &e) == PK_OK, "%s", e.msg);
+    /* 300 x 20 KB = 6 MB, past the 1 MiB initial map: MDB_MAP_FULL and
+     * batch retries on the way */
+    uint8_t *val = calloc(20000, 1);
+    int rc = PK_OK;
+    for (int i = 0; i < 300 && rc == PK_OK; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "%08d_id%d", i, i);
+        val[7] = (uint8_t)i;
+        rc = pk_lmdb_writer_put(w, key, val, 20000, &e);
+    }
+    PK_CHECK(f, rc == PK_OK, "put: %s", e.msg);
+    PK_CHECK(f, access(out, F_OK) != 0, "output visible before finish");
+    PK_CHECK(f, pk_lmdb_writer_finish(w, &e) == PK_OK, "finish: %s", e.msg);
+    pk_lmdb_reader r;
+    PK_CHECK(f, pk_lmdb_open_read(&r, out, &e) == PK_OK, "open: %s", e.msg);
+    size_t n = 0;
+    PK_CHECK(f, pk_lmdb_count(&r, &n, &e) == PK_OK && n == 300, "count %zu", n);
+    MDB_txn *txn;
+    pk_lmdb_txn_begin(&txn, &r, &e);
+    struct count c = {0, 1, 0};
+    PK_CHECK(f, pk_lmdb_foreach(txn, &r, visit, &c, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(f, c.n == 300 && c.order_ok, "iteration: %d records, order %d", c.n, c.order_ok);
+    MDB_val v;
+    PK_CHECK(f, pk_lmdb_get(txn, &r, "00000123_id123", &v, &e) == PK_OK &&
+                    ((uint8_t *)v.mv_data)[7] == 123, "get");
+    PK_CHECK(f, pk_lmdb_get(txn, &r, "nope", &v, &e) == PK_ENOTFOUND, "missing key");
+    mdb_txn_abort(txn);
+    pk_lmdb_close(&r);
+    /* no --force: refuse; abort leaves nothing */
+    PK_CHECK(f, pk_lmdb_writer_open(&w, out, 16, 0, &e) == PK_EIO && strstr(e.msg, "exists"),
+             "existing output: %s", e.msg);
+    const char *out2 = strdup(path_in("q.lmdb"));
+    PK_CHECK(f, pk_lmdb_writer_open(&w, out2, 4, 0, &e) == PK_OK, "%s", e.msg);
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s", pk_lmdb_writer_tmp_path(w));
+    pk_lmdb_writer_put(w, "k", val, 10, &e);
+    PK_CHECK(f, access(tmp, F_OK) == 0, "temp file exists while writing");
+    pk_lmdb_writer_abort(w);
+    PK_CHECK(f, access(tmp, F_OK) != 0 && access(out2, F_OK) != 0, "abort left files");
+    /* a file that is not LMDB */
+    pk_file_write(out2, "not lmdb at all", 15, &e);
+    PK_CHECK(f, pk_lmdb_open_read(&r, out2, &e) != PK_OK, "non-LMDB file opened");
+    unlink(out2);
+    unlink(out);
+    free(val);
+    free((void *)out);
+    free((void *)out2);
+    return f;
+}
+
+int main(void)
+{
+    if (!mkdtemp(g_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    int f = 0;
+    f += test_jpeg();
+    f += test_png_labels();
+    f += test_record(PK_IMG_RGB8);
+    f += test_record(PK_IMG_JPEG);
+    f += test_meta();
+    f += test_lmdb();
+    const char *names[] = {"l.png", "rgb.png", "rgb2.png", "g.png"};
+    for (int i = 0; i < 4; i++)
+        unlink(path_in(names[i]));
+    rmdir(g_dir);
+    if (f)
+        fprintf(stderr, "test_data_record: %d failures\n", f);
+    return f != 0;
+}
