@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""PyTorch's figures for the three model cases of bench/bench_model.c, with
+semseg's PSPNet from tests/fixtures/pspnet_ref.py, 2 threads, NCHW (PyTorch's
+default layout; oneDNN underneath):
+
+  torch_r18_train_b2_225  ResNet18 train step: forward, CE + 0.4 aux CE
+                          + KD (KL, T=1, on the main logits against fake
+                          teacher logits) + SmoothL1 (aux vs fake teacher
+                          aux), backward, SGD (momentum 0.9, wd 1e-4)
+  torch_r50_infer_b1_473  ResNet50 (deep stem) eval forward, main + aux
+                          logits at full resolution, no autograd
+  torch_r50_train_b2_225  ResNet50 train step, CE + 0.4 aux CE
+
+Prints "NAME VALUE img/s" (median over the timed iterations) and a
+"NAME_step" line with the median seconds. Usage:
+  /usr/bin/python3 bench/torch_pspnet_bench.py [--warmup N] [--iters N] [--only NAME]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+from pspnet_ref import PSPNet  # noqa: E402
+
+CLASSES = 21
+# name, arch, stem, train, kd, batch, size
+CASES = [("r18_train_b2_225", "resnet18", "7x7", True, True, 2, 225),
+         ("r50_infer_b1_473", "resnet50", "deep", False, False, 1, 473),
+         ("r50_train_b2_225", "resnet50", "deep", True, False, 2, 225)]
+
+
+def train_step(net, opt, x, y, t_main, t_aux):
+    main, aux = net(x)
+    loss = F.cross_entropy(main, y, ignore_index=255) + \
+        0.4 * F.cross_entropy(aux, y, ignore_index=255)
+    if t_main is not None:
+        kl = F.kl_div(F.log_softmax(main, 1), F.softmax(t_main, 1), reduction="none")
+        loss = loss + kl.sum(1).mean() + F.smooth_l1_loss(aux, t_aux)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def run(case, warmup, iters):
+    name, arch, stem, train, kd, n, size = case
+    g = torch.Generator().manual_seed(7)
+    net = PSPNet(arch, stem, CLASSES, dropout=0.1)
+    x = torch.rand(n, 3, size, size, generator=g) * 4 - 2
+    y = torch.randint(0, CLASSES, (n, size, size), generator=g)
+    y[torch.rand(n, size, size, generator=g) < 0.05] = 255
+    t_main = t_aux = None
+    if kd:
+        t_main = torch.rand(n, CLASSES, size, size, generator=g) * 8 - 4
+        t_aux = torch.rand(n, CLASSES, size, size, generator=g) * 8 - 4
+    if train:
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        step = lambda: train_step(net, opt, x, y, t_main, t_aux)  # noqa: E731
+    else:
+        net.eval()
+
+        def step():
+            with torch.no_grad():
+                net(x)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    print("torch_%s %.3f img/s" % (name, n / med))
+    print("torch_%s_step %.3f s (median of %d, min %.3f, max %.3f)"
+          % (name, med, iters, min(times), max(times)), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="PyTorch PSPNet throughput")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default=None, help="comma-separated case names")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print("# torch_pspnet_bench: PyTorch %s, %d threads, %d warm-up + %d timed iterations"
+          % (torch.__version__, torch.get_num_threads(), a.warmup, a.iters))
+    for case in CASES:
+        if a.only is None or case[0] in a.only.split(","):
+            run(case, a.warmup, a.iters)
+
+
+if __name__ == "__main__":
+    main()
