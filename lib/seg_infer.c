@@ -252,22 +252,50 @@ typedef struct window {
     int y, x;
 } window;
 
+/* The protocol's network: the model on its device. */
+struct model_net {
+    pk_model *m;
+    pk_seg_ws *ws;
+};
+
+static int model_net_fn(void *user, float *logits, const float *images, int n, int h, int w,
+                        pk_err *e)
+{
+    struct model_net *mn = user;
+    pk_ctx *c = pk_model_ctx(mn->m);
+    pk_seg_ws *ws = mn->ws;
+    size_t nin = (size_t)n * h * w * 3, nout = (size_t)n * h * w * pk_model_config(mn->m)->classes;
+    int rc;
+    if ((rc = dev_grow(ws, c, &ws->d_in, &ws->d_in_cap, nin, e)) ||
+        (rc = dev_grow(ws, c, &ws->d_out, &ws->d_out_cap, nout, e)))
+        return rc;
+    pk_dev_upload(c, ws->d_in, images, nin * sizeof(float));
+    if ((rc = pk_model_infer(mn->m, ws->d_out, NULL, ws->d_in, n, h, w, 1, e)))
+        return rc;
+    pk_dev_download(c, logits, ws->d_out, nout * sizeof(float));
+    pk_dev_sync(c);
+    return PK_OK;
+}
+
+struct net {
+    pk_seg_net_fn fn;
+    void *user;
+    int k;
+};
+
 /* Runs windows [0, n) of the padded frame (fw wide, 3 channels,
  * normalised) through the network and adds their probabilities to acc and
  * 1 to cnt over each window. */
-static int run_windows(pk_model *m, const pk_seg_opts *o, const window *win, int n,
+static int run_windows(const struct net *net, const pk_seg_opts *o, const window *win, int n,
                        const float *frame, int fw, float *acc, float *cnt, pk_seg_ws *ws,
                        pk_err *e)
 {
-    pk_ctx *c = pk_model_ctx(m);
-    int k = pk_model_config(m)->classes, ch = o->crop_h, cw = o->crop_w;
+    int k = net->k, ch = o->crop_h, cw = o->crop_w;
     int per = o->flip ? 2 : 1, nimg = n * per;
     size_t win_in = (size_t)ch * cw * 3, win_out = (size_t)ch * cw * k;
     int rc;
     if ((rc = grow(&ws->in, &ws->in_cap, win_in * nimg, e)) ||
-        (rc = grow(&ws->out, &ws->out_cap, win_out * nimg, e)) ||
-        (rc = dev_grow(ws, c, &ws->d_in, &ws->d_in_cap, win_in * nimg, e)) ||
-        (rc = dev_grow(ws, c, &ws->d_out, &ws->d_out_cap, win_out * nimg, e)))
+        (rc = grow(&ws->out, &ws->out_cap, win_out * nimg, e)))
         return rc;
     for (int i = 0; i < n; i++) {
         float *dst = ws->in + win_in * i * per;
@@ -281,12 +309,8 @@ static int run_windows(pk_model *m, const pk_seg_opts *o, const window *win, int
             }
         }
     }
-    pk_dev_upload(c, ws->d_in, ws->in, win_in * nimg * sizeof(float));
-    rc = pk_model_infer(m, ws->d_out, NULL, ws->d_in, nimg, ch, cw, 1, e);
-    if (rc)
+    if ((rc = net->fn(net->user, ws->out, ws->in, nimg, ch, cw, e)))
         return rc;
-    pk_dev_download(c, ws->out, ws->d_out, win_out * nimg * sizeof(float));
-    pk_dev_sync(c);
     softmax_rows(ws->out, (size_t)ch * cw * nimg, k);
     for (int i = 0; i < n; i++) {
         const float *p = ws->out + win_out * i * per, *q = p + win_out;
@@ -312,10 +336,10 @@ static int run_windows(pk_model *m, const pk_seg_opts *o, const window *win, int
 
 /* semseg's scale_process for one scale: adds this scale's [h, w, K]
  * probabilities to probs. img is the w x h image as float pixel values. */
-static int eval_scale(pk_model *m, const pk_seg_opts *o, float scale, const float *img, int w,
-                      int h, float *probs, pk_seg_ws *ws, pk_err *e)
+static int eval_scale(const struct net *net, const pk_seg_opts *o, float scale, const float *img,
+                      int w, int h, float *probs, pk_seg_ws *ws, pk_err *e)
 {
-    int k = pk_model_config(m)->classes, ch = o->crop_h, cw = o->crop_w;
+    int k = net->k, ch = o->crop_h, cw = o->crop_w;
     /* Python's round() on floats is round-half-even, as rint. */
     int lng = (int)rint((double)scale * o->base_size), nh = lng, nw = lng;
     if (h > w)
@@ -357,13 +381,13 @@ static int eval_scale(pk_model *m, const pk_seg_opts *o, float scale, const floa
             batch[nb].y = ey - ch;
             batch[nb].x = ex - cw;
             if (++nb == o->batch) {
-                if ((rc = run_windows(m, o, batch, nb, ws->padded, fw, ws->acc, ws->cnt, ws,
+                if ((rc = run_windows(net, o, batch, nb, ws->padded, fw, ws->acc, ws->cnt, ws,
                                       e)))
                     return rc;
                 nb = 0;
             }
         }
-    if (nb && (rc = run_windows(m, o, batch, nb, ws->padded, fw, ws->acc, ws->cnt, ws, e)))
+    if (nb && (rc = run_windows(net, o, batch, nb, ws->padded, fw, ws->acc, ws->cnt, ws, e)))
         return rc;
     for (int y = 0; y < nh; y++)
         for (int x = 0; x < nw; x++) {
@@ -381,15 +405,18 @@ static int eval_scale(pk_model *m, const pk_seg_opts *o, float scale, const floa
     return PK_OK;
 }
 
-int pk_seg_eval_image(pk_model *m, const pk_seg_opts *o, const uint8_t *rgb, int w, int h,
-                      float *probs, pk_seg_ws *ws, pk_err *e)
+int pk_seg_eval_image_net(pk_seg_net_fn fn, void *user, int k, const pk_seg_opts *o,
+                          const uint8_t *rgb, int w, int h, float *probs, pk_seg_ws *ws,
+                          pk_err *e)
 {
     int rc = pk_seg_opts_check(o, e);
     if (rc)
         return rc;
     if (w < 1 || h < 1)
         return pk_fail(e, PK_EINVAL, "bad image size %dx%d", w, h);
-    int k = pk_model_config(m)->classes;
+    if (k < 1)
+        return pk_fail(e, PK_EINVAL, "bad class count %d", k);
+    struct net net = {fn, user, k};
     size_t npix = (size_t)w * h;
     if ((rc = grow(&ws->img, &ws->img_cap, npix * 3, e)))
         return rc;
@@ -397,12 +424,20 @@ int pk_seg_eval_image(pk_model *m, const pk_seg_opts *o, const uint8_t *rgb, int
         ws->img[i] = (float)rgb[i];
     memset(probs, 0, npix * k * sizeof *probs);
     for (int s = 0; s < o->nscales; s++)
-        if ((rc = eval_scale(m, o, o->scales[s], ws->img, w, h, probs, ws, e)))
+        if ((rc = eval_scale(&net, o, o->scales[s], ws->img, w, h, probs, ws, e)))
             return rc;
     float inv = 1.0f / (float)o->nscales;
     for (size_t i = 0; i < npix * k; i++)
         probs[i] *= inv;
     return PK_OK;
+}
+
+int pk_seg_eval_image(pk_model *m, const pk_seg_opts *o, const uint8_t *rgb, int w, int h,
+                      float *probs, pk_seg_ws *ws, pk_err *e)
+{
+    struct model_net mn = {m, ws};
+    return pk_seg_eval_image_net(model_net_fn, &mn, pk_model_config(m)->classes, o, rgb, w, h,
+                                 probs, ws, e);
 }
 
 void pk_seg_argmax(uint8_t *out, const float *x, size_t npix, int k)

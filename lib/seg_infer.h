@@ -65,6 +65,16 @@ int pk_seg_whole_image(pk_model *m, const uint8_t *rgb, int w, int h, int upsamp
 int pk_seg_eval_image(pk_model *m, const pk_seg_opts *o, const uint8_t *rgb, int w, int h,
                       float *probs, pk_seg_ws *ws, pk_err *e);
 
+/* The same protocol over any network: net maps n normalised host images
+ * [n, h, w, 3] to host logits [n, h, w, k] at the input resolution (the
+ * model version uploads, runs pk_model_infer with upsample = 1 and
+ * downloads). Lets tests check the protocol with a known function. */
+typedef int (*pk_seg_net_fn)(void *user, float *logits, const float *images, int n, int h,
+                             int w, pk_err *e);
+int pk_seg_eval_image_net(pk_seg_net_fn net, void *user, int k, const pk_seg_opts *o,
+                          const uint8_t *rgb, int w, int h, float *probs, pk_seg_ws *ws,
+                          pk_err *e);
+
 /* Per pixel, the index of the largest of k values (the first on ties). */
 void pk_seg_argmax(uint8_t *out, const float *x, size_t npix, int k);
 
