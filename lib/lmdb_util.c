@@ -102,7 +102,9 @@ int pk_lmdb_writer_open(pk_lmdb_writer **out, const char *path, int batch, int f
     if (!rc)
         rc = mdb_env_open(w->env, w->tmp, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0644);
     if (rc) {
-        int code = pk_lmdb_fail(e, rc, w->tmp);
+        char what[512];
+        snprintf(what, sizeof what, "%s: cannot create %s", w->path, w->tmp);
+        int code = pk_lmdb_fail(e, rc, what);
         destroy(w, 1);
         return code;
     }

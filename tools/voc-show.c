@@ -32,6 +32,15 @@ static void usage(FILE *f)
             "  -V, --version   print the version\n");
 }
 
+/* Names the offending option: the argument when it is a long option, else
+ * optopt (a short option may sit inside a group such as -xq). */
+static void opt_name(char *m, size_t cap, const char *fmt, int opt, const char *arg)
+{
+    char shortopt[3] = {'-', (char)opt, '\0'};
+    int is_short = strncmp(arg, "--", 2) && opt > ' ' && opt < 127;
+    snprintf(m, cap, fmt, is_short ? shortopt : arg);
+}
+
 static int usage_error(const char *msg)
 {
     fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
@@ -381,10 +390,10 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':':
-            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
+            opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
             return usage_error(m);
         default:
-            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
+            opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
             return usage_error(m);
         }
     }
