@@ -1,6 +1,7 @@
 /* semseg's training transforms as one composed inverse warp (see
  * augment.h for the geometry and how it differs from four resamplings). */
 #include "augment.h"
+#include "augment_kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -65,7 +66,6 @@ static int scaled_size(int n, float s)
 
 static int imax(int a, int b) { return a > b ? a : b; }
 static int imin(int a, int b) { return a < b ? a : b; }
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Uniform integer in [0, n) from 64 bits (n >= 1). */
 static int below(uint64_t bits, int n) { return (int)(((bits >> 32) * (uint64_t)n) >> 32); }
@@ -105,19 +105,8 @@ void pk_aug_ws_free(pk_aug_ws *ws)
     ws->cap = 0;
 }
 
-/* The composed inverse map. Output pixel (x, y) sits at (x3, y3) =
- * (x + dx, y + dy) of the scaled frame (before padding); that frame point
- * comes from the scaled, unrotated point (x1, y1) = r * (x3, y3, 1) (flip
- * and inverse rotation), and from the source point x0 = (x1+0.5)/s - 0.5. */
-typedef struct warp {
-    int w, h;   /* source */
-    int w1, h1; /* scaled frame */
-    int dx, dy;
-    float r[6];
-    float inv_s;
-} warp;
-
-static void warp_init(warp *g, const pk_aug_opts *o, const pk_aug_params *p, int w, int h)
+static void warp_init(pk_aug_warp *g, const pk_aug_opts *o, const pk_aug_params *p, int w,
+                      int h)
 {
     g->w = w;
     g->h = h;
@@ -142,65 +131,6 @@ static void warp_init(warp *g, const pk_aug_opts *o, const pk_aug_params *p, int
     g->r[4] = (float)a;
     g->r[5] = (float)(b * (fo - cx) - a * cy + cy);
     g->inv_s = (float)(1.0 / (double)p->scale);
-}
-
-/* Frame point -> source point; 0 when it falls outside the rotated source
- * (the rotation border). */
-static inline int map_point(const warp *g, int x3, int y3, float *x0, float *y0)
-{
-    float fx = (float)x3, fy = (float)y3;
-    float x1 = g->r[0] * fx + g->r[1] * fy + g->r[2];
-    float y1 = g->r[3] * fx + g->r[4] * fy + g->r[5];
-    if (!(x1 >= -0.5f && x1 < (float)g->w1 - 0.5f && y1 >= -0.5f &&
-          y1 < (float)g->h1 - 0.5f))
-        return 0;
-    *x0 = (x1 + 0.5f) * g->inv_s - 0.5f;
-    *y0 = (y1 + 0.5f) * g->inv_s - 0.5f;
-    return 1;
-}
-
-/* Bilinear interpolation setup, clamped to [0, n-1]. */
-typedef struct tap {
-    int i0, i1;
-    float a; /* weight of i1 */
-} tap;
-
-static inline tap tap_at(float x, int n)
-{
-    float f = floorf(x);
-    int i = (int)f;
-    tap t = {clampi(i, 0, n - 1), clampi(i + 1, 0, n - 1), x - f};
-    return t;
-}
-
-static inline void sample_rgb(const uint8_t *rgb, int w, int h, float x, float y,
-                              float out[3])
-{
-    tap tx = tap_at(x, w), ty = tap_at(y, h);
-    const uint8_t *r0 = rgb + (size_t)ty.i0 * w * 3, *r1 = rgb + (size_t)ty.i1 * w * 3;
-    const uint8_t *p00 = r0 + tx.i0 * 3, *p01 = r0 + tx.i1 * 3;
-    const uint8_t *p10 = r1 + tx.i0 * 3, *p11 = r1 + tx.i1 * 3;
-    for (int k = 0; k < 3; k++) {
-        float top = (float)p00[k] + tx.a * (float)(p01[k] - p00[k]);
-        float bot = (float)p10[k] + tx.a * (float)(p11[k] - p10[k]);
-        out[k] = top + ty.a * (bot - top);
-    }
-}
-
-static inline void sample_plane(const pk_plane_set *ps, float x0, float y0, float *out)
-{
-    float px = ps->m[0] * x0 + ps->m[1] * y0 + ps->m[2];
-    float py = ps->m[3] * x0 + ps->m[4] * y0 + ps->m[5];
-    tap tx = tap_at(px, ps->w), ty = tap_at(py, ps->h);
-    int c = ps->c;
-    const float *r0 = ps->data + (size_t)ty.i0 * ps->w * c;
-    const float *r1 = ps->data + (size_t)ty.i1 * ps->w * c;
-    const float *restrict p00 = r0 + (size_t)tx.i0 * c, *restrict p01 = r0 + (size_t)tx.i1 * c;
-    const float *restrict p10 = r1 + (size_t)tx.i0 * c, *restrict p11 = r1 + (size_t)tx.i1 * c;
-    float w11 = tx.a * ty.a, w10 = (1.0f - tx.a) * ty.a;
-    float w01 = tx.a * (1.0f - ty.a), w00 = (1.0f - tx.a) * (1.0f - ty.a);
-    for (int k = 0; k < c; k++)
-        out[k] = w00 * p00[k] + w01 * p01[k] + w10 * p10[k] + w11 * p11[k];
 }
 
 /* OpenCV's BORDER_REFLECT_101 index. */
@@ -249,10 +179,9 @@ static int check_args(const pk_aug_opts *o, const pk_aug_params *p, const uint8_
 /* The blurred image over the part of the crop inside the scaled frame:
  * warps that rectangle plus a 2-pixel margin (reflect-101 at the frame's
  * edge), blurs it with [1 4 6 4 1]/16 both ways and writes it normalised. */
-static int blur_image(const pk_aug_opts *o, const warp *g, const uint8_t *rgb, float *out,
-                      pk_aug_ws *ws, pk_err *e)
+static int blur_image(const pk_aug_opts *o, const pk_aug_warp *g, const uint8_t *rgb,
+                      float *out, pk_aug_ws *ws, pk_err *e)
 {
-    static const float k5[5] = {0.0625f, 0.25f, 0.375f, 0.25f, 0.0625f};
     int xlo = imax(0, -g->dx), xhi = imin(o->crop_w, g->w1 - g->dx);
     int ylo = imax(0, -g->dy), yhi = imin(o->crop_h, g->h1 - g->dy);
     if (xlo >= xhi || ylo >= yhi)
@@ -267,37 +196,51 @@ static int blur_image(const pk_aug_opts *o, const warp *g, const uint8_t *rgb, f
         ws->cap = need;
     }
     float *b = ws->buf, *t = ws->buf + (size_t)bh * bw * 3;
+    pk_aug_span_dst d = {0};
+    for (int k = 0; k < 3; k++) {
+        d.scale[k] = 1.0f;
+        d.fill[k] = o->mean[k]; /* semseg's rotation border, blurred like the image */
+    }
+    /* buffer column i is output column xlo - 2 + i; the frame covers output
+     * columns [-dx, w1 - dx): inside them one span, outside reflected */
+    int fa = imax(xlo - 2, -g->dx), fb = imin(xhi + 2, g->w1 - g->dx);
     for (int j = 0; j < bh; j++) {
         int y3 = reflect101(ylo - 2 + j + g->dy, g->h1);
         float *row = b + (size_t)j * bw * 3;
-        for (int i = 0; i < bw; i++) {
-            int x3 = reflect101(xlo - 2 + i + g->dx, g->w1);
-            float x0, y0;
-            if (map_point(g, x3, y3, &x0, &y0))
-                sample_rgb(rgb, g->w, g->h, x0, y0, row + i * 3);
-            else
-                memcpy(row + i * 3, o->mean, 3 * sizeof(float));
+        d.img = row + (size_t)(fa - (xlo - 2)) * 3;
+        pk_aug_span(g, rgb, y3, fa + g->dx, fb - fa, &d);
+        for (int x = xlo - 2; x < xhi + 2; x++) {
+            if (x >= fa && x < fb)
+                continue;
+            d.img = row + (size_t)(x - (xlo - 2)) * 3;
+            pk_aug_span(g, rgb, y3, reflect101(x + g->dx, g->w1), 1, &d);
         }
     }
-    for (int j = 0; j < bh; j++) {
-        const float *s = b + (size_t)j * bw * 3;
-        float *d = t + (size_t)j * rw * 3;
-        for (int i = 0; i < rw * 3; i++)
-            d[i] = k5[0] * s[i] + k5[1] * s[i + 3] + k5[2] * s[i + 6] + k5[3] * s[i + 9] +
-                   k5[4] * s[i + 12];
-    }
+    for (int j = 0; j < bh; j++)
+        pk_aug_blur5(t + (size_t)j * rw * 3, b + (size_t)j * bw * 3, rw * 3, 3);
     float inv_std[3] = {1.0f / o->std[0], 1.0f / o->std[1], 1.0f / o->std[2]};
-    for (int j = 0; j < rh; j++) {
-        const float *s0 = t + (size_t)j * rw * 3;
-        size_t st = (size_t)rw * 3;
-        float *d = out + ((size_t)(ylo + j) * o->crop_w + xlo) * 3;
-        for (int i = 0; i < rw * 3; i++) {
-            float v = k5[0] * s0[i] + k5[1] * s0[i + st] + k5[2] * s0[i + 2 * st] +
-                      k5[3] * s0[i + 3 * st] + k5[4] * s0[i + 4 * st];
-            d[i] = (v - o->mean[i % 3]) * inv_std[i % 3];
-        }
-    }
+    for (int j = 0; j < rh; j++)
+        pk_aug_blur5_norm(out + ((size_t)(ylo + j) * o->crop_w + xlo) * 3,
+                          t + (size_t)j * rw * 3, rw * 3, rw * 3, o->mean, inv_std);
     return PK_OK;
+}
+
+/* Output pixels [x, x+n) of row y that no source pixel reaches. */
+static void fill_pad(float *img, uint8_t *label, uint8_t *valid, uint8_t ignore,
+                     const pk_plane_set *planes, int nplanes, size_t at, int n)
+{
+    if (n <= 0)
+        return;
+    if (img)
+        memset(img + at * 3, 0, (size_t)n * 3 * sizeof(float)); /* the mean, normalised */
+    if (label)
+        memset(label + at, ignore, (size_t)n);
+    if (valid)
+        memset(valid + at, 0, (size_t)n);
+    for (int s = 0; s < nplanes; s++)
+        for (int i = 0; i < n; i++)
+            memset(planes[s].out + (at + (size_t)i) * (size_t)planes[s].out_stride, 0,
+                   (size_t)planes[s].c * sizeof(float));
 }
 
 int pk_augment(const pk_aug_opts *o, const pk_aug_params *p, const uint8_t *rgb,
@@ -308,51 +251,47 @@ int pk_augment(const pk_aug_opts *o, const pk_aug_params *p, const uint8_t *rgb,
     int rc = check_args(o, p, rgb, w, h, planes, nplanes, out_image, e);
     if (rc)
         return rc;
-    warp g;
+    pk_aug_warp g;
     warp_init(&g, o, p, w, h);
-    float inv_std[3] = {1.0f / o->std[0], 1.0f / o->std[1], 1.0f / o->std[2]};
-    uint8_t ignore = (uint8_t)o->ignore_label;
     int cw = o->crop_w, ch = o->crop_h;
+    if (!label)
+        out_label = NULL;
+    /* the planes need the valid mask even when the caller does not */
+    uint8_t *vrow = NULL;
+    if (nplanes > 0 && !out_valid) {
+        vrow = malloc((size_t)cw);
+        if (!vrow)
+            return pk_fail(e, PK_ENOMEM, "augment: out of memory");
+    }
+    pk_aug_span_dst d = {0};
+    for (int k = 0; k < 3; k++) {
+        d.scale[k] = 1.0f / o->std[k];
+        d.bias[k] = -o->mean[k] / o->std[k];
+        d.fill[k] = 0.0f;
+    }
+    d.src_label = label;
+    d.ignore = (uint8_t)o->ignore_label;
+    /* output columns inside the scaled frame */
+    int xlo = imax(0, -g.dx), xhi = imin(cw, g.w1 - g.dx);
     for (int y = 0; y < ch; y++) {
         int y3 = y + g.dy;
-        int row_in = y3 >= 0 && y3 < g.h1;
-        for (int x = 0; x < cw; x++) {
-            size_t i = (size_t)y * cw + x;
-            int x3 = x + g.dx;
-            int in_frame = row_in && x3 >= 0 && x3 < g.w1;
-            float x0 = 0.0f, y0 = 0.0f;
-            int ok = in_frame && map_point(&g, x3, y3, &x0, &y0);
-            float *im = out_image + i * 3;
-            if (ok) {
-                if (!p->blur) {
-                    float v[3];
-                    sample_rgb(rgb, w, h, x0, y0, v);
-                    for (int k = 0; k < 3; k++)
-                        im[k] = (v[k] - o->mean[k]) * inv_std[k];
-                }
-                if (label && out_label) {
-                    int lx = clampi((int)floorf(x0 + 0.5f), 0, w - 1);
-                    int ly = clampi((int)floorf(y0 + 0.5f), 0, h - 1);
-                    out_label[i] = label[(size_t)ly * w + lx];
-                }
-                for (int s = 0; s < nplanes; s++)
-                    sample_plane(&planes[s], x0, y0,
-                                 planes[s].out + i * (size_t)planes[s].out_stride);
-            } else {
-                /* the mean pixel normalises to 0; the blur pass overwrites
-                 * in-frame pixels (the rotation border blurs into them) */
-                if (!p->blur || !in_frame)
-                    im[0] = im[1] = im[2] = 0.0f;
-                if (label && out_label)
-                    out_label[i] = ignore;
-                for (int s = 0; s < nplanes; s++)
-                    memset(planes[s].out + i * (size_t)planes[s].out_stride, 0,
-                           (size_t)planes[s].c * sizeof(float));
-            }
-            if (out_valid)
-                out_valid[i] = (uint8_t)ok;
+        size_t row = (size_t)y * cw;
+        if (y3 < 0 || y3 >= g.h1 || xlo >= xhi) {
+            fill_pad(out_image, out_label, out_valid, d.ignore, planes, nplanes, row, cw);
+            continue;
         }
+        fill_pad(out_image, out_label, out_valid, d.ignore, planes, nplanes, row, xlo);
+        fill_pad(out_image, out_label, out_valid, d.ignore, planes, nplanes, row + xhi,
+                 cw - xhi);
+        size_t at = row + (size_t)xlo;
+        d.img = p->blur ? NULL : out_image + at * 3; /* the blur pass writes it */
+        d.label = out_label ? out_label + at : NULL;
+        d.valid = out_valid ? out_valid + at : vrow;
+        pk_aug_span(&g, rgb, y3, xlo + g.dx, xhi - xlo, &d);
+        if (nplanes > 0)
+            pk_aug_planes_span(&g, y3, xlo + g.dx, xhi - xlo, d.valid, planes, nplanes, at);
     }
+    free(vrow);
     if (p->blur) {
         pk_aug_ws local = {0};
         rc = blur_image(o, &g, rgb, out_image, ws ? ws : &local, e);

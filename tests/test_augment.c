@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "augment.h"
 #include "support.h"
 
@@ -443,6 +446,71 @@ static void test_determinism(void)
     free(lb);
 }
 
+/* A copy of n bytes that ends exactly at a PROT_NONE page: reading even
+ * one byte past it (e.g. a 32-bit gather of the last pixel) faults. */
+static uint8_t *fenced_copy(const uint8_t *src, size_t n, void **map, size_t *maplen)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), data = (n + pg - 1) / pg * pg;
+    *maplen = data + pg;
+    uint8_t *m = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (mprotect(m + data, pg, PROT_NONE)) {
+        munmap(m, *maplen);
+        return NULL;
+    }
+    *map = m;
+    memcpy(m + data - n, src, n);
+    return m + data - n;
+}
+
+/* Tiny sources (1x1 .. 9x2) and sources that end at an unreadable page:
+ * every sample stays in bounds and gives source labels or 255. */
+static void test_small_and_fenced(void)
+{
+    const int sizes[][2] = {{1, 1}, {2, 1}, {1, 3}, {3, 2}, {9, 2}, {41, 29}};
+    int bad = 0, runs = 0;
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        int w = sizes[t][0], h = sizes[t][1], cw = 19, ch = 13;
+        uint8_t *rgb0 = noise_rgb(w, h, 20 + t), *lb0 = labels_3711(w, h, 30 + t);
+        void *m1, *m2;
+        size_t l1, l2;
+        uint8_t *rgb = fenced_copy(rgb0, (size_t)w * h * 3, &m1, &l1);
+        uint8_t *lb = fenced_copy(lb0, (size_t)w * h, &m2, &l2);
+        if (!rgb || !lb) {
+            failures++;
+            fprintf(stderr, "  FAIL mmap\n");
+            return;
+        }
+        pk_aug_opts o;
+        pk_aug_opts_default(&o, ch, cw);
+        o.scale_max = 8.0f; /* large scales reach the last pixel often */
+        outs out = outs_new(cw, ch);
+        for (int n = 0; n < 40; n++) {
+            pk_rng r = pk_rng_seed(pk_aug_sample_seed(11, t, (uint64_t)n));
+            pk_aug_params p;
+            pk_aug_draw(&p, &o, w, h, &r);
+            if (n % 4 == 0)
+                p.blur = 1;
+            bad += run(&o, &p, rgb, lb, w, h, NULL, 0, &out) != 0;
+            runs++;
+            for (size_t i = 0; i < (size_t)cw * ch; i++) {
+                uint8_t l = out.lb[i];
+                bad += out.va[i] ? !(l == 3 || l == 7 || l == 11) : l != 255;
+                for (int k = 0; k < 3; k++)
+                    bad += !isfinite(out.im[i * 3 + k]);
+            }
+        }
+        outs_free(&out);
+        munmap(m1, l1);
+        munmap(m2, l2);
+        free(rgb0);
+        free(lb0);
+    }
+    PK_CHECK(failures, bad == 0, "small / fenced sources: %d bad values", bad);
+    printf("  ok %d samples of 1x1 .. 41x29 sources ending at a guard page\n", runs);
+}
+
 int main(void)
 {
     test_identity();
@@ -453,6 +521,7 @@ int main(void)
     test_geometry();
     test_blur();
     test_determinism();
+    test_small_and_fenced();
     if (failures) {
         fprintf(stderr, "test_augment: %d failures\n", failures);
         return 1;
