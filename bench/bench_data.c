@@ -3,6 +3,9 @@
  *   data_voc_pack_*      voc-pack images/s (JPEG or RGB8 store, -j 1 / 2)
  *   data_augment_1t      pk_augment alone, 473x473 crops on one thread
  *                        (decoded images in memory)
+ *   data_augment_logits2x21_1t  the same, also warping a teacher's main and
+ *                        aux logits (21 classes each, stride 8) to full crop
+ *                        resolution, as student-distill does
  *   data_loader_*_Nt     the loader, augmented 473x473 crops with N worker
  *                        threads (read, CRC, JPEG decode, augment)
  *   semseg_*_1t          the same chain as semseg runs it (Python, OpenCV,
@@ -179,13 +182,29 @@ static void free_images(images *im)
     free(im->label);
 }
 
-static rate augment_rate(const images *im, int crops, pk_err *e)
+/* classes: 0, or the teacher-logits case: main + aux logits of `classes`
+ * channels each at stride 8 (align corners), warped with every crop. */
+static rate augment_rate(const images *im, int crops, int classes, pk_err *e)
 {
     pk_aug_opts o;
     pk_aug_opts_default(&o, CROP, CROP);
     size_t px = (size_t)CROP * CROP;
     float *out = malloc(px * 3 * sizeof(float));
     uint8_t *lb = malloc(px), *va = malloc(px);
+    float *lg = NULL, *lo = NULL;
+    pk_plane_set ps[2];
+    if (classes) {
+        size_t grid = 64 * 64 * (size_t)classes; /* covers 505 x 505 images */
+        lg = malloc(grid * sizeof(float));
+        lo = malloc(px * 2 * (size_t)classes * sizeof(float));
+        for (size_t i = 0; i < grid && lg; i++)
+            lg[i] = (float)(i % 97) * 0.01f;
+        for (int s = 0; s < 2; s++) {
+            pk_plane_set p = {lg, 0, 0, classes, {0.125f, 0, 0, 0, 0.125f, 0},
+                              lo ? lo + s * classes : NULL, 2 * classes};
+            ps[s] = p;
+        }
+    }
     pk_aug_ws ws = {0};
     int rc = 0;
     double t0 = now(), c0 = cpu_now();
@@ -194,14 +213,20 @@ static rate augment_rate(const images *im, int crops, pk_err *e)
         pk_rng r = pk_rng_seed(pk_aug_sample_seed(3, 0, (uint64_t)i));
         pk_aug_params p;
         pk_aug_draw(&p, &o, s->w, s->h, &r);
-        rc = pk_augment(&o, &p, s->px, im->label[i % im->n], s->w, s->h, NULL, 0, out, lb, va,
-                        &ws, e);
+        for (int k = 0; k < 2 && classes; k++) {
+            ps[k].w = (s->w - 1) / 8 + 1;
+            ps[k].h = (s->h - 1) / 8 + 1;
+        }
+        rc = pk_augment(&o, &p, s->px, im->label[i % im->n], s->w, s->h, ps, classes ? 2 : 0,
+                        out, lb, va, &ws, e);
     }
     rate r = {crops / (cpu_now() - c0), crops / (now() - t0)};
     pk_aug_ws_free(&ws);
     free(out);
     free(lb);
     free(va);
+    free(lg);
+    free(lo);
     if (rc)
         r.cpu = r.wall = -1.0;
     return r;
@@ -311,13 +336,21 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_data: %s\n", e.msg);
             fail = 1;
         } else {
-            augment_rate(&im, 8, &e); /* warm-up */
+            augment_rate(&im, 8, 0, &e); /* warm-up */
             for (int r = 0; r < runs && !fail; r++) {
-                v[r] = augment_rate(&im, crops, &e);
+                v[r] = augment_rate(&im, crops, 0, &e);
                 fail |= v[r].cpu < 0;
             }
             if (!fail)
                 aug = report("data_augment_1t", v, runs);
+            for (int r = 0; r < runs && !fail; r++) {
+                v[r] = augment_rate(&im, crops / 2, 21, &e);
+                fail |= v[r].cpu < 0;
+            }
+            if (!fail)
+                report("data_augment_logits2x21_1t", v, runs);
+            else
+                fprintf(stderr, "bench_data: augment: %s\n", e.msg);
         }
         free_images(&im);
     }

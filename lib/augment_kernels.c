@@ -251,6 +251,16 @@ static inline void sample_plane(const pk_plane_set *ps, float x0, float y0, floa
         v = _mm256_fmadd_ps(a11, _mm256_loadu_ps(p11 + k), v);
         _mm256_storeu_ps(out + k, v);
     }
+    if (k < c) { /* the last 1..7 channels with masked loads and stores */
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(c - k),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 v = _mm256_mul_ps(a00, _mm256_maskload_ps(p00 + k, m));
+        v = _mm256_fmadd_ps(a01, _mm256_maskload_ps(p01 + k, m), v);
+        v = _mm256_fmadd_ps(a10, _mm256_maskload_ps(p10 + k, m), v);
+        v = _mm256_fmadd_ps(a11, _mm256_maskload_ps(p11 + k, m), v);
+        _mm256_maskstore_ps(out + k, m, v);
+        k = c;
+    }
 #endif
     for (; k < c; k++)
         out[k] = w00 * p00[k] + w01 * p01[k] + w10 * p10[k] + w11 * p11[k];

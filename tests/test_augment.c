@@ -229,17 +229,17 @@ static void test_planes(void)
     float *full = malloc((size_t)w * h * sizeof(float));
     for (size_t i = 0; i < (size_t)w * h; i++)
         full[i] = rgb[i * 3];
-    int pw = (w - 1) / 2 + 1, ph = (h - 1) / 2 + 1, pc = 3;
+    int pw = (w - 1) / 2 + 1, ph = (h - 1) / 2 + 1, pc = 11; /* 8 + a 3-channel tail */
     float *half = malloc((size_t)pw * ph * pc * sizeof(float));
     for (int j = 0; j < ph; j++)
         for (int i = 0; i < pw; i++)
             for (int k = 0; k < pc; k++)
-                half[((size_t)j * pw + i) * pc + k] = (float)(2 * i + 4 * j) + 1000.0f * k;
+                half[((size_t)j * pw + i) * pc + k] = (float)(2 * i + 4 * j) + 100.0f * k;
     size_t np = (size_t)cw * ch;
-    float *o1 = malloc(np * sizeof(float)), *o2 = malloc(np * 4 * sizeof(float));
+    float *o1 = malloc(np * sizeof(float)), *o2 = malloc(np * 12 * sizeof(float));
     pk_plane_set ps[2] = {
         {full, h, w, 1, {1, 0, 0, 0, 1, 0}, o1, 1},
-        {half, ph, pw, pc, {0.5f, 0, 0, 0, 0.5f, 0}, o2, 4}, /* stride 4 > c */
+        {half, ph, pw, pc, {0.5f, 0, 0, 0, 0.5f, 0}, o2, 12}, /* stride 12 > c */
     };
     pk_aug_opts o;
     pk_aug_opts_default(&o, ch, cw);
@@ -253,21 +253,22 @@ static void test_planes(void)
         pk_aug_draw(&p, &o, w, h, &r);
         rot += p.rotate;
         for (size_t i = 0; i < np; i++)
-            o2[i * 4 + 3] = -7.0f; /* beyond c: must stay untouched */
+            o2[i * 12 + 11] = -7.0f; /* beyond c: must stay untouched */
         if (run(&o, &p, rgb, lb, w, h, ps, 2, &out)) {
             failures++;
             break;
         }
         for (size_t i = 0; i < np; i++) {
-            zero_bad += o2[i * 4 + 3] != -7.0f;
+            zero_bad += o2[i * 12 + 11] != -7.0f;
             if (!out.va[i]) {
-                zero_bad += o1[i] != 0.0f || o2[i * 4] != 0.0f || o2[i * 4 + 2] != 0.0f;
+                zero_bad += o1[i] != 0.0f || o2[i * 12] != 0.0f || o2[i * 12 + 10] != 0.0f;
                 continue;
             }
             float v = unnorm(&o, out.im, i, 0);
             e1 = fmax(e1, fabs(o1[i] - v));
-            e2 = fmax(e2, fabs(o2[i * 4] - v));
-            e2 = fmax(e2, fabs(o2[i * 4 + 2] - 2000.0f - v));
+            e2 = fmax(e2, fabs(o2[i * 12] - v));
+            e2 = fmax(e2, fabs(o2[i * 12 + 7] - 700.0f - v));
+            e2 = fmax(e2, fabs(o2[i * 12 + 10] - 1000.0f - v));
         }
     }
     PK_CHECK(failures, e1 < 2e-3, "same-resolution plane differs from R by %g", e1);
