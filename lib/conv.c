@@ -1,0 +1,441 @@
+/* 2-D convolution on NHWC activations and OHWI weights through oneDNN.
+ *
+ * oneDNN's fast CPU kernels (brgconv / jit avx512) take NHWC activations
+ * directly but want the weights blocked (e.g. Ohwi32o forward, OIhw16o16i
+ * backward-data); with plain OHWI weights it falls back to a reference loop
+ * hundreds of times slower. So each primitive is created with
+ * format_tag_any for the weights, and the weights (small next to the
+ * activations: well under 1 ms here) are reordered into a context scratch
+ * buffer on every call; the weight gradient is reordered back and
+ * accumulated into the caller's OHWI dw by the reorder's sum post-op.
+ * Primitives, their memory objects and reorders are built once per shape
+ * and kept in the context's cache; the scratchpad is user-managed, so
+ * nothing is allocated per call once a shape has been seen. */
+#include "ctx_impl.h"
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int pk_conv_out_size(int in, int k, int stride, int pad, int dil)
+{
+    long num = (long)in + 2L * pad - (long)dil * (k - 1) - 1;
+    if (in <= 0 || k <= 0 || stride <= 0 || pad < 0 || dil <= 0 || num < 0)
+        return 0;
+    return (int)(num / stride + 1);
+}
+
+pk_conv_desc pk_conv_desc_make(int n, int h, int w, int ci, int co, int k, int stride,
+                               int pad, int dil, int bias)
+{
+    pk_conv_desc d = {n, h, w, ci, co, k, stride, pad, dil, bias ? 1 : 0, 0, 0};
+    d.ho = pk_conv_out_size(h, k, stride, pad, dil);
+    d.wo = pk_conv_out_size(w, k, stride, pad, dil);
+    return d;
+}
+
+double pk_conv_flops(const pk_conv_desc *d)
+{
+    return 2.0 * d->n * d->ho * d->wo * (double)d->co * d->ci * d->k * d->k;
+}
+
+static int check_desc(const pk_conv_desc *d, pk_err *e)
+{
+    if (d->n <= 0 || d->h <= 0 || d->w <= 0 || d->ci <= 0 || d->co <= 0 || d->k <= 0 ||
+        d->stride <= 0 || d->pad < 0 || d->dil <= 0)
+        return pk_fail(e, PK_EINVAL,
+                       "conv: bad shape n=%d h=%d w=%d ci=%d co=%d k=%d stride=%d pad=%d dil=%d",
+                       d->n, d->h, d->w, d->ci, d->co, d->k, d->stride, d->pad, d->dil);
+    int ho = pk_conv_out_size(d->h, d->k, d->stride, d->pad, d->dil);
+    int wo = pk_conv_out_size(d->w, d->k, d->stride, d->pad, d->dil);
+    if (ho <= 0 || wo <= 0 || ho != d->ho || wo != d->wo)
+        return pk_fail(e, PK_EINVAL, "conv: output %dx%d does not match %dx%d for input %dx%d",
+                       d->ho, d->wo, ho, wo, d->h, d->w);
+    return PK_OK;
+}
+
+/* ---- cached primitives ------------------------------------------------- */
+enum conv_kind { CONV_FWD = 1, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
+
+/* Cache key: all ints, so no padding bytes take part in the comparison. */
+typedef struct conv_key {
+    int tag, kind;
+    int n, h, w, ci, co, k, stride, pad, dil, bias, ho, wo;
+} conv_key;
+#define CONV_KEY_TAG 0x636f6e76 /* "conv" */
+
+typedef struct conv_prim {
+    dnnl_primitive_desc_t pd; /* also the hint for the backward descriptors */
+    dnnl_primitive_t prim;
+    /* The primitive's arguments: act = x or dx, out = y or dy, wei = w or dw
+     * in the primitive's layout, bias = b or db. */
+    dnnl_memory_t act, out, wei, bias, scratch;
+    size_t scratch_bytes, wei_bytes;
+    /* OHWI <-> wei; NULL when the primitive takes OHWI itself (never for
+     * the weight gradient, whose reorder also does the accumulation). */
+    dnnl_primitive_desc_t reorder_pd;
+    dnnl_primitive_t reorder;
+    dnnl_memory_t user_w, reorder_scratch;
+    size_t reorder_scratch_bytes;
+} conv_prim;
+
+static void conv_prim_drop(void *v)
+{
+    conv_prim *p = v;
+    if (!p)
+        return;
+    dnnl_memory_t mems[] = {p->act, p->out, p->wei, p->bias, p->scratch, p->user_w,
+                            p->reorder_scratch};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    if (p->prim)
+        dnnl_primitive_destroy(p->prim);
+    if (p->pd)
+        dnnl_primitive_desc_destroy(p->pd);
+    if (p->reorder)
+        dnnl_primitive_destroy(p->reorder);
+    if (p->reorder_pd)
+        dnnl_primitive_desc_destroy(p->reorder_pd);
+    free(p);
+}
+
+static int new_mem(pk_ctx *c, dnnl_memory_t *m, const dnnl_memory_desc_t *md, pk_err *e)
+{
+    return pk_dnnl_check(dnnl_memory_create(m, md, c->engine, DNNL_MEMORY_NONE),
+                         "memory create", e);
+}
+
+/* A user-managed scratchpad attribute, plus `accumulate` (dst += result). */
+static int make_attr(dnnl_primitive_attr_t *attr, int accumulate, pk_err *e)
+{
+    int rc = pk_dnnl_check(dnnl_primitive_attr_create(attr), "attr create", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(*attr,
+                                                                    dnnl_scratchpad_mode_user),
+                           "attr scratchpad", e);
+    if (rc == PK_OK && accumulate) {
+        dnnl_post_ops_t po = NULL;
+        rc = pk_dnnl_check(dnnl_post_ops_create(&po), "post-ops create", e);
+        if (rc == PK_OK)
+            rc = pk_dnnl_check(dnnl_post_ops_append_sum(po, 1.0f), "post-ops sum", e);
+        if (rc == PK_OK)
+            rc = pk_dnnl_check(dnnl_primitive_attr_set_post_ops(*attr, po), "attr post-ops", e);
+        if (po)
+            dnnl_post_ops_destroy(po);
+    }
+    return rc;
+}
+
+static size_t scratch_size(const_dnnl_primitive_desc_t pd)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
+/* The reorder between the caller's OHWI weights and the primitive's layout
+ * `wmd`: OHWI -> wmd for the forward and backward-data weights, and
+ * wmd -> OHWI with dst += src for the weight gradient. */
+static int build_reorder(pk_ctx *c, conv_prim *p, const dnnl_memory_desc_t *user_md,
+                         const dnnl_memory_desc_t *wmd, int to_user, pk_err *e)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    int rc = make_attr(&attr, to_user, e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(to_user ? dnnl_reorder_primitive_desc_create(
+                                         &p->reorder_pd, wmd, c->engine, user_md, c->engine, attr)
+                                   : dnnl_reorder_primitive_desc_create(
+                                         &p->reorder_pd, user_md, c->engine, wmd, c->engine, attr),
+                           "weights reorder descriptor", e);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_primitive_create(&p->reorder, p->reorder_pd), "reorder create", e);
+    if (rc == PK_OK)
+        rc = new_mem(c, &p->user_w, user_md, e);
+    p->reorder_scratch_bytes = rc == PK_OK ? scratch_size(p->reorder_pd) : 0;
+    if (rc == PK_OK && p->reorder_scratch_bytes)
+        rc = new_mem(c, &p->reorder_scratch,
+                     dnnl_primitive_desc_query_md(p->reorder_pd, dnnl_query_scratchpad_md, 0), e);
+    return rc;
+}
+
+static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e);
+
+static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, pk_err *e)
+{
+    const_dnnl_primitive_desc_t hint = NULL;
+    if (kind != CONV_FWD) {
+        conv_prim *fwd;
+        int rc = get_prim(c, d, CONV_FWD, &fwd, e);
+        if (rc != PK_OK)
+            return rc;
+        hint = fwd->pd;
+    }
+    int with_bias = d->bias && kind != CONV_BWD_DATA;
+    dnnl_memory_desc_t act, out, wany, wuser, bias;
+    dnnl_dims_t adims = {d->n, d->ci, d->h, d->w}, odims = {d->n, d->co, d->ho, d->wo};
+    dnnl_dims_t wdims = {d->co, d->ci, d->k, d->k}, bdims = {d->co};
+    /* oneDNN counts dilation from 0; the right padding is the left one, and
+     * oneDNN's floor rule then gives PyTorch's output size. */
+    dnnl_dims_t strides = {d->stride, d->stride}, dil = {d->dil - 1, d->dil - 1},
+                pad = {d->pad, d->pad};
+    int rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&act, 4, adims, dnnl_f32, dnnl_nhwc),
+                           "src descriptor", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&out, 4, odims, dnnl_f32, dnnl_nhwc),
+                           "dst descriptor", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(
+            dnnl_memory_desc_init_by_tag(&wany, 4, wdims, dnnl_f32, dnnl_format_tag_any),
+            "weights descriptor", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&wuser, 4, wdims, dnnl_f32, dnnl_ohwi),
+                           "OHWI descriptor", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&bias, 1, bdims, dnnl_f32, dnnl_a),
+                           "bias descriptor", e);
+    if (rc != PK_OK)
+        return rc;
+
+    dnnl_convolution_desc_t cd;
+    const dnnl_memory_desc_t *bmd = with_bias ? &bias : NULL;
+    if (kind == CONV_FWD)
+        rc = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training,
+                                                        dnnl_convolution_direct, &act, &wany,
+                                                        bmd, &out, strides, dil, pad, pad);
+    else if (kind == CONV_BWD_DATA)
+        rc = dnnl_dilated_convolution_backward_data_desc_init(
+            &cd, dnnl_convolution_direct, &act, &wany, &out, strides, dil, pad, pad);
+    else
+        rc = dnnl_dilated_convolution_backward_weights_desc_init(
+            &cd, dnnl_convolution_direct, &act, &wany, bmd, &out, strides, dil, pad, pad);
+    rc = pk_dnnl_check(rc, "convolution descriptor", e);
+
+    dnnl_primitive_attr_t attr = NULL;
+    if (rc == PK_OK)
+        rc = make_attr(&attr, 0, e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_primitive_desc_create(&p->pd, &cd, attr, c->engine, hint),
+                           "convolution primitive descriptor", e);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_primitive_create(&p->prim, p->pd), "convolution create", e);
+    if (rc != PK_OK)
+        return rc;
+
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(
+        p->pd, kind == CONV_BWD_WEIGHTS ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
+    if (!wmd)
+        return pk_fail(e, PK_EBACKEND, "oneDNN: convolution has no weights descriptor");
+    p->wei_bytes = dnnl_memory_desc_get_size(wmd);
+    p->scratch_bytes = scratch_size(p->pd);
+    rc = new_mem(c, &p->act, &act, e);
+    if (rc == PK_OK)
+        rc = new_mem(c, &p->out, &out, e);
+    if (rc == PK_OK)
+        rc = new_mem(c, &p->wei, wmd, e);
+    if (rc == PK_OK && with_bias)
+        rc = new_mem(c, &p->bias, &bias, e);
+    if (rc == PK_OK && p->scratch_bytes)
+        rc = new_mem(c, &p->scratch,
+                     dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
+    if (rc == PK_OK && (kind == CONV_BWD_WEIGHTS || !dnnl_memory_desc_equal(wmd, &wuser)))
+        rc = build_reorder(c, p, &wuser, wmd, kind == CONV_BWD_WEIGHTS, e);
+    return rc;
+}
+
+static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e)
+{
+    conv_key key = {CONV_KEY_TAG, kind, d->n, d->h, d->w, d->ci, d->co, d->k, d->stride,
+                    d->pad, d->dil, kind == CONV_BWD_DATA ? 0 : d->bias, d->ho, d->wo};
+    conv_prim *p = pk_ctx_cache_find(c, &key, sizeof key);
+    if (p) {
+        *out = p;
+        return PK_OK;
+    }
+    if (!(p = calloc(1, sizeof *p)))
+        return pk_fail(e, PK_ENOMEM, "conv: out of memory");
+    int rc = build_prim(c, d, kind, p, e);
+    if (rc != PK_OK) {
+        conv_prim_drop(p);
+        return rc;
+    }
+    rc = pk_ctx_cache_add(c, &key, sizeof key, p, conv_prim_drop, e);
+    if (rc != PK_OK)
+        return rc; /* the cache dropped p */
+    *out = p;
+    return PK_OK;
+}
+
+/* ---- execution ---------------------------------------------------------- */
+static int set_handle(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e)
+{
+    /* oneDNN reads but never writes inputs; its API is not const-typed. */
+    return pk_dnnl_check(dnnl_memory_set_data_handle_v2(m, (void *)(uintptr_t)ptr, c->stream),
+                         "set data handle", e);
+}
+
+/* Binds the scratchpads (one buffer: the reorder and the convolution run
+ * one after the other) and the weights buffer in the primitive's layout. */
+static int bind_scratch(pk_ctx *c, conv_prim *p, int wslot, const void *user_w, pk_err *e)
+{
+    size_t sb = p->scratch_bytes > p->reorder_scratch_bytes ? p->scratch_bytes
+                                                            : p->reorder_scratch_bytes;
+    int rc = PK_OK;
+    if (sb) {
+        void *s = pk_ctx_scratch(c, PK_SCRATCH_DNNL, sb, e);
+        if (!s)
+            return PK_ENOMEM;
+        if (p->scratch)
+            rc = set_handle(c, p->scratch, s, e);
+        if (rc == PK_OK && p->reorder_scratch)
+            rc = set_handle(c, p->reorder_scratch, s, e);
+    }
+    if (rc != PK_OK)
+        return rc;
+    if (!p->reorder) /* the primitive takes OHWI as it is */
+        return set_handle(c, p->wei, user_w, e);
+    void *wbuf = pk_ctx_scratch(c, wslot, p->wei_bytes, e);
+    if (!wbuf)
+        return PK_ENOMEM;
+    rc = set_handle(c, p->wei, wbuf, e);
+    if (rc == PK_OK)
+        rc = set_handle(c, p->user_w, user_w, e);
+    return rc;
+}
+
+static int run_reorder(pk_ctx *c, conv_prim *p, dnnl_memory_t from, dnnl_memory_t to,
+                       pk_err *e)
+{
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    int nargs = 2;
+    if (p->reorder_scratch)
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->reorder_scratch};
+    return pk_dnnl_check(dnnl_primitive_execute(p->reorder, c->stream, nargs, args),
+                         "weights reorder", e);
+}
+
+static int run_conv(pk_ctx *c, conv_prim *p, dnnl_exec_arg_t *args, int nargs, pk_err *e)
+{
+    if (p->scratch)
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
+    int rc = pk_dnnl_check(dnnl_primitive_execute(p->prim, c->stream, nargs, args),
+                           "convolution execute", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_stream_wait(c->stream), "stream wait", e);
+    return rc;
+}
+
+static int forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+                   const pk_conv_desc *d, pk_err *e)
+{
+    conv_prim *p;
+    int rc = get_prim(c, d, CONV_FWD, &p, e);
+    if (rc == PK_OK)
+        rc = bind_scratch(c, p, PK_SCRATCH_WEIGHTS, w, e);
+    if (rc == PK_OK && p->reorder)
+        rc = run_reorder(c, p, p->user_w, p->wei, e);
+    if (rc == PK_OK)
+        rc = set_handle(c, p->act, x, e);
+    if (rc == PK_OK)
+        rc = set_handle(c, p->out, y, e);
+    if (rc == PK_OK && p->bias)
+        rc = set_handle(c, p->bias, b, e);
+    if (rc != PK_OK)
+        return rc;
+    dnnl_exec_arg_t args[5] = {
+        {DNNL_ARG_SRC, p->act}, {DNNL_ARG_WEIGHTS, p->wei}, {DNNL_ARG_DST, p->out}};
+    int nargs = 3;
+    if (p->bias)
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
+    return run_conv(c, p, args, nargs, e);
+}
+
+int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+                      const pk_conv_desc *d, pk_err *e)
+{
+    int rc = check_desc(d, e);
+    if (rc != PK_OK)
+        return rc;
+    if (!y || !x || !w || (d->bias && !b))
+        return pk_fail(e, PK_EINVAL, "conv: forward: missing %s",
+                       !y ? "y" : !x ? "x" : !w ? "w" : "bias");
+    int saved = pk_ctx_omp_enter(c);
+    rc = forward(c, y, x, w, b, d, e);
+    pk_ctx_omp_leave(saved);
+    return rc;
+}
+
+static int backward_data(pk_ctx *c, float *dx, const float *dy, const float *w,
+                         const pk_conv_desc *d, pk_err *e)
+{
+    conv_prim *p;
+    int rc = get_prim(c, d, CONV_BWD_DATA, &p, e);
+    if (rc == PK_OK)
+        rc = bind_scratch(c, p, PK_SCRATCH_WEIGHTS, w, e);
+    if (rc == PK_OK && p->reorder)
+        rc = run_reorder(c, p, p->user_w, p->wei, e);
+    if (rc == PK_OK)
+        rc = set_handle(c, p->act, dx, e);
+    if (rc == PK_OK)
+        rc = set_handle(c, p->out, dy, e);
+    if (rc != PK_OK)
+        return rc;
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_DIFF_DST, p->out}, {DNNL_ARG_WEIGHTS, p->wei}, {DNNL_ARG_DIFF_SRC, p->act}};
+    return run_conv(c, p, args, 3, e);
+}
+
+static int backward_weights(pk_ctx *c, float *dw, float *db, const float *dy, const float *x,
+                            const pk_conv_desc *d, pk_err *e)
+{
+    conv_prim *p;
+    int rc = get_prim(c, d, CONV_BWD_WEIGHTS, &p, e);
+    if (rc == PK_OK)
+        rc = bind_scratch(c, p, PK_SCRATCH_DWEIGHTS, dw, e);
+    if (rc == PK_OK)
+        rc = set_handle(c, p->act, x, e);
+    if (rc == PK_OK)
+        rc = set_handle(c, p->out, dy, e);
+    float *dbias = NULL;
+    if (rc == PK_OK && p->bias) {
+        dbias = pk_ctx_scratch(c, PK_SCRATCH_DBIAS, (size_t)d->co * sizeof *dbias, e);
+        rc = dbias ? set_handle(c, p->bias, dbias, e) : PK_ENOMEM;
+    }
+    if (rc != PK_OK)
+        return rc;
+    dnnl_exec_arg_t args[5] = {
+        {DNNL_ARG_SRC, p->act}, {DNNL_ARG_DIFF_DST, p->out}, {DNNL_ARG_DIFF_WEIGHTS, p->wei}};
+    int nargs = 3;
+    if (p->bias)
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, p->bias};
+    rc = run_conv(c, p, args, nargs, e);
+    if (rc == PK_OK) /* dw += the gradient, through the reorder's sum post-op */
+        rc = run_reorder(c, p, p->wei, p->user_w, e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_stream_wait(c->stream), "stream wait", e);
+    if (rc == PK_OK && db)
+        for (int i = 0; i < d->co; i++)
+            db[i] += dbias[i];
+    return rc;
+}
+
+int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
+                       const float *x, const float *w, const pk_conv_desc *d, pk_err *e)
+{
+    int rc = check_desc(d, e);
+    if (rc != PK_OK)
+        return rc;
+    if (!dy || (dx && !w) || (dw && !x))
+        return pk_fail(e, PK_EINVAL, "conv: backward: missing %s",
+                       !dy ? "dy" : (dx && !w) ? "w" : "x");
+    int saved = pk_ctx_omp_enter(c);
+    if (dx)
+        rc = backward_data(c, dx, dy, w, d, e);
+    if (rc == PK_OK && dw)
+        rc = backward_weights(c, dw, d->bias ? db : NULL, dy, x, d, e);
+    pk_ctx_omp_leave(saved);
+    return rc;
+}
