@@ -3,6 +3,7 @@
 #include "augment.h"
 #include "augment_kernels.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,8 @@ static int check_args(const pk_aug_opts *o, const pk_aug_params *p, const uint8_
         return rc;
     if (!rgb || !out_image || w < 1 || h < 1)
         return pk_fail(e, PK_EINVAL, "augment: empty %dx%d source or no output", w, h);
+    if ((long long)w * h * 3 > INT_MAX) /* the kernels index with 32-bit offsets */
+        return pk_fail(e, PK_EINVAL, "augment: %dx%d source too large", w, h);
     if (!(p->scale > 0.0f) || !isfinite(p->scale) || !isfinite(p->angle))
         return pk_fail(e, PK_EINVAL, "augment: bad parameters (scale %g, angle %g)",
                        (double)p->scale, (double)p->angle);
