@@ -53,6 +53,7 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
                 shift[j] = x[b0 + j];
             for (long p = 0; p < P; p++) {
                 const float *row = x + p * C + b0;
+#pragma omp simd
                 for (int j = 0; j < nb; j++) {
                     double v = (double)row[j] - shift[j];
                     s[j] += v;
@@ -79,6 +80,7 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
             for (long p = 0; p < P; p++) {
                 const float *xr = x + p * C + b0;
                 float *yr = y + p * C + b0;
+#pragma omp simd
                 for (int j = 0; j < nb; j++)
                     yr[j] = xr[j] * scale[j] + offset[j];
             }
@@ -108,6 +110,7 @@ void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
             for (long p = 0; p < P; p++) {
                 const float *xr = x + p * C + b0;
                 float *yr = y + p * C + b0;
+#pragma omp simd
                 for (int j = 0; j < nb; j++)
                     yr[j] = xr[j] * scale[j] + offset[j];
             }
@@ -136,6 +139,7 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
                 mean[j] = save_mean[b0 + j];
             for (long p = 0; p < P; p++) {
                 const float *xr = x + p * C + b0, *gr = dy + p * C + b0;
+#pragma omp simd
                 for (int j = 0; j < nb; j++) {
                     double g = gr[j];
                     sdy[j] += g;
@@ -158,6 +162,7 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
             for (long p = 0; p < P; p++) {
                 const float *xr = x + p * C + b0, *gr = dy + p * C + b0;
                 float *dr = dx + p * C + b0;
+#pragma omp simd
                 for (int j = 0; j < nb; j++)
                     dr[j] = a[j] * gr[j] + k1[j] * (xr[j] - mean[j]) + k2[j];
             }

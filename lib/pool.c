@@ -57,11 +57,13 @@ void pk_maxpool_forward(pk_ctx *c, float *y, int32_t *argmax, const float *x, in
                     for (int iw = iw0; iw < iw1; iw++) {
                         int32_t base = (int32_t)(((long)ih * w + iw) * ch + c0);
                         const float *v = xs + base;
-                        for (int j = 0; j < nc; j++)
-                            if (v[j] > m[j] || isnan(v[j])) {
-                                m[j] = v[j];
-                                idx[j] = base + j;
-                            }
+#pragma omp simd
+                        for (int j = 0; j < nc; j++) {
+                            /* v != v: NaN wins, as in PyTorch */
+                            int take = v[j] > m[j] || v[j] != v[j];
+                            m[j] = take ? v[j] : m[j];
+                            idx[j] = take ? base + j : idx[j];
+                        }
                     }
                 memcpy(y + o + c0, m, (size_t)nc * sizeof *m);
                 memcpy(argmax + o + c0, idx, (size_t)nc * sizeof *idx);
@@ -127,10 +129,12 @@ void pk_adapool_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w
             for (int ih = h0; ih < h1; ih++)
                 for (int iw = w0; iw < w1; iw++) {
                     const float *v = xs + ((size_t)ih * w + iw) * ch + c0;
+#pragma omp simd
                     for (int q = 0; q < nc; q++)
                         s[q] += v[q];
                 }
             float *out = y + (size_t)r * ch + c0;
+#pragma omp simd
             for (int q = 0; q < nc; q++)
                 out[q] = (float)(s[q] * inv);
         }
@@ -163,6 +167,7 @@ void pk_adapool_backward(pk_ctx *c, float *dx, const float *dy, int n, int h, in
                         continue;
                     float inv = (float)(1.0 / ((double)(h1 - h0) * (w1 - w0)));
                     const float *gb = g + ((size_t)i * bins + j) * ch;
+#pragma omp simd
                     for (int q = 0; q < ch; q++)
                         out[q] += gb[q] * inv;
                 }
