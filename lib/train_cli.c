@@ -330,10 +330,7 @@ static int open_teacher(pk_train_opts *o, pk_ctx *c, pk_train_teacher *t, pk_err
         if (lm->classes != o->classes)
             return pk_fail(e, PK_EINVAL, "%s: the cache has %d classes, the student %d",
                            o->logits, lm->classes, o->classes);
-        rc = pk_logits_cache_check_pack(t->cache, o->data, e);
-        if (rc)
-            return pk_wrap(e, "%s", o->logits);
-        return PK_OK;
+        return pk_logits_cache_check_pack(t->cache, o->data, e); /* names the cache */
     }
     if (o->teacher) {
         pk_ckpt_meta meta;

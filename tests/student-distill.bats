@@ -1,0 +1,205 @@
+#!/usr/bin/env bats
+# student-distill on a tiny voc-synth set with a tiny frozen teacher and its
+# logits cache: the three teacher sources, the loss presets (checked against
+# the logged terms), every bad cache / teacher / pack, the option
+# conventions, and resumption after a real SIGTERM.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+    export DATA="$BATS_FILE_TMPDIR"
+    local B="$PSPKD_BIN"
+    "$B/voc-synth" -q -o "$DATA/voc" -n 8 --val 2 --size 33:48 --seed 5
+    "$B/voc-pack" -q "$DATA/voc" --split train -o "$DATA/train.lmdb"
+    "$B/voc-synth" -q -o "$DATA/voc2" -n 8 --val 0 --size 33:48 --seed 6
+    "$B/voc-pack" -q "$DATA/voc2" --split train -o "$DATA/other.lmdb"
+    "$B/voc-pack" -q "$DATA/voc" --split train --classes 16 -o "$DATA/train16.lmdb"
+    "$B/teacher-train" -q -d "$DATA/train.lmdb" --arch resnet18 -b 2 --crop 33 --iters 2 \
+        --threads 1 --freeze -o "$DATA/teacher.safetensors"
+    "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        -o "$DATA/logits.lmdb"
+    "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        --limit 3 -o "$DATA/partial.lmdb"
+    "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/other.lmdb" \
+        -o "$DATA/other-logits.lmdb"
+}
+
+setup() {
+    SD="$PSPKD_BIN/student-distill"
+    D="$BATS_TEST_TMPDIR"
+    FAST=(-d "$DATA/train.lmdb" -b 2 --crop 33 --threads 1 --seed 3)
+}
+
+# Checks that every training row's loss is the weighted sum of its terms:
+# loss = ce_w*ce + aux_w*aux_ce + kd_w*kd + akd_w*aux_kd (to 1e-4 relative).
+check_total() {
+    awk -F, -v a="$2" -v b="$3" -v c="$4" -v d="$5" '
+        NR > 1 && $3 != "" { n++; want = a*$5 + b*$6 + c*$7 + d*$8
+            if ((want - $4)^2 > (1e-4 * want)^2 + 1e-10) { print "row " $1 ": " $4 " != " want; bad = 1 } }
+        END { if (!n) { print "no rows"; exit 1 } exit bad }' "$1"
+}
+
+@test "--help prints usage on stdout and exits 0; --version" {
+    run --separate-stderr "$SD" --help
+    assert_success
+    assert_output --partial 'usage: student-distill'
+    assert_output --partial '--preset NAME'
+    run "$SD" --version
+    assert_success
+    assert_output --regexp '^student-distill [0-9]+\.[0-9]+\.[0-9]+$'
+}
+
+@test "usage errors exit 2: the teacher source, loss options" {
+    run "$SD" -d x -o y
+    assert_failure 2
+    assert_line --index 0 'student-distill: give exactly one of -l LOGITS, --teacher MODEL and --no-kd'
+    run "$SD" -d x -o y -l a --no-kd
+    assert_failure 2
+    run "$SD" -d x -o y -l a --teacher b
+    assert_failure 2
+    run "$SD" -d x -o y --no-kd --aux-kd l2
+    assert_failure 2
+    assert_output --partial '--aux-kd takes kl, smoothl1 or mse'
+    run "$SD" -d x -o y --no-kd --preset hinton
+    assert_failure 2
+    run "$SD" -d x -o y --no-kd --T 0
+    assert_failure 2
+    run "$SD" -d x -o y --no-kd --kd-weight -1
+    assert_failure 2
+    run "$SD" -l a -o y
+    assert_failure 2
+    assert_line --index 0 'student-distill: missing -d PACK'
+    run "$SD" --bogus
+    assert_failure 2
+}
+
+@test "cached logits: the default preset's loss is CE + 0.4 auxCE + KD + 0.4 auxKL" {
+    run "$SD" "${FAST[@]}" -l "$DATA/logits.lmdb" --iters 3 --log "$D/kd.csv" \
+        --progress-every 0 -o "$D/kd.safetensors"
+    assert_success
+    assert_output --partial 'resnet18 (7x7 stem), 21 classes'
+    assert_output --partial 'teacher: logits cache'
+    assert_output --regexp 'kd=[0-9.]+ akd=[0-9.]+'
+    run check_total "$D/kd.csv" 1 0.4 1 0.4
+    assert_success
+    # the distillation terms are there
+    run awk -F, 'NR > 1 && ($7 <= 0 || $8 <= 0)' "$D/kd.csv"
+    assert_output ''
+    h=$(od -An -t u8 -N8 "$D/kd.safetensors" | tr -d ' ')
+    [[ $(dd if="$D/kd.safetensors" bs=1 skip=8 count="$h" status=none) == *'"tool":"student-distill"'* ]]
+}
+
+@test "--preset seed: 0.25 CE + 0.4 auxCE + 0.75 KD(T 1.9) + SmoothL1(aux); options override it" {
+    run "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" --preset seed --iters 2 --log "$D/s.csv" \
+        -o "$D/s.safetensors"
+    assert_success
+    run check_total "$D/s.csv" 0.25 0.4 0.75 1
+    assert_success
+    run "$SD" "${FAST[@]}" -q --kd-weight 2 -l "$DATA/logits.lmdb" --preset seed \
+        --aux-kd mse --aux-kd-weight 0.5 --iters 2 --log "$D/o.csv" -o "$D/o.safetensors"
+    assert_success
+    run check_total "$D/o.csv" 0.25 0.4 2 0.5
+    assert_success
+}
+
+@test "--no-kd: plain CE + 0.4 auxCE, same first step as with the cache" {
+    run "$SD" "${FAST[@]}" --no-kd --iters 2 --log "$D/p.csv" -o "$D/p.safetensors"
+    assert_success
+    assert_output --partial 'no teacher'
+    run check_total "$D/p.csv" 1 0.4 0 0
+    assert_success
+    run awk -F, 'NR > 1 && ($7 != 0 || $8 != 0)' "$D/p.csv"
+    assert_output ''
+    "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" --iters 1 --log "$D/k.csv" -o "$D/k.safetensors"
+    # same seed: same initial student and the same first batch
+    assert_equal "$(sed -n 2p "$D/p.csv" | cut -d, -f5,6)" "$(sed -n 2p "$D/k.csv" | cut -d, -f5,6)"
+}
+
+@test "--teacher runs the teacher online with the same losses" {
+    run "$SD" "${FAST[@]}" --teacher "$DATA/teacher.safetensors" --iters 2 --log "$D/t.csv" \
+        -o "$D/t.safetensors"
+    assert_success
+    assert_output --partial 'teacher: online'
+    run check_total "$D/t.csv" 1 0.4 1 0.4
+    assert_success
+    run awk -F, 'NR > 1 && ($7 <= 0 || $8 <= 0)' "$D/t.csv"
+    assert_output ''
+}
+
+@test "a cache missing keys is refused before training, naming the first missing key" {
+    run "$SD" "${FAST[@]}" -q -l "$DATA/partial.lmdb" --iters 2 -o "$D/o.safetensors"
+    assert_failure 1
+    assert_output --regexp '^student-distill: .*partial\.lmdb.*no logits for key 0000000[3-7]_'
+    [ ! -e "$D/o.safetensors" ]
+}
+
+@test "a cache from another pack is refused" {
+    run "$SD" "${FAST[@]}" -q -l "$DATA/other-logits.lmdb" --iters 2 -o "$D/o.safetensors"
+    assert_failure 1
+    assert_output --partial 'was made from another data pack'
+    [ ! -e "$D/o.safetensors" ]
+}
+
+@test "class mismatches: pack vs --classes, cache vs student, teacher vs student" {
+    run "$SD" "${FAST[@]}" -q --no-kd --classes 16 --iters 1 -o "$D/o.safetensors"
+    assert_failure 1
+    assert_output "student-distill: --classes 16 but $DATA/train.lmdb has 21 classes"
+    run "$SD" -d "$DATA/train16.lmdb" -b 2 --crop 33 -q -l "$DATA/logits.lmdb" --iters 1 \
+        -o "$D/o.safetensors"
+    assert_failure 1
+    assert_output --partial 'the cache has 21 classes, the student 16'
+    run "$SD" -d "$DATA/train16.lmdb" -b 2 --crop 33 -q --teacher "$DATA/teacher.safetensors" \
+        --iters 1 -o "$D/o.safetensors"
+    assert_failure 1
+    assert_output --partial 'the teacher has 21 classes, the student 16'
+    [ ! -e "$D/o.safetensors" ]
+}
+
+@test "corrupt or truncated teacher, cache and checkpoints; empty pack" {
+    head -c 2000 "$DATA/teacher.safetensors" >"$D/trunc.safetensors"
+    run "$SD" "${FAST[@]}" -q --teacher "$D/trunc.safetensors" --iters 1 -o "$D/o.safetensors"
+    assert_failure 1
+    assert_line --index 0 --regexp '^student-distill: .*trunc\.safetensors'
+    run "$SD" "${FAST[@]}" -q --no-kd --resume "$D/trunc.safetensors" --iters 1 -o "$D/o.safetensors"
+    assert_failure 1
+    run "$SD" "${FAST[@]}" -q --no-kd --init "$D/trunc.safetensors" --iters 1 -o "$D/o.safetensors"
+    assert_failure 1
+    head -c 4096 "$DATA/logits.lmdb" >"$D/trunc.lmdb"
+    run "$SD" "${FAST[@]}" -q -l "$D/trunc.lmdb" --iters 1 -o "$D/o.safetensors"
+    assert_failure 1
+    assert_line --index 0 --regexp '^student-distill: .*trunc\.lmdb'
+    run "$SD" "${FAST[@]}" -q -l "$DATA/train.lmdb" --iters 1 -o "$D/o.safetensors"
+    assert_failure 1
+    printf 'VERSION=3\nformat=bytevalue\nHEADER=END\nDATA=END\n' |
+        mdb_load -n -f /dev/stdin "$D/empty.lmdb"
+    run "$SD" -d "$D/empty.lmdb" -b 2 --crop 33 -q --no-kd -o "$D/o.safetensors"
+    assert_failure 1
+    assert_output --partial 'no metadata record'
+    [ ! -e "$D/o.safetensors" ]
+}
+
+@test "resume after SIGTERM reproduces the uninterrupted distillation byte for byte" {
+    N=12
+    A=(-l "$DATA/logits.lmdb" --iters $N --ckpt-every 100)
+    "$SD" "${FAST[@]}" "${A[@]}" -q --log "$D/a.csv" -o "$D/a.safetensors"
+    "$SD" "${FAST[@]}" "${A[@]}" --ckpt-dir "$D/ck" --log "$D/b.csv" -o "$D/b.safetensors" \
+        2>"$D/b.err" &
+    pid=$!
+    for _ in $(seq 1 1200); do
+        [ "$(grep -c '' "$D/b.csv" 2>/dev/null)" -ge 4 ] 2>/dev/null && break
+        sleep 0.05
+    done
+    kill -TERM "$pid"
+    st=0
+    wait "$pid" || st=$?
+    assert_equal "$st" 143
+    grep -q 'terminated at step' "$D/b.err"
+    [ ! -e "$D/b.safetensors" ]
+    run "$SD" "${FAST[@]}" "${A[@]}" -q --ckpt-dir "$D/ck" --log "$D/b.csv" --resume "$D/ck" \
+        -o "$D/b.safetensors"
+    assert_success
+    cmp "$D/a.safetensors" "$D/b.safetensors"
+    assert_equal "$(cut -d, -f1-8,11- "$D/a.csv")" "$(cut -d, -f1-8,11- "$D/b.csv")"
+}
