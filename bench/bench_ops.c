@@ -5,7 +5,11 @@
  *   conv_<shape>_{fwd,bwd_data,bwd_weights,fwdbwd}  GFLOP/s at PSPNet layer
  *                            shapes, batch 2 (fwdbwd = 3 x forward FLOPs over
  *                            the sum of the three medians);
- *   conv_<shape>_ratio_sgemm fwdbwd / sgemm (the acceptance asks >= 0.85);
+ *   conv_<shape>_sgemm       sgemm timed in the same repetitions as that
+ *                            shape (interleaved, so both see the same load
+ *                            on a shared machine);
+ *   conv_<shape>_ratio_sgemm fwdbwd / conv_<shape>_sgemm (the acceptance
+ *                            asks >= 0.85);
  *   bn_train_fwdbwd, relu_fwd, resize_x8_fwd  GB/s of compulsory traffic
  *                            (each tensor read or written once per pass). */
 #include <getopt.h>
@@ -73,28 +77,52 @@ static void die(const char *what, const pk_err *e)
     exit(1);
 }
 
-static double bench_sgemm(pk_ctx *c, int m, int reps)
+typedef struct gemm_buf {
+    int m;
+    float *a, *b, *out;
+} gemm_buf;
+
+static gemm_buf gemm_make(pk_ctx *c, int m)
 {
     size_t n = (size_t)m * m;
-    float *a = alloc_filled(c, n, 1), *b = alloc_filled(c, n, 2), *out = alloc_filled(c, n, 3);
+    return (gemm_buf){m, alloc_filled(c, n, 1), alloc_filled(c, n, 2), alloc_filled(c, n, 3)};
+}
+
+static void gemm_free(pk_ctx *c, gemm_buf *g)
+{
+    pk_dev_free(c, g->a), pk_dev_free(c, g->b), pk_dev_free(c, g->out);
+}
+
+/* Seconds for one C = A B. */
+static double time_sgemm(pk_ctx *c, const gemm_buf *g)
+{
     /* dnnl_sgemm sizes its OpenMP team from omp_get_max_threads(). */
     omp_set_num_threads(pk_ctx_threads(c));
-    double *t = malloc(sizeof(double) * (size_t)(reps + 1));
-    for (int r = 0; r <= reps; r++) {
-        double t0 = now();
-        if (dnnl_sgemm('N', 'N', m, m, m, 1.0f, a, m, b, m, 0.0f, out, m) != dnnl_success) {
-            fprintf(stderr, "bench_ops: dnnl_sgemm failed\n");
-            exit(1);
-        }
-        t[r] = now() - t0;
+    double t0 = now();
+    if (dnnl_sgemm('N', 'N', g->m, g->m, g->m, 1.0f, g->a, g->m, g->b, g->m, 0.0f, g->out,
+                   g->m) != dnnl_success) {
+        fprintf(stderr, "bench_ops: dnnl_sgemm failed\n");
+        exit(1);
     }
-    double gf = 2.0 * m * m * (double)m / median(t + 1, reps) * 1e-9;
+    return now() - t0;
+}
+
+static double gemm_gflops(const gemm_buf *g, double seconds)
+{
+    return 2.0 * g->m * g->m * (double)g->m / seconds * 1e-9;
+}
+
+static double bench_sgemm(pk_ctx *c, const gemm_buf *g, int reps)
+{
+    double *t = malloc(sizeof(double) * (size_t)(reps + 1));
+    for (int r = 0; r <= reps; r++)
+        t[r] = time_sgemm(c, g);
+    double gf = gemm_gflops(g, median(t + 1, reps));
     free(t);
-    pk_dev_free(c, a), pk_dev_free(c, b), pk_dev_free(c, out);
     return gf;
 }
 
-static void bench_conv(pk_ctx *c, const conv_shape *s, int reps, double sgemm)
+static void bench_conv(pk_ctx *c, const conv_shape *s, int reps, const gemm_buf *g)
 {
     pk_conv_desc d = pk_conv_desc_make(BATCH, s->h, s->h, s->ci, s->co, s->k, 1, s->pad, s->dil, 0);
     size_t nx = (size_t)d.n * d.h * d.w * d.ci, ny = (size_t)d.n * d.ho * d.wo * d.co;
@@ -102,8 +130,8 @@ static void bench_conv(pk_ctx *c, const conv_shape *s, int reps, double sgemm)
     float *x = alloc_filled(c, nx, 10), *w = alloc_filled(c, nw, 11), *y = alloc_filled(c, ny, 12);
     float *dy = alloc_filled(c, ny, 13), *dx = alloc_filled(c, nx, 14);
     float *dw = alloc_filled(c, nw, 15);
-    double *t[3];
-    for (int k = 0; k < 3; k++)
+    double *t[4];
+    for (int k = 0; k < 4; k++)
         t[k] = malloc(sizeof(double) * (size_t)(reps + 1));
     pk_err e = {0};
     for (int r = 0; r <= reps; r++) { /* r == 0: warm-up, builds the primitives */
@@ -118,6 +146,7 @@ static void bench_conv(pk_ctx *c, const conv_shape *s, int reps, double sgemm)
             die(s->name, &e);
         double t3 = now();
         t[0][r] = t1 - t0, t[1][r] = t2 - t1, t[2][r] = t3 - t2;
+        t[3][r] = time_sgemm(c, g);
     }
     static const char *kinds[3] = {"fwd", "bwd_data", "bwd_weights"};
     double f = pk_conv_flops(&d), total = 0;
@@ -127,9 +156,11 @@ static void bench_conv(pk_ctx *c, const conv_shape *s, int reps, double sgemm)
         printf("conv_%s_%s %.1f GFLOP/s\n", s->name, kinds[k], f / m * 1e-9);
         free(t[k]);
     }
-    double fb = 3 * f / total * 1e-9;
+    double fb = 3 * f / total * 1e-9, sg = gemm_gflops(g, median(t[3] + 1, reps));
+    free(t[3]);
     printf("conv_%s_fwdbwd %.1f GFLOP/s\n", s->name, fb);
-    printf("conv_%s_ratio_sgemm %.2f x\n", s->name, fb / sgemm);
+    printf("conv_%s_sgemm %.1f GFLOP/s\n", s->name, sg);
+    printf("conv_%s_ratio_sgemm %.2f x\n", s->name, fb / sg);
     fflush(stdout);
     float *ps[] = {x, w, y, dy, dx, dw};
     for (int i = 0; i < 6; i++)
@@ -229,11 +260,12 @@ int main(int argc, char **argv)
     if (pk_ctx_create(&c, &o, &e) != PK_OK)
         die("context", &e);
     printf("threads %d count\n", pk_ctx_threads(c));
-    double sg = bench_sgemm(c, gemm, reps);
-    printf("sgemm_%d %.1f GFLOP/s\n", gemm, sg);
+    gemm_buf g = gemm_make(c, gemm);
+    printf("sgemm_%d %.1f GFLOP/s\n", gemm, bench_sgemm(c, &g, reps));
     fflush(stdout);
     for (int i = 0; i < NSHAPES; i++)
-        bench_conv(c, &shapes[i], reps, sg);
+        bench_conv(c, &shapes[i], reps, &g);
+    gemm_free(c, &g);
     bench_bn(c, reps);
     bench_relu(c, reps);
     bench_resize(c, reps);
