@@ -393,7 +393,7 @@ int pk_logits_cache_open(pk_logits_cache **out, const char *path, pk_err *e)
     if (rc) {
         free(c->path);
         free(c);
-        return rc;
+        return rc; /* the message names the file */
     }
     MDB_txn *txn = NULL;
     MDB_val v;

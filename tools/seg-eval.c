@@ -1,0 +1,467 @@
+/* seg-eval: semseg's test protocol over a data pack -> per-class IoU and
+ * accuracy, mIoU / mAcc / aAcc (see seg-eval(1)). The numerics are in
+ * lib/seg_infer.c and lib/metrics.c; this file parses options, walks the
+ * pack, saves predictions and prints the table. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "image.h"
+#include "lmdb_util.h"
+#include "metrics.h"
+#include "progress.h"
+#include "record.h"
+#include "seg_infer.h"
+
+#define TOOL "seg-eval"
+
+/* The one piece of global state: set by SIGINT/SIGTERM, polled between
+ * images. */
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " TOOL " -m MODEL -d DATA [options]\n"
+            "Evaluates a model on a data pack with semseg's test protocol: long side\n"
+            "resized to BASE*scale, sliding CROP windows (stride ceil(2/3 CROP)), softmax\n"
+            "averaged over flips, windows and scales, then a dataset confusion matrix.\n"
+            "\n"
+            "  -m, --model FILE      checkpoint (frozen or not; run in eval mode)\n"
+            "  -d, --data PACK       data pack written by voc-pack\n"
+            "      --base-size N     long side at scale 1 (default 512)\n"
+            "      --crop N|HxW      window size, each side 8k+1 (default 473)\n"
+            "  -s, --scales LIST     comma-separated scales (default 1.0)\n"
+            "      --ms              semseg's multi-scale set 0.5,0.75,1.0,1.25,1.5,1.75\n"
+            "      --flip, --no-flip average with the flipped window (default on)\n"
+            "  -b, --batch N         windows per forward pass (default 2)\n"
+            "  -n, --limit N         evaluate the first N images only\n"
+            "      --save-dir DIR    write DIR/gray/ID.png (indices) and\n"
+            "                        DIR/color/ID.png (palette) predictions\n"
+            "  -t, --threads N       compute threads (default: all CPUs)\n"
+            "      --device DEV      cpu (default), cuda or cuda:N\n"
+            "      --json            print the results as JSON\n"
+            "  -q, --quiet           no progress line\n"
+            "  -h, --help            this help\n"
+            "  -V, --version         print the version\n");
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
+    return 2;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_device(const char *s, pk_ctx_opts *c)
+{
+    long idx = 0;
+    if (!strcmp(s, "cpu")) {
+        c->device = PK_DEV_CPU;
+        return 0;
+    }
+    if (!strncmp(s, "cuda", 4) &&
+        (s[4] == '\0' || (s[4] == ':' && !parse_long(s + 5, 0, 63, &idx)))) {
+        c->device = PK_DEV_CUDA;
+        c->device_index = (int)idx;
+        return 0;
+    }
+    return -1;
+}
+
+/* "473" or "473x641" (height x width). */
+static int parse_crop(const char *s, pk_seg_opts *o)
+{
+    long h, w;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *x = strchr(buf, 'x');
+    if (x)
+        *x = '\0';
+    if (parse_long(buf, 1, 8193, &h) || parse_long(x ? x + 1 : buf, 1, 8193, &w) ||
+        (h - 1) % 8 || (w - 1) % 8)
+        return -1;
+    o->crop_h = (int)h;
+    o->crop_w = (int)w;
+    return 0;
+}
+
+struct opts {
+    const char *model, *data, *save_dir;
+    pk_ctx_opts ctx;
+    pk_seg_opts seg;
+    long limit; /* < 0: all */
+    int json, quiet;
+};
+
+static int parse(struct opts *o, int argc, char **argv)
+{
+    enum { OPT_BASE = 256, OPT_CROP, OPT_MS, OPT_FLIP, OPT_NOFLIP, OPT_SAVE, OPT_DEVICE,
+           OPT_JSON };
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'},    {"data", required_argument, 0, 'd'},
+        {"base-size", required_argument, 0, OPT_BASE},
+        {"crop", required_argument, 0, OPT_CROP}, {"scales", required_argument, 0, 's'},
+        {"ms", no_argument, 0, OPT_MS},          {"flip", no_argument, 0, OPT_FLIP},
+        {"no-flip", no_argument, 0, OPT_NOFLIP}, {"batch", required_argument, 0, 'b'},
+        {"limit", required_argument, 0, 'n'},    {"save-dir", required_argument, 0, OPT_SAVE},
+        {"threads", required_argument, 0, 't'},  {"device", required_argument, 0, OPT_DEVICE},
+        {"json", no_argument, 0, OPT_JSON},      {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->limit = -1;
+    pk_seg_opts_default(&o->seg);
+    int c;
+    long v;
+    pk_err e = {0, ""};
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:d:s:b:n:t:qhV", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'd': o->data = optarg; break;
+        case OPT_SAVE: o->save_dir = optarg; break;
+        case OPT_JSON: o->json = 1; break;
+        case 'q': o->quiet = 1; break;
+        case OPT_MS: pk_seg_set_ms(&o->seg); break;
+        case OPT_FLIP: o->seg.flip = 1; break;
+        case OPT_NOFLIP: o->seg.flip = 0; break;
+        case OPT_BASE:
+            if (parse_long(optarg, 1, 16384, &v))
+                return usage_error("--base-size takes 1..16384");
+            o->seg.base_size = (int)v;
+            break;
+        case OPT_CROP:
+            if (parse_crop(optarg, &o->seg))
+                return usage_error("--crop takes N or HxW with each side 8k+1 (e.g. 473)");
+            break;
+        case 's':
+            if (pk_seg_parse_scales(&o->seg, optarg, &e))
+                return usage_error(e.msg);
+            break;
+        case 'b':
+            if (parse_long(optarg, 1, 256, &v))
+                return usage_error("--batch takes 1..256");
+            o->seg.batch = (int)v;
+            break;
+        case 'n':
+            if (parse_long(optarg, 1, 1L << 40, &o->limit))
+                return usage_error("--limit takes a count >= 1");
+            break;
+        case 't':
+            if (parse_long(optarg, 1, 1024, &v))
+                return usage_error("--threads takes 1..1024");
+            o->ctx.threads = (int)v;
+            break;
+        case OPT_DEVICE:
+            if (parse_device(optarg, &o->ctx))
+                return usage_error("--device takes cpu, cuda or cuda:N");
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
+        case ':': {
+            char m[80];
+            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
+            return usage_error(m);
+        }
+        default: {
+            char m[80];
+            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
+            return usage_error(m);
+        }
+        }
+    }
+    if (optind != argc)
+        return usage_error("unexpected argument");
+    if (!o->model || !o->data)
+        return usage_error("need -m MODEL and -d DATA");
+    return -1;
+}
+
+static int mkdir_one(const char *path, pk_err *e)
+{
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return pk_fail(e, PK_EIO, "%s: %s", path, strerror(errno));
+    return PK_OK;
+}
+
+struct run {
+    struct opts o;
+    pk_lmdb_reader pack;
+    MDB_txn *txn;
+    pk_meta meta;
+    pk_ctx *ctx;
+    pk_model *model;
+    pk_seg_ws *ws;
+    pk_confusion conf;
+    char *gray_dir, *color_dir;
+    float *probs;
+    uint8_t *pred;
+    size_t probs_cap, pred_cap;
+    long images;
+    double seconds;
+};
+
+static int is_meta_key(const MDB_val *k)
+{
+    return k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size);
+}
+
+static int setup(struct run *r, pk_err *e)
+{
+    const char *path = r->o.data;
+    if (pk_lmdb_open_read(&r->pack, path, e))
+        return e->code; /* the message names the file */
+    if (pk_lmdb_txn_begin(&r->txn, &r->pack, e))
+        return pk_wrap(e, "%s", path);
+    MDB_val v;
+    int rc = pk_lmdb_get(r->txn, &r->pack, PK_META_KEY, &v, e);
+    if (rc == PK_ENOTFOUND)
+        return pk_fail(e, PK_EFORMAT, "%s: no metadata record (not a data pack, or empty)",
+                       path);
+    if (rc || pk_meta_decode(&r->meta, v.mv_data, v.mv_size, e))
+        return pk_wrap(e, "%s", path);
+    if (r->meta.count == 0)
+        return pk_fail(e, PK_EFORMAT, "%s: the pack holds no images", path);
+    if (pk_ctx_create(&r->ctx, &r->o.ctx, e))
+        return e->code;
+    if (pk_checkpoint_load(&r->model, r->ctx, r->o.model, 0.0f, NULL, e))
+        return e->code; /* the message names the file */
+    int k = pk_model_config(r->model)->classes;
+    if (k != r->meta.classes)
+        return pk_fail(e, PK_EINVAL, "%s has %d classes, %s has %d", r->o.model, k, path,
+                       r->meta.classes);
+    if (pk_confusion_init(&r->conf, k, e))
+        return e->code;
+    if (!(r->ws = pk_seg_ws_new()))
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    if (r->o.save_dir) {
+        if (asprintf(&r->gray_dir, "%s/gray", r->o.save_dir) < 0 ||
+            asprintf(&r->color_dir, "%s/color", r->o.save_dir) < 0)
+            return pk_fail(e, PK_ENOMEM, "out of memory");
+        if (mkdir_one(r->o.save_dir, e) || mkdir_one(r->gray_dir, e) ||
+            mkdir_one(r->color_dir, e))
+            return e->code;
+    }
+    return PK_OK;
+}
+
+static int save_pred(struct run *r, const char *id, int w, int h, pk_err *e)
+{
+    pk_image im = {w, h, 1, r->pred};
+    char *g = NULL, *c = NULL;
+    int rc = PK_OK;
+    /* Ids may contain '/' (list entries with directories): flatten them. */
+    char *flat = strdup(id);
+    if (!flat)
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    for (char *p = flat; *p; p++)
+        if (*p == '/')
+            *p = '_';
+    if (asprintf(&g, "%s/%s.png", r->gray_dir, flat) < 0 ||
+        asprintf(&c, "%s/%s.png", r->color_dir, flat) < 0)
+        rc = pk_fail(e, PK_ENOMEM, "out of memory");
+    if (!rc)
+        rc = pk_png_write(g, &im, e);
+    if (!rc)
+        rc = pk_png_write_palette(c, &im, (const uint8_t(*)[3])r->meta.palette, 256, e);
+    free(g);
+    free(c);
+    free(flat);
+    return rc;
+}
+
+static int eval_one(struct run *r, const MDB_val *val, pk_err *e)
+{
+    pk_record_view rec;
+    int rc = pk_record_parse(&rec, val->mv_data, val->mv_size, e);
+    if (rc)
+        return rc;
+    int w = rec.hdr.width, h = rec.hdr.height, k = r->meta.classes;
+    size_t npix = (size_t)w * h;
+    if (npix * k > r->probs_cap) {
+        free(r->probs);
+        r->probs_cap = 0;
+        if (!(r->probs = malloc(npix * k * sizeof(float))))
+            return pk_fail(e, PK_ENOMEM, "out of memory");
+        r->probs_cap = npix * k;
+    }
+    if (npix > r->pred_cap) {
+        free(r->pred);
+        r->pred_cap = 0;
+        if (!(r->pred = malloc(npix)))
+            return pk_fail(e, PK_ENOMEM, "out of memory");
+        r->pred_cap = npix;
+    }
+    pk_image im = {0};
+    if ((rc = pk_record_image(&im, &rec, e)))
+        return rc;
+    rc = pk_seg_eval_image(r->model, &r->o.seg, im.px, w, h, r->probs, r->ws, e);
+    pk_image_free(&im);
+    if (rc)
+        return rc;
+    pk_seg_argmax(r->pred, r->probs, npix, k);
+    if ((rc = pk_confusion_add(&r->conf, r->pred, rec.label, npix, PK_IGNORE_LABEL, e)))
+        return rc;
+    if (r->o.save_dir && (rc = save_pred(r, rec.hdr.id, w, h, e)))
+        return rc;
+    return PK_OK;
+}
+
+struct walk {
+    struct run *r;
+    pk_progress *p;
+    long total;
+};
+
+static int visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    struct walk *wk = user;
+    struct run *r = wk->r;
+    if (is_meta_key(k))
+        return 0;
+    if (g_stop)
+        return pk_fail(e, PK_EIO, "interrupted after %ld images", r->images);
+    if (r->images >= wk->total)
+        return -1; /* done: stop the walk */
+    double t0 = pk_now();
+    int rc = eval_one(r, v, e);
+    r->seconds += pk_now() - t0;
+    if (rc)
+        return pk_wrap(e, "%.*s", (int)k->mv_size, (const char *)k->mv_data);
+    r->images++;
+    if (!r->o.quiet)
+        pk_progress_update(wk->p, r->images, NULL);
+    return 0;
+}
+
+static void print_scales(FILE *f, const pk_seg_opts *o)
+{
+    for (int i = 0; i < o->nscales; i++)
+        fprintf(f, "%s%g", i ? "," : "", o->scales[i]);
+}
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void report(const struct run *r)
+{
+    int k = r->conf.k;
+    double iou[PK_CLASSES_MAX], acc[PK_CLASSES_MAX];
+    pk_seg_scores s;
+    pk_confusion_scores(&r->conf, iou, acc, &s);
+    double ips = r->seconds > 0 ? r->images / r->seconds : 0.0;
+    const pk_seg_opts *o = &r->o.seg;
+    if (r->o.json) {
+        printf("{\"images\": %ld, \"base_size\": %d, \"crop\": [%d, %d], \"scales\": [",
+               r->images, o->base_size, o->crop_h, o->crop_w);
+        print_scales(stdout, o);
+        printf("], \"flip\": %s, \"classes\": [", o->flip ? "true" : "false");
+        for (int c = 0; c < k; c++) {
+            uint64_t in, un, tg;
+            pk_confusion_class(&r->conf, c, &in, &un, &tg);
+            printf("%s{\"id\": %d, \"name\": ", c ? ", " : "", c);
+            json_string(r->meta.names[c]);
+            printf(", \"iou\": %.6f, \"acc\": %.6f, \"pixels\": %llu}", iou[c], acc[c],
+                   (unsigned long long)tg);
+        }
+        printf("], \"miou\": %.6f, \"macc\": %.6f, \"aacc\": %.6f, \"miou_present\": %.6f, "
+               "\"present\": %d, \"pixels\": %llu, \"seconds\": %.3f, "
+               "\"images_per_s\": %.3f}\n",
+               s.miou, s.macc, s.aacc, s.miou_present, s.present,
+               (unsigned long long)s.pixels, r->seconds, ips);
+        return;
+    }
+    printf("%-3s %-16s %8s %8s %12s\n", "id", "class", "IoU", "Acc", "pixels");
+    for (int c = 0; c < k; c++) {
+        uint64_t in, un, tg;
+        pk_confusion_class(&r->conf, c, &in, &un, &tg);
+        printf("%-3d %-16s %8.4f %8.4f %12llu\n", c, r->meta.names[c], iou[c], acc[c],
+               (unsigned long long)tg);
+    }
+    printf("mIoU %.4f  mAcc %.4f  aAcc %.4f  (mIoU over the %d present classes %.4f)\n",
+           s.miou, s.macc, s.aacc, s.present, s.miou_present);
+    printf("%ld images, base %d, crop %dx%d, scales ", r->images, o->base_size, o->crop_h,
+           o->crop_w);
+    print_scales(stdout, o);
+    printf(", flip %s, %.2f images/s\n", o->flip ? "on" : "off", ips);
+}
+
+static void cleanup(struct run *r)
+{
+    if (r->txn)
+        mdb_txn_abort(r->txn);
+    if (r->pack.env)
+        pk_lmdb_close(&r->pack);
+    pk_confusion_free(&r->conf);
+    pk_seg_ws_free(r->ws);
+    pk_model_destroy(r->model);
+    pk_ctx_destroy(r->ctx);
+    free(r->gray_dir);
+    free(r->color_dir);
+    free(r->probs);
+    free(r->pred);
+}
+
+int main(int argc, char **argv)
+{
+    struct run r;
+    memset(&r, 0, sizeof r);
+    int st = parse(&r.o, argc, argv);
+    if (st >= 0)
+        return st;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    pk_err e = {0, ""};
+    if (setup(&r, &e)) {
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+        cleanup(&r);
+        return 1;
+    }
+    long total = r.o.limit >= 0 && r.o.limit < r.meta.count ? r.o.limit : r.meta.count;
+    pk_progress p;
+    pk_progress_init(&p, total, TOOL, stderr);
+    struct walk wk = {&r, &p, total};
+    int rc = pk_lmdb_foreach(r.txn, &r.pack, visit, &wk, &e);
+    if (rc && rc != -1) {
+        pk_progress_break(&p);
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+        cleanup(&r);
+        return 1;
+    }
+    if (!r.o.quiet)
+        pk_progress_finish(&p, r.images, NULL);
+    report(&r);
+    cleanup(&r);
+    return 0;
+}

@@ -1,0 +1,405 @@
+/* seg-predict: image files -> colour (palette) PNG masks, optional overlays
+ * and raw logits for comparison with PyTorch (see seg-predict(1)).
+ *
+ * Each image is run whole: normalised, padded at the bottom/right with the
+ * mean to the smallest (H-1) % 8 == 0 size, one forward pass with the
+ * logits upsampled to the padded size, argmax over the image's own pixels. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "image.h"
+#include "logits_cache.h"
+#include "palette.h"
+#include "safetensors.h"
+#include "seg_infer.h"
+
+#define TOOL "seg-predict"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " TOOL " -m MODEL [options] IMAGE...\n"
+            "       " TOOL " -m MODEL [options] -      (image paths on stdin, one a line)\n"
+            "Segments JPEG or PNG photos and writes DIR/NAME.png, a palette PNG of the\n"
+            "predicted classes (VOC colours). Each image runs whole, padded at the\n"
+            "bottom/right with the mean to the next 8k+1 size.\n"
+            "\n"
+            "  -m, --model FILE      checkpoint (frozen or not; run in eval mode)\n"
+            "  -o, --output DIR      where masks go (default .; created if missing)\n"
+            "      --overlay         also write DIR/NAME_overlay.png: the colours blended\n"
+            "                        onto the photo (RGB)\n"
+            "      --alpha A         overlay opacity in [0, 1] (default 0.5)\n"
+            "      --logits FILE     write the raw logits of the (single) image as\n"
+            "                        safetensors: input [1,3,Hp,Wp] (normalised, padded),\n"
+            "                        main and aux [1,K,Hp,Wp], float32, NCHW\n"
+            "  -t, --threads N       compute threads (default: all CPUs)\n"
+            "      --device DEV      cpu (default), cuda or cuda:N\n"
+            "  -q, --quiet           do not list the files written\n"
+            "  -h, --help            this help\n"
+            "  -V, --version         print the version\n");
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
+    return 2;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_device(const char *s, pk_ctx_opts *c)
+{
+    long idx = 0;
+    if (!strcmp(s, "cpu")) {
+        c->device = PK_DEV_CPU;
+        return 0;
+    }
+    if (!strncmp(s, "cuda", 4) &&
+        (s[4] == '\0' || (s[4] == ':' && !parse_long(s + 5, 0, 63, &idx)))) {
+        c->device = PK_DEV_CUDA;
+        c->device_index = (int)idx;
+        return 0;
+    }
+    return -1;
+}
+
+struct opts {
+    const char *model, *out_dir, *logits;
+    pk_ctx_opts ctx;
+    float alpha;
+    int overlay, quiet;
+    char **inputs;
+    int ninputs;
+    int from_stdin;
+};
+
+static int parse(struct opts *o, int argc, char **argv)
+{
+    enum { OPT_OVERLAY = 256, OPT_ALPHA, OPT_LOGITS, OPT_DEVICE };
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'},      {"output", required_argument, 0, 'o'},
+        {"overlay", no_argument, 0, OPT_OVERLAY},  {"alpha", required_argument, 0, OPT_ALPHA},
+        {"logits", required_argument, 0, OPT_LOGITS},
+        {"threads", required_argument, 0, 't'},    {"device", required_argument, 0, OPT_DEVICE},
+        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->out_dir = ".";
+    o->alpha = 0.5f;
+    int c;
+    long v;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:o:t:qhV", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'o': o->out_dir = optarg; break;
+        case 'q': o->quiet = 1; break;
+        case OPT_OVERLAY: o->overlay = 1; break;
+        case OPT_LOGITS: o->logits = optarg; break;
+        case OPT_ALPHA: {
+            char *end;
+            errno = 0;
+            double a = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(a >= 0.0 && a <= 1.0))
+                return usage_error("--alpha takes a number in [0, 1]");
+            o->alpha = (float)a;
+            break;
+        }
+        case 't':
+            if (parse_long(optarg, 1, 1024, &v))
+                return usage_error("--threads takes 1..1024");
+            o->ctx.threads = (int)v;
+            break;
+        case OPT_DEVICE:
+            if (parse_device(optarg, &o->ctx))
+                return usage_error("--device takes cpu, cuda or cuda:N");
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
+        case ':': {
+            char m[80];
+            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
+            return usage_error(m);
+        }
+        default: {
+            char m[80];
+            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
+            return usage_error(m);
+        }
+        }
+    }
+    if (!o->model)
+        return usage_error("need -m MODEL");
+    if (optind >= argc)
+        return usage_error("no input images (give files, or - to read paths from stdin)");
+    o->inputs = argv + optind;
+    o->ninputs = argc - optind;
+    o->from_stdin = o->ninputs == 1 && !strcmp(o->inputs[0], "-");
+    for (int i = 0; i < o->ninputs && !o->from_stdin; i++)
+        if (!strcmp(o->inputs[i], "-"))
+            return usage_error("'-' (read paths from stdin) must be the only input");
+    if (o->logits && (o->from_stdin || o->ninputs != 1))
+        return usage_error("--logits takes exactly one input image");
+    return -1;
+}
+
+/* ---- reading photos ---- */
+
+static int read_photo(pk_image *im, const char *path, pk_err *e)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = pk_file_read(&buf, &len, path, e);
+    if (rc)
+        return rc;
+    if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) {
+        rc = pk_jpeg_decode(im, buf, len, e);
+    } else if (len >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8)) {
+        int kind = 0;
+        rc = pk_png_decode_label(im, &kind, buf, len, e);
+        if (!rc && kind == PK_PNG_PALETTE) {
+            pk_image_free(im);
+            rc = pk_fail(e, PK_EFORMAT, "palette PNGs are not supported as photos");
+        } else if (!rc && kind == PK_PNG_GREY) {
+            pk_image rgb = {0};
+            rc = pk_image_alloc(&rgb, im->w, im->h, 3, e);
+            for (size_t i = 0; !rc && i < (size_t)im->w * im->h; i++)
+                rgb.px[3 * i] = rgb.px[3 * i + 1] = rgb.px[3 * i + 2] = im->px[i];
+            pk_image_free(im);
+            *im = rgb;
+        }
+    } else {
+        rc = pk_fail(e, PK_EFORMAT, "not a JPEG or PNG file");
+    }
+    free(buf);
+    if (rc)
+        pk_wrap(e, "%s", path);
+    return rc;
+}
+
+/* "dir/name.ext" -> "name" (malloc'd). */
+static char *stem_of(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    char *s = strdup(*b ? b : "image");
+    if (s) {
+        char *dot = strrchr(s, '.');
+        if (dot && dot != s)
+            *dot = '\0';
+    }
+    return s;
+}
+
+static int mkdir_p(const char *dir, pk_err *e)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    for (char *q = p + 1;; q++) {
+        if (*q == '/' || *q == '\0') {
+            char c = *q;
+            *q = '\0';
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                int rc = pk_fail(e, PK_EIO, "%s: %s", p, strerror(errno));
+                free(p);
+                return rc;
+            }
+            *q = c;
+            if (!c)
+                break;
+        }
+    }
+    free(p);
+    return PK_OK;
+}
+
+/* ---- one image ---- */
+
+struct run {
+    struct opts o;
+    pk_ctx *ctx;
+    pk_model *model;
+    pk_seg_ws *ws;
+    pk_seg_opts seg; /* only mean/std are used */
+    uint8_t pal[256][3];
+};
+
+static int write_logits(struct run *r, const pk_image *im, const float *main_l,
+                        const float *aux_l, pk_err *e)
+{
+    int k = pk_model_config(r->model)->classes;
+    pk_logits_geom g;
+    pk_logits_geom_init(&g, im->w, im->h);
+    size_t hw = (size_t)g.pad_w * g.pad_h;
+    float *in = malloc(hw * 3 * sizeof *in), *chw = malloc(hw * (k > 3 ? k : 3) * sizeof *chw);
+    pk_st_writer *w = pk_st_writer_new();
+    int rc = in && chw && w ? PK_OK : pk_fail(e, PK_ENOMEM, "out of memory");
+    if (!rc)
+        pk_seg_normalize_pad(in, g.pad_w, g.pad_h, im->px, im->w, im->h, r->seg.mean,
+                             r->seg.std);
+    /* HWC -> CHW for the three tensors. */
+    const float *src[3] = {in, main_l, aux_l};
+    const char *name[3] = {"input", "main", "aux"};
+    for (int t = 0; t < 3 && !rc; t++) {
+        int c = t ? k : 3;
+        for (int ch = 0; ch < c; ch++)
+            for (size_t p = 0; p < hw; p++)
+                chw[(size_t)ch * hw + p] = src[t][p * c + ch];
+        int64_t shape[4] = {1, c, g.pad_h, g.pad_w};
+        rc = pk_st_add(w, name[t], PK_F32, 4, shape, chw, e);
+    }
+    char v[32];
+    const char *mk[] = {"image_width", "image_height", "padded_width", "padded_height",
+                        "classes"};
+    int mv[] = {im->w, im->h, g.pad_w, g.pad_h, k};
+    for (int i = 0; i < 5 && !rc; i++) {
+        snprintf(v, sizeof v, "%d", mv[i]);
+        rc = pk_st_set_meta(w, mk[i], v, e);
+    }
+    if (!rc)
+        rc = pk_st_set_meta(w, "note",
+                            "input: RGB (x/255-mean)/std, padded at the bottom/right with 0 "
+                            "to (H-1)%8==0; main/aux: PSPNet eval-mode logits at the padded "
+                            "size; the image is [:, :, :image_height, :image_width]",
+                            e);
+    if (!rc)
+        rc = pk_st_write(w, r->o.logits, e);
+    pk_st_writer_free(w);
+    free(in);
+    free(chw);
+    return rc;
+}
+
+static int predict_one(struct run *r, const char *path, pk_err *e)
+{
+    pk_image im = {0}, mask = {0}, over = {0};
+    float *main_l = NULL, *aux_l = NULL;
+    char *stem = NULL, *mpath = NULL, *opath = NULL;
+    int k = pk_model_config(r->model)->classes;
+    int rc = read_photo(&im, path, e);
+    if (rc)
+        return rc;
+    pk_logits_geom g;
+    pk_logits_geom_init(&g, im.w, im.h);
+    size_t n = (size_t)g.pad_w * g.pad_h * k;
+    main_l = malloc(n * sizeof *main_l);
+    if (r->o.logits)
+        aux_l = malloc(n * sizeof *aux_l);
+    if (!main_l || (r->o.logits && !aux_l) || !(stem = stem_of(path)))
+        rc = pk_fail(e, PK_ENOMEM, "out of memory");
+    if (!rc)
+        rc = pk_seg_whole_image(r->model, im.px, im.w, im.h, 1, r->seg.mean, r->seg.std,
+                                main_l, aux_l, r->ws, e);
+    if (!rc)
+        rc = pk_image_alloc(&mask, im.w, im.h, 1, e);
+    if (!rc) {
+        for (int y = 0; y < im.h; y++)
+            pk_seg_argmax(mask.px + (size_t)y * im.w, main_l + (size_t)y * g.pad_w * k,
+                          (size_t)im.w, k);
+        if (asprintf(&mpath, "%s/%s.png", r->o.out_dir, stem) < 0) {
+            mpath = NULL;
+            rc = pk_fail(e, PK_ENOMEM, "out of memory");
+        }
+    }
+    if (!rc)
+        rc = pk_png_write_palette(mpath, &mask, (const uint8_t(*)[3])r->pal, 256, e);
+    if (!rc && r->o.overlay) {
+        rc = pk_image_alloc(&over, im.w, im.h, 3, e);
+        float a = r->o.alpha;
+        for (size_t i = 0; !rc && i < (size_t)im.w * im.h; i++)
+            for (int c = 0; c < 3; c++)
+                over.px[3 * i + c] = (uint8_t)((1.0f - a) * im.px[3 * i + c] +
+                                               a * r->pal[mask.px[i]][c] + 0.5f);
+        if (!rc && asprintf(&opath, "%s/%s_overlay.png", r->o.out_dir, stem) < 0) {
+            opath = NULL;
+            rc = pk_fail(e, PK_ENOMEM, "out of memory");
+        }
+        if (!rc)
+            rc = pk_png_write(opath, &over, e);
+    }
+    if (!rc && r->o.logits)
+        rc = write_logits(r, &im, main_l, aux_l, e);
+    if (!rc && !r->o.quiet) {
+        printf("%s -> %s", path, mpath);
+        if (opath)
+            printf(", %s", opath);
+        if (r->o.logits)
+            printf(", %s", r->o.logits);
+        printf(" (%dx%d)\n", im.w, im.h);
+    }
+    if (rc && !strstr(e->msg, path))
+        pk_wrap(e, "%s", path);
+    pk_image_free(&im);
+    pk_image_free(&mask);
+    pk_image_free(&over);
+    free(main_l);
+    free(aux_l);
+    free(stem);
+    free(mpath);
+    free(opath);
+    return rc;
+}
+
+static int run_stdin(struct run *r, pk_err *e)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = PK_OK, seen = 0;
+    while (!rc && (n = getline(&line, &cap, stdin)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        seen++;
+        rc = predict_one(r, line, e);
+    }
+    free(line);
+    if (!rc && !seen)
+        rc = pk_fail(e, PK_EINVAL, "no image paths on stdin");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct run r;
+    memset(&r, 0, sizeof r);
+    int st = parse(&r.o, argc, argv);
+    if (st >= 0)
+        return st;
+    pk_err e = {0, ""};
+    pk_seg_opts_default(&r.seg);
+    pk_voc_palette(r.pal);
+    int rc = mkdir_p(r.o.out_dir, &e);
+    if (!rc)
+        rc = pk_ctx_create(&r.ctx, &r.o.ctx, &e);
+    if (!rc)
+        rc = pk_checkpoint_load(&r.model, r.ctx, r.o.model, 0.0f, NULL, &e);
+    if (!rc && !(r.ws = pk_seg_ws_new()))
+        rc = pk_fail(&e, PK_ENOMEM, "out of memory");
+    if (!rc && r.o.from_stdin)
+        rc = run_stdin(&r, &e);
+    for (int i = 0; !rc && !r.o.from_stdin && i < r.o.ninputs; i++)
+        rc = predict_one(&r, r.o.inputs[i], &e);
+    if (rc)
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+    pk_seg_ws_free(r.ws);
+    pk_model_destroy(r.model);
+    pk_ctx_destroy(r.ctx);
+    return rc ? 1 : 0;
+}

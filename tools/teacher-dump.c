@@ -1,0 +1,500 @@
+/* teacher-dump: run a frozen teacher once over every image of a data pack
+ * and cache its main and aux logits at stride 8 (see teacher-dump(1) and
+ * pspkd-logits(5)).
+ *
+ * The output is written to a temporary LMDB and renamed into place. When
+ * the output exists and was made by the same teacher from the same pack,
+ * its records are copied into the new file and only the missing keys are
+ * computed (resume after --limit or an interrupt). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "lmdb_util.h"
+#include "logits_cache.h"
+#include "progress.h"
+#include "record.h"
+#include "seg_infer.h"
+
+#define TOOL "teacher-dump"
+
+/* The one piece of global state: set by SIGINT/SIGTERM, polled between
+ * images so an interrupted run still writes what it has computed. */
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " TOOL " -m TEACHER -d DATA -o LOGITS [options]\n"
+            "Runs a frozen teacher once per image of a data pack and caches its main and\n"
+            "aux logits (stride 8, fp16) in an LMDB keyed as the pack.\n"
+            "\n"
+            "  -m, --model FILE      frozen teacher checkpoint (teacher-train --freeze)\n"
+            "  -d, --data PACK       data pack written by voc-pack\n"
+            "  -o, --output FILE     the logits cache to write (resumed when it exists\n"
+            "                        and matches the teacher and the pack)\n"
+            "  -t, --threads N       compute threads (default: all CPUs)\n"
+            "      --device DEV      cpu (default), cuda or cuda:N\n"
+            "      --limit N         compute at most N new images, then write the cache\n"
+            "  -f, --force           recompute everything, replacing OUTPUT\n"
+            "      --json            print the summary as JSON\n"
+            "  -q, --quiet           no progress line\n"
+            "  -h, --help            this help\n"
+            "  -V, --version         print the version\n");
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
+    return 2;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_device(const char *s, pk_ctx_opts *c)
+{
+    long idx = 0;
+    if (!strcmp(s, "cpu")) {
+        c->device = PK_DEV_CPU;
+        return 0;
+    }
+    if (!strncmp(s, "cuda", 4) &&
+        (s[4] == '\0' || (s[4] == ':' && !parse_long(s + 5, 0, 63, &idx)))) {
+        c->device = PK_DEV_CUDA;
+        c->device_index = (int)idx;
+        return 0;
+    }
+    return -1;
+}
+
+struct opts {
+    const char *model, *data, *out;
+    pk_ctx_opts ctx;
+    long limit; /* < 0: none */
+    int force, json, quiet;
+};
+
+/* Returns -1 to go on, else the exit status. */
+static int parse(struct opts *o, int argc, char **argv)
+{
+    enum { OPT_DEVICE = 256, OPT_LIMIT, OPT_JSON };
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
+        {"output", required_argument, 0, 'o'},  {"threads", required_argument, 0, 't'},
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"limit", required_argument, 0, OPT_LIMIT},
+        {"force", no_argument, 0, 'f'},         {"json", no_argument, 0, OPT_JSON},
+        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
+    *o = (struct opts){.limit = -1};
+    int c;
+    long v;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:d:o:t:fqhV", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'd': o->data = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'f': o->force = 1; break;
+        case 'q': o->quiet = 1; break;
+        case OPT_JSON: o->json = 1; break;
+        case 't':
+            if (parse_long(optarg, 1, 1024, &v))
+                return usage_error("--threads takes 1..1024");
+            o->ctx.threads = (int)v;
+            break;
+        case OPT_DEVICE:
+            if (parse_device(optarg, &o->ctx))
+                return usage_error("--device takes cpu, cuda or cuda:N");
+            break;
+        case OPT_LIMIT:
+            if (parse_long(optarg, 0, 1L << 40, &o->limit))
+                return usage_error("--limit takes a count >= 0");
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
+        case ':': {
+            char m[80];
+            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
+            return usage_error(m);
+        }
+        default: {
+            char m[80];
+            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
+            return usage_error(m);
+        }
+        }
+    }
+    if (optind != argc)
+        return usage_error("unexpected argument");
+    if (!o->model || !o->data || !o->out)
+        return usage_error("need -m TEACHER, -d DATA and -o LOGITS");
+    return -1;
+}
+
+/* ---- the pack's keys ---- */
+
+struct keys {
+    int n, cap;
+    char **k;
+};
+
+static int is_meta_key(const MDB_val *k)
+{
+    return k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size);
+}
+
+static int collect_key(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+{
+    (void)v;
+    struct keys *ks = user;
+    if (is_meta_key(k))
+        return 0;
+    if (ks->n == ks->cap) {
+        int cap = ks->cap ? 2 * ks->cap : 256;
+        char **p = realloc(ks->k, (size_t)cap * sizeof *p);
+        if (!p)
+            return pk_fail(e, PK_ENOMEM, "out of memory");
+        ks->k = p;
+        ks->cap = cap;
+    }
+    if (!(ks->k[ks->n] = strndup(k->mv_data, k->mv_size)))
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    ks->n++;
+    return 0;
+}
+
+static void keys_free(struct keys *ks)
+{
+    for (int i = 0; i < ks->n; i++)
+        free(ks->k[i]);
+    free(ks->k);
+}
+
+/* ---- the run ---- */
+
+struct run {
+    struct opts o;
+    pk_lmdb_reader pack;
+    MDB_txn *ptxn;
+    pk_meta meta;
+    struct keys keys;
+    uint64_t teacher_hash;
+    pk_ctx *ctx;
+    pk_model *model;
+    pk_ckpt_meta cmeta;
+    pk_logits_cache *old; /* the existing output being resumed, or NULL */
+    pk_lmdb_reader old_r;
+    MDB_txn *otxn;
+    pk_seg_ws *ws;
+    float *main_l, *aux_l;
+    size_t logits_cap;
+    long computed, kept, missing;
+    double compute_s;
+    size_t record_bytes;
+};
+
+static int fail(pk_err *e)
+{
+    fprintf(stderr, TOOL ": %s\n", e->msg);
+    return 1;
+}
+
+static int open_pack(struct run *r, pk_err *e)
+{
+    const char *path = r->o.data;
+    if (pk_lmdb_open_read(&r->pack, path, e))
+        return e->code; /* the message names the file */
+    if (pk_lmdb_txn_begin(&r->ptxn, &r->pack, e))
+        return pk_wrap(e, "%s", path);
+    MDB_val v;
+    int rc = pk_lmdb_get(r->ptxn, &r->pack, PK_META_KEY, &v, e);
+    if (rc == PK_ENOTFOUND)
+        return pk_fail(e, PK_EFORMAT, "%s: no metadata record (not a data pack, or empty)",
+                       path);
+    if (rc || pk_meta_decode(&r->meta, v.mv_data, v.mv_size, e))
+        return pk_wrap(e, "%s", path);
+    if (r->meta.count == 0)
+        return pk_fail(e, PK_EFORMAT, "%s: the pack holds no images", path);
+    if (pk_lmdb_foreach(r->ptxn, &r->pack, collect_key, &r->keys, e))
+        return pk_wrap(e, "%s", path);
+    if (r->keys.n != r->meta.count)
+        return pk_fail(e, PK_EFORMAT, "%s: metadata says %d images, found %d records", path,
+                       r->meta.count, r->keys.n);
+    return PK_OK;
+}
+
+static int load_teacher(struct run *r, pk_err *e)
+{
+    const char *path = r->o.model;
+    if (pk_fnv1a64_file(&r->teacher_hash, path, e))
+        return e->code;
+    if (pk_ctx_create(&r->ctx, &r->o.ctx, e))
+        return e->code;
+    if (pk_checkpoint_load(&r->model, r->ctx, path, 0.0f, &r->cmeta, e))
+        return e->code; /* the message names the file */
+    if (!r->cmeta.frozen)
+        return pk_fail(e, PK_EINVAL, "%s is not frozen (run teacher-train --freeze)", path);
+    int k = pk_model_config(r->model)->classes;
+    if (k != r->meta.classes)
+        return pk_fail(e, PK_EINVAL, "%s has %d classes, %s has %d", path, k, r->o.data,
+                       r->meta.classes);
+    return PK_OK;
+}
+
+/* Decides whether an existing output is resumed. Returns PK_OK with
+ * *done = 1 when it is already complete. */
+static int open_existing(struct run *r, int *done, pk_err *e)
+{
+    struct stat st;
+    *done = 0;
+    if (r->o.force || stat(r->o.out, &st) != 0)
+        return PK_OK;
+    pk_err oe = {0, ""};
+    if (pk_logits_cache_open(&r->old, r->o.out, &oe))
+        return pk_fail(e, PK_EINVAL, "%s exists and is not a readable logits cache (%s); use "
+                       "--force to replace it", r->o.out, oe.msg);
+    const pk_logits_meta *m = pk_logits_cache_meta(r->old);
+    if (m->teacher_hash != r->teacher_hash || m->pack_id != r->meta.pack_id ||
+        m->classes != r->meta.classes)
+        return pk_fail(e, PK_EINVAL,
+                       "%s holds logits of another teacher or data pack; use --force to "
+                       "replace it", r->o.out);
+    if (pk_logits_cache_check_pack(r->old, r->o.data, &oe) == PK_OK) {
+        *done = 1;
+        return PK_OK;
+    }
+    /* Resume: reopen as a plain reader for raw copies in one transaction. */
+    pk_logits_cache_close(r->old);
+    r->old = NULL;
+    if (pk_lmdb_open_read(&r->old_r, r->o.out, e))
+        return e->code;
+    if (pk_lmdb_txn_begin(&r->otxn, &r->old_r, e))
+        return pk_wrap(e, "%s", r->o.out);
+    return PK_OK;
+}
+
+/* The existing record for key when it is valid for this image, else NULL. */
+static const MDB_val *reusable(struct run *r, const char *key, const pk_record_view *rec,
+                               MDB_val *v)
+{
+    pk_err e = {0, ""};
+    pk_logits_view lv;
+    if (!r->otxn || pk_lmdb_get(r->otxn, &r->old_r, key, v, &e) ||
+        pk_logits_parse(&lv, v->mv_data, v->mv_size, &e))
+        return NULL;
+    if (strcmp(lv.key, key) || lv.geom.img_w != rec->hdr.width ||
+        lv.geom.img_h != rec->hdr.height || lv.classes != r->meta.classes)
+        return NULL;
+    return v;
+}
+
+static int compute(struct run *r, const char *key, const pk_record_view *rec, uint8_t **out,
+                   size_t *len, pk_err *e)
+{
+    int w = rec->hdr.width, h = rec->hdr.height, k = r->meta.classes;
+    pk_logits_geom g;
+    pk_logits_geom_init(&g, w, h);
+    size_t n = (size_t)g.grid_w * g.grid_h * k;
+    if (n > r->logits_cap) {
+        free(r->main_l);
+        free(r->aux_l);
+        r->main_l = malloc(n * sizeof(float));
+        r->aux_l = malloc(n * sizeof(float));
+        r->logits_cap = r->main_l && r->aux_l ? n : 0;
+        if (!r->logits_cap)
+            return pk_fail(e, PK_ENOMEM, "out of memory");
+    }
+    pk_image im = {0};
+    pk_seg_opts so;
+    pk_seg_opts_default(&so);
+    int rc = pk_record_image(&im, rec, e);
+    if (!rc)
+        rc = pk_seg_whole_image(r->model, im.px, w, h, 0, so.mean, so.std, r->main_l, r->aux_l,
+                                r->ws, e);
+    pk_image_free(&im);
+    if (!rc)
+        rc = pk_logits_encode(out, len, key, &g, k, r->main_l, r->aux_l, e);
+    return rc;
+}
+
+static int write_meta(struct run *r, pk_lmdb_writer *w, pk_err *e)
+{
+    pk_logits_meta m = {0};
+    m.version = PK_LOGITS_META_VERSION;
+    m.record_version = PK_LOGITS_VERSION;
+    m.teacher_hash = r->teacher_hash;
+    m.pack_id = r->meta.pack_id;
+    m.count = (int)(r->computed + r->kept);
+    m.classes = r->meta.classes;
+    m.stride = PK_LOGITS_STRIDE;
+    m.teacher_step = r->cmeta.step;
+    const pk_model_cfg *cfg = pk_model_config(r->model);
+    snprintf(m.arch, sizeof m.arch, "%s", pk_arch_name(cfg->arch));
+    snprintf(m.stem, sizeof m.stem, "%s", pk_stem_name(cfg->stem));
+    uint8_t *buf;
+    size_t len;
+    int rc = pk_logits_meta_encode(&buf, &len, &m, e);
+    if (!rc) {
+        rc = pk_lmdb_writer_put(w, PK_META_KEY, buf, len, e);
+        free(buf);
+    }
+    return rc;
+}
+
+static int dump(struct run *r, pk_err *e)
+{
+    pk_lmdb_writer *w;
+    /* Replacing an existing output was decided by open_existing. */
+    if (pk_lmdb_writer_open(&w, r->o.out, 16, 1, e))
+        return e->code;
+    if (!(r->ws = pk_seg_ws_new())) {
+        pk_lmdb_writer_abort(w);
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    }
+    pk_progress p;
+    pk_progress_init(&p, r->keys.n, TOOL, stderr);
+    int rc = PK_OK;
+    for (int i = 0; i < r->keys.n && !rc; i++) {
+        const char *key = r->keys.k[i];
+        MDB_val dv, ov;
+        pk_record_view rec;
+        if ((rc = pk_lmdb_get(r->ptxn, &r->pack, key, &dv, e)) ||
+            (rc = pk_record_parse(&rec, dv.mv_data, dv.mv_size, e))) {
+            pk_wrap(e, "%s: %s", r->o.data, key);
+            break;
+        }
+        if (reusable(r, key, &rec, &ov)) {
+            rc = pk_lmdb_writer_put(w, key, ov.mv_data, ov.mv_size, e);
+            r->kept++;
+            r->record_bytes += ov.mv_size;
+        } else if (g_stop || (r->o.limit >= 0 && r->computed >= r->o.limit)) {
+            /* Stopped: existing records are still copied, nothing computed. */
+            r->missing++;
+        } else {
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            double t0 = pk_now();
+            rc = compute(r, key, &rec, &buf, &len, e);
+            r->compute_s += pk_now() - t0;
+            if (rc) {
+                pk_wrap(e, "%s", key);
+                break;
+            }
+            rc = pk_lmdb_writer_put(w, key, buf, len, e);
+            free(buf);
+            r->computed++;
+            r->record_bytes += len;
+        }
+        if (!r->o.quiet)
+            pk_progress_update(&p, i + 1, NULL);
+    }
+    if (!rc)
+        rc = write_meta(r, w, e);
+    if (rc) {
+        pk_progress_break(&p);
+        pk_lmdb_writer_abort(w);
+        return rc;
+    }
+    if (!r->o.quiet)
+        pk_progress_finish(&p, r->computed + r->kept + r->missing, NULL);
+    return pk_lmdb_writer_finish(w, e);
+}
+
+static void report(const struct run *r, int up_to_date)
+{
+    struct stat st;
+    long long fbytes = stat(r->o.out, &st) == 0 ? (long long)st.st_size : -1;
+    long n = r->computed + r->kept;
+    double ips = r->compute_s > 0 ? r->computed / r->compute_s : 0.0;
+    double bpi = n ? (double)fbytes / n : 0.0, rpi = n ? (double)r->record_bytes / n : 0.0;
+    if (up_to_date)
+        n = r->meta.count;
+    if (r->o.json) {
+        printf("{\"images\": %ld, \"computed\": %ld, \"kept\": %ld, \"missing\": %ld, "
+               "\"up_to_date\": %s, \"compute_seconds\": %.3f, \"images_per_s\": %.3f, "
+               "\"cache_bytes\": %lld, \"bytes_per_image\": %.1f, "
+               "\"record_bytes_per_image\": %.1f}\n",
+               n, r->computed, r->kept, r->missing, up_to_date ? "true" : "false",
+               r->compute_s, ips, fbytes, bpi, rpi);
+        return;
+    }
+    if (up_to_date) {
+        printf("%s is up to date: %d images from this teacher and pack\n", r->o.out,
+               r->meta.count);
+        return;
+    }
+    printf("images        %ld (computed %ld, kept %ld, missing %ld)\n", n, r->computed,
+           r->kept, r->missing);
+    printf("compute time  %.2f s\n", r->compute_s);
+    printf("images/s      %.2f\n", ips);
+    printf("cache bytes   %lld\n", fbytes);
+    printf("bytes/image   %.0f (records %.0f)\n", bpi, rpi);
+}
+
+static void cleanup(struct run *r)
+{
+    if (r->otxn)
+        mdb_txn_abort(r->otxn);
+    if (r->old_r.env)
+        pk_lmdb_close(&r->old_r);
+    pk_logits_cache_close(r->old);
+    if (r->ptxn)
+        mdb_txn_abort(r->ptxn);
+    if (r->pack.env)
+        pk_lmdb_close(&r->pack);
+    keys_free(&r->keys);
+    pk_seg_ws_free(r->ws);
+    free(r->main_l);
+    free(r->aux_l);
+    pk_model_destroy(r->model);
+    pk_ctx_destroy(r->ctx);
+}
+
+int main(int argc, char **argv)
+{
+    struct run r;
+    memset(&r, 0, sizeof r);
+    int st = parse(&r.o, argc, argv);
+    if (st >= 0)
+        return st;
+    signal(SIGXFSZ, SIG_IGN);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    pk_err e = {0, ""};
+    int done = 0;
+    if (open_pack(&r, &e) || load_teacher(&r, &e) || open_existing(&r, &done, &e)) {
+        cleanup(&r);
+        return fail(&e);
+    }
+    if (!done && dump(&r, &e)) {
+        cleanup(&r);
+        return fail(&e);
+    }
+    report(&r, done);
+    cleanup(&r);
+    if (g_stop) {
+        fprintf(stderr, TOOL ": interrupted: %s holds %ld of %d images; run again to resume\n",
+                r.o.out, r.computed + r.kept, r.meta.count);
+        return 128 + g_stop;
+    }
+    return 0;
+}
