@@ -219,6 +219,30 @@ static int error_checks(pk_ctx *c)
     return fails;
 }
 
+/* Enough distinct shapes to make the cache rehash (64 slots at most half
+ * full; the cases before this one fill 29), each checked against the
+ * reference. */
+static int many_shapes(pk_ctx *c)
+{
+    int fails = 0;
+    float x[2 * 12 * 12 * 3], w[4 * 3 * 3 * 3], y[2 * 12 * 12 * 4], ry[2 * 12 * 12 * 4];
+    pk_test_fill(x, sizeof x / sizeof *x, 900, 1.0f);
+    pk_test_fill(w, sizeof w / sizeof *w, 901, 1.0f);
+    double worst = 0;
+    for (int h = 1; h <= 12; h++)
+        for (int n = 1; n <= 2; n++) {
+            pk_conv_desc d = pk_conv_desc_make(n, h, 13 - h, 3, 4, 3, 1, 1, 1, 0);
+            pk_err e = {0};
+            PK_CHECK(fails, pk_conv2d_forward(c, y, x, w, NULL, &d, &e) == PK_OK, "%s", e.msg);
+            ref_forward(ry, x, w, NULL, &d);
+            double err = pk_norm_err(y, ry, ysize(&d));
+            worst = err > worst ? err : worst;
+        }
+    printf("  %s 24 more shapes (cache rehash): worst err=%.3g\n",
+           worst <= 1e-5 ? "ok  " : "FAIL", worst);
+    return fails + (worst <= 1e-5 ? 0 : 1);
+}
+
 int main(void)
 {
     int fails = 0;
@@ -257,6 +281,9 @@ int main(void)
             fails += run_case(c, &data[i], "cached");
     fails += fd_checks(c);
     fails += accumulate_checks(c);
+    fails += many_shapes(c);
+    for (int i = 0; i < ncases; i++) /* still right after the rehash */
+        fails += run_case(c, &data[i], "after rehash");
     fails += error_checks(c);
     pk_ctx_destroy(c);
 
