@@ -10,6 +10,7 @@
  * P in the hundreds of thousands with a large mean stays accurate. */
 #include "ctx_impl.h"
 #include "ops.h"
+#include "ops_cuda.h"
 
 #include <math.h>
 #include <omp.h>
@@ -39,6 +40,8 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
                          float *running_mean, float *running_var, long P, int C,
                          float momentum, float eps)
 {
+    PK_ON_CUDA(c, pk_cuda_bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta,
+                                           running_mean, running_var, P, C, momentum, eps));
     if (P <= 0 || C <= 0)
         return;
 #pragma omp parallel num_threads(team_size(c, P, C))
@@ -92,6 +95,8 @@ void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
                         const float *beta, const float *running_mean,
                         const float *running_var, long P, int C, float eps)
 {
+    PK_ON_CUDA(c, pk_cuda_bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P,
+                                          C, eps));
     if (P <= 0 || C <= 0)
         return;
 #pragma omp parallel num_threads(team_size(c, P, C))
@@ -125,6 +130,8 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
                     const float *x, const float *save_mean, const float *save_rstd,
                     const float *gamma, long P, int C)
 {
+    PK_ON_CUDA(c, pk_cuda_bn_backward(c, dx, dgamma, dbeta, dy, x, save_mean, save_rstd, gamma,
+                                      P, C));
     if (P <= 0 || C <= 0)
         return;
 #pragma omp parallel num_threads(team_size(c, P, C))

@@ -13,6 +13,7 @@
  * nothing is allocated per call once a shape has been seen. */
 #include "ctx_impl.h"
 #include "ops.h"
+#include "ops_cuda.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -362,6 +363,7 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
     if (!y || !x || !w || (d->bias && !b))
         return pk_fail(e, PK_EINVAL, "conv: forward: missing %s",
                        !y ? "y" : !x ? "x" : !w ? "w" : "bias");
+    PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_forward(c, y, x, w, b, d, e));
     int saved = pk_ctx_omp_enter(c);
     rc = forward(c, y, x, w, b, d, e);
     pk_ctx_omp_leave(saved);
@@ -431,6 +433,7 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
     if (!dy || (dx && !w) || (dw && !x))
         return pk_fail(e, PK_EINVAL, "conv: backward: missing %s",
                        !dy ? "dy" : (dx && !w) ? "w" : "x");
+    PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_backward(c, dx, dw, db, dy, x, w, d, e));
     int saved = pk_ctx_omp_enter(c);
     if (dx)
         rc = backward_data(c, dx, dy, w, d, e);

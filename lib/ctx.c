@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef PSPKD_CUDA
+#include "ctx_cuda.h"
+#endif
 
 #define PK_ALIGN 64
 
@@ -36,22 +39,28 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
 {
     *out = NULL;
     pk_ctx_opts o = opts ? *opts : (pk_ctx_opts){0};
+#ifndef PSPKD_CUDA
     if (o.device == PK_DEV_CUDA)
         return pk_fail(e, PK_EINVAL, "context: built without CUDA (rebuild with make CUDA=1)");
-    if (o.device != PK_DEV_CPU)
+#endif
+    if (o.device != PK_DEV_CPU && o.device != PK_DEV_CUDA)
         return pk_fail(e, PK_EINVAL, "context: unknown device %d", (int)o.device);
     if (o.threads < 0)
         return pk_fail(e, PK_EINVAL, "context: thread count %d is negative", o.threads);
     pk_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return pk_fail(e, PK_ENOMEM, "context: out of memory");
-    c->device = PK_DEV_CPU;
+    c->device = o.device;
     c->threads = o.threads > 0 ? o.threads : default_threads();
     int rc = pk_dnnl_check(dnnl_engine_create(&c->engine, dnnl_cpu, 0), "engine create", e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(
             dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags),
             "stream create", e);
+#ifdef PSPKD_CUDA
+    if (rc == PK_OK && c->device == PK_DEV_CUDA)
+        rc = pk_cuda_ctx_init(c, &o, e);
+#endif
     if (rc != PK_OK) {
         pk_ctx_destroy(c);
         return rc;
@@ -74,7 +83,10 @@ void pk_ctx_destroy(pk_ctx *c)
     }
     free(c->cache);
     for (int s = 0; s < PK_SCRATCH_SLOTS; s++)
-        free(c->scratch[s].p);
+        pk_dev_free(c, c->scratch[s].p);
+#ifdef PSPKD_CUDA
+    pk_cuda_ctx_fini(c);
+#endif
     if (c->stream)
         dnnl_stream_destroy(c->stream);
     if (c->engine)
@@ -88,6 +100,10 @@ pk_device pk_ctx_device(const pk_ctx *c) { return c->device; }
 /* ---- memory ------------------------------------------------------------ */
 void *pk_dev_alloc(pk_ctx *c, size_t bytes)
 {
+#ifdef PSPKD_CUDA
+    if (c->cuda)
+        return pk_cuda_dev_alloc(c, bytes);
+#endif
     (void)c;
     size_t rounded = (bytes + PK_ALIGN - 1) / PK_ALIGN * PK_ALIGN;
     if (rounded < bytes)
@@ -97,12 +113,24 @@ void *pk_dev_alloc(pk_ctx *c, size_t bytes)
 
 void pk_dev_free(pk_ctx *c, void *p)
 {
+#ifdef PSPKD_CUDA
+    if (c->cuda) {
+        pk_cuda_dev_free(c, p);
+        return;
+    }
+#endif
     (void)c;
     free(p);
 }
 
 void pk_dev_zero(pk_ctx *c, void *p, size_t bytes)
 {
+#ifdef PSPKD_CUDA
+    if (c->cuda) {
+        pk_cuda_dev_zero(c, p, bytes);
+        return;
+    }
+#endif
     (void)c;
     if (bytes)
         memset(p, 0, bytes);
@@ -110,6 +138,12 @@ void pk_dev_zero(pk_ctx *c, void *p, size_t bytes)
 
 void pk_dev_upload(pk_ctx *c, void *dst_dev, const void *src_host, size_t bytes)
 {
+#ifdef PSPKD_CUDA
+    if (c->cuda) {
+        pk_cuda_dev_upload(c, dst_dev, src_host, bytes);
+        return;
+    }
+#endif
     (void)c;
     if (bytes && dst_dev != src_host)
         memcpy(dst_dev, src_host, bytes);
@@ -117,12 +151,25 @@ void pk_dev_upload(pk_ctx *c, void *dst_dev, const void *src_host, size_t bytes)
 
 void pk_dev_download(pk_ctx *c, void *dst_host, const void *src_dev, size_t bytes)
 {
+#ifdef PSPKD_CUDA
+    if (c->cuda) {
+        pk_cuda_dev_download(c, dst_host, src_dev, bytes);
+        return;
+    }
+#endif
     (void)c;
     if (bytes && dst_host != src_dev)
         memcpy(dst_host, src_dev, bytes);
 }
 
-void pk_dev_sync(pk_ctx *c) { (void)c; }
+void pk_dev_sync(pk_ctx *c)
+{
+#ifdef PSPKD_CUDA
+    if (c->cuda)
+        pk_cuda_dev_sync(c);
+#endif
+    (void)c;
+}
 
 void *pk_ctx_scratch(pk_ctx *c, int slot, size_t bytes, pk_err *e)
 {
@@ -134,7 +181,7 @@ void *pk_ctx_scratch(pk_ctx *c, int slot, size_t bytes, pk_err *e)
         return c->scratch[slot].p;
     /* Exact size: a network reaches its largest request in its first step. */
     size_t want = bytes ? bytes : 1;
-    free(c->scratch[slot].p);
+    pk_dev_free(c, c->scratch[slot].p);
     c->scratch[slot].p = pk_dev_alloc(c, want);
     c->scratch[slot].cap = c->scratch[slot].p ? want : 0;
     if (!c->scratch[slot].p)

@@ -40,6 +40,7 @@ struct pk_ctx {
         void *p;
         size_t cap;
     } scratch[PK_SCRATCH_SLOTS];
+    struct pk_cuda_ctx *cuda; /* CUDA contexts of PSPKD_CUDA builds (lib/ctx_cuda.cu) */
 };
 
 /* The cached value stored under key (bytes compared exactly), or NULL. */

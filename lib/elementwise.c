@@ -2,6 +2,7 @@
  * accumulate, channel concatenation and Dropout2d. OpenMP over elements or
  * pixels; small tensors stay on one thread (the fork costs more than the work). */
 #include "ops.h"
+#include "ops_cuda.h"
 
 #include <string.h>
 #include "rng.h"
@@ -11,6 +12,7 @@
 
 void pk_relu_forward(pk_ctx *c, float *y, const float *x, size_t n)
 {
+    PK_ON_CUDA(c, pk_cuda_relu_forward(c, y, x, n));
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_EW_PAR_MIN)
     for (long i = 0; i < len; i++)
@@ -19,6 +21,7 @@ void pk_relu_forward(pk_ctx *c, float *y, const float *x, size_t n)
 
 void pk_relu_backward(pk_ctx *c, float *dx, const float *dy, const float *y, size_t n)
 {
+    PK_ON_CUDA(c, pk_cuda_relu_backward(c, dx, dy, y, n));
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_EW_PAR_MIN)
     for (long i = 0; i < len; i++)
@@ -27,6 +30,7 @@ void pk_relu_backward(pk_ctx *c, float *dx, const float *dy, const float *y, siz
 
 void pk_add_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t n)
 {
+    PK_ON_CUDA(c, pk_cuda_add_forward(c, y, a, b, n));
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_EW_PAR_MIN)
     for (long i = 0; i < len; i++)
@@ -35,6 +39,7 @@ void pk_add_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t 
 
 void pk_accumulate(pk_ctx *c, float *y, const float *x, size_t n)
 {
+    PK_ON_CUDA(c, pk_cuda_accumulate(c, y, x, n));
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_EW_PAR_MIN)
     for (long i = 0; i < len; i++)
@@ -52,6 +57,7 @@ static long concat_width(const int *cs, int k)
 void pk_concat_forward(pk_ctx *c, float *y, const float *const *xs, const int *cs, int k,
                        long P)
 {
+    PK_ON_CUDA(c, pk_cuda_concat_forward(c, y, xs, cs, k, P));
     long ct = concat_width(cs, k);
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (P * ct > PK_EW_PAR_MIN)
     for (long p = 0; p < P; p++) {
@@ -67,6 +73,7 @@ void pk_concat_forward(pk_ctx *c, float *y, const float *const *xs, const int *c
 void pk_concat_backward(pk_ctx *c, float *const *dxs, const float *dy, const int *cs, int k,
                         long P)
 {
+    PK_ON_CUDA(c, pk_cuda_concat_backward(c, dxs, dy, cs, k, P));
     long ct = concat_width(cs, k);
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (P * ct > PK_EW_PAR_MIN)
     for (long p = 0; p < P; p++) {
@@ -88,6 +95,7 @@ static float dropout_scale(float p)
 void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
                           long hw, int ch, float p, uint64_t seed)
 {
+    PK_ON_CUDA(c, pk_cuda_dropout2d_forward(c, y, keep, x, n, hw, ch, p, seed));
     /* The mask is a pure function of (seed, n*ch index): keep when the
      * uniform draw is >= p, so a channel survives with probability 1-p. */
     long nc = (long)n * ch;
@@ -108,6 +116,7 @@ void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, in
 void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t *keep, int n,
                            long hw, int ch, float p)
 {
+    PK_ON_CUDA(c, pk_cuda_dropout2d_backward(c, dx, dy, keep, n, hw, ch, p));
     float scale = dropout_scale(p);
     long rows = (long)n * hw;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * ch > PK_EW_PAR_MIN)

@@ -3,6 +3,7 @@
  * (NULL: loss only). Sums are in double, softmaxes go through a max-shifted
  * log-sum-exp. No valid pixel: loss 0 and nothing is added. */
 #include "ops.h"
+#include "ops_cuda.h"
 
 #include <math.h>
 
@@ -18,6 +19,7 @@ static int ce_valid(uint8_t lab, int K, int ignore)
 float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *labels,
                  long P, int K, int ignore, float weight)
 {
+    PK_ON_CUDA_RETURN(c, pk_cuda_ce_loss(c, dlogits, logits, labels, P, K, ignore, weight));
     long nvalid = 0;
     for (long p = 0; p < P; p++)
         nvalid += ce_valid(labels[p], K, ignore);
@@ -90,6 +92,7 @@ static double kd_pixel(float *g, const float *s, const float *t, int K, double i
 float pk_kd_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
                  long P, int K, float T, float weight)
 {
+    PK_ON_CUDA_RETURN(c, pk_cuda_kd_loss(c, ds, s, t, mask, P, K, T, weight));
     long nvalid = count_mask(mask, P);
     if (nvalid == 0)
         return 0.0f;
@@ -108,6 +111,7 @@ float pk_kd_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uin
 float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
                        const uint8_t *mask, long P, int K, float weight)
 {
+    PK_ON_CUDA_RETURN(c, pk_cuda_smoothl1_loss(c, ds, s, t, mask, P, K, weight));
     long nvalid = count_mask(mask, P);
     if (nvalid == 0)
         return 0.0f;
@@ -132,6 +136,7 @@ float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
 float pk_mse_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
                   long P, int K, float weight)
 {
+    PK_ON_CUDA_RETURN(c, pk_cuda_mse_loss(c, ds, s, t, mask, P, K, weight));
     long nvalid = count_mask(mask, P);
     if (nvalid == 0)
         return 0.0f;

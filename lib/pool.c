@@ -6,6 +6,7 @@
  * backward, so no two threads add into the same input element). */
 #include "ctx_impl.h"
 #include "ops.h"
+#include "ops_cuda.h"
 
 #include <math.h>
 #include <string.h>
@@ -25,6 +26,7 @@ int pk_pool_out_size(int in, int k, int stride, int pad)
 void pk_maxpool_forward(pk_ctx *c, float *y, int32_t *argmax, const float *x, int n, int h,
                         int w, int ch, int k, int stride, int pad)
 {
+    PK_ON_CUDA(c, pk_cuda_maxpool_forward(c, y, argmax, x, n, h, w, ch, k, stride, pad));
     int ho = pk_pool_out_size(h, k, stride, pad), wo = pk_pool_out_size(w, k, stride, pad);
     long rows = (long)n * ho;
     if (ho <= 0 || wo <= 0 || ch <= 0)
@@ -75,6 +77,7 @@ void pk_maxpool_forward(pk_ctx *c, float *y, int32_t *argmax, const float *x, in
 void pk_maxpool_backward(pk_ctx *c, float *dx, const float *dy, const int32_t *argmax,
                          int n, int h, int w, int ch, int ho, int wo)
 {
+    PK_ON_CUDA(c, pk_cuda_maxpool_backward(c, dx, dy, argmax, n, h, w, ch, ho, wo));
     if (!dx || n <= 0 || h <= 0 || w <= 0 || ch <= 0)
         return;
     size_t plane = (size_t)h * w * ch, oplane = (size_t)ho * wo * ch;
@@ -112,6 +115,7 @@ static int bin_end(int i, int in, int bins)
 void pk_adapool_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w, int ch,
                         int bins)
 {
+    PK_ON_CUDA(c, pk_cuda_adapool_forward(c, y, x, n, h, w, ch, bins));
     if (n <= 0 || h <= 0 || w <= 0 || ch <= 0 || bins <= 0)
         return;
     long cells = (long)n * bins * bins;
@@ -146,6 +150,7 @@ void pk_adapool_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w
 void pk_adapool_backward(pk_ctx *c, float *dx, const float *dy, int n, int h, int w, int ch,
                          int bins)
 {
+    PK_ON_CUDA(c, pk_cuda_adapool_backward(c, dx, dy, n, h, w, ch, bins));
     if (!dx || n <= 0 || h <= 0 || w <= 0 || ch <= 0 || bins <= 0)
         return;
     long rows = (long)n * h;

@@ -3,6 +3,7 @@
  * src = dst * (in-1)/(out-1) (0 when out == 1), i0 = floor(src),
  * i1 = min(i0+1, in-1), weight of i1 = src - i0. */
 #include "ops.h"
+#include "ops_cuda.h"
 
 #include <string.h>
 
@@ -25,6 +26,7 @@ static lerp1d lerp_at(int dst, int in, int out)
 void pk_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w, int ch,
                        int ho, int wo)
 {
+    PK_ON_CUDA(c, pk_cuda_resize_forward(c, y, x, n, h, w, ch, ho, wo));
     long rows = (long)n * ho;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * wo * ch > 32768)
     for (long r = 0; r < rows; r++) {
@@ -53,6 +55,7 @@ void pk_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w,
 void pk_resize_backward(pk_ctx *c, float *dx, const float *dy, int n, int h, int w, int ch,
                         int ho, int wo)
 {
+    PK_ON_CUDA(c, pk_cuda_resize_backward(c, dx, dy, n, h, w, ch, ho, wo));
     long rows = (long)n * h;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * w * ch > 32768)
     for (long r = 0; r < rows; r++) {

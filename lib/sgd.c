@@ -2,6 +2,7 @@
  * (dampening 0, no nesterov), over one contiguous parameter buffer split
  * into groups with their own LR multiplier; and semseg's poly schedule. */
 #include "ops.h"
+#include "ops_cuda.h"
 
 #include <math.h>
 
@@ -9,6 +10,8 @@ void pk_sgd_step(pk_ctx *c, float *param, float *momentum_buf, const float *grad
                  const pk_param_group *groups, int ngroups, float lr, float momentum,
                  float weight_decay)
 {
+    PK_ON_CUDA(c, pk_cuda_sgd_step(c, param, momentum_buf, grad, groups, ngroups, lr, momentum,
+                                   weight_decay));
     for (int gi = 0; gi < ngroups; gi++) {
         /* PyTorch keeps the group LR as a Python float (double) and hands it
          * to the kernel as a float32 scalar: round lr*mult the same way. */
