@@ -10,6 +10,7 @@
 #include "half.h"
 #include "lmdb_util.h"
 #include "logits_cache.h"
+#include "logits_extra.h"
 #include "record.h"
 #include "support.h"
 
@@ -199,9 +200,10 @@ static void put_or_die(pk_lmdb_writer *w, const char *key, const void *val, size
 }
 
 static const char *keys[3] = {"00000000_a", "00000001_b", "00000002_c"};
-static const int sizes[3][2] = {{9, 9}, {20, 13}, {33, 40}};
+static const int mixed_sizes[3][2] = {{9, 9}, {20, 13}, {33, 40}};
+static const int (*sizes)[2] = mixed_sizes;
 
-/* A pack with 3 small records and pack id `pack_id`, classes 4. */
+/* A pack with 3 small records (of `sizes`) and pack id `pack_id`, classes 4. */
 static void write_pack(const char *path, uint64_t pack_id)
 {
     pk_err e = {0};
@@ -353,6 +355,74 @@ static void test_cache(void)
     unlink(other);
 }
 
+/* The loader adaptor: with augmentation off and the crop equal to a 17x17
+ * image, output pixel (x, y) samples the grid at (x/8, y/8). */
+static void test_loader_planes(void)
+{
+    static const int same[3][2] = {{17, 17}, {17, 17}, {17, 17}};
+    pk_err e = {0, ""};
+    char pack[128], cache[128];
+    snprintf(pack, sizeof pack, "%s/lpack.lmdb", dir);
+    snprintf(cache, sizeof cache, "%s/lcache.lmdb", dir);
+    sizes = same;
+    write_pack(pack, 7);
+    write_cache(cache, 3, 7);
+    sizes = mixed_sizes;
+    pk_logits_cache *c = NULL;
+    if (pk_logits_cache_open(&c, cache, &e)) {
+        PK_CHECK(failures, 0, "open: %s", e.msg);
+        return;
+    }
+    pk_loader_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.pack = pack;
+    lo.batch = 3;
+    lo.threads = 2;
+    lo.seed = 1;
+    lo.end_iter = 1;
+    pk_aug_opts_default(&lo.aug, 17, 17);
+    lo.aug.none = 1;
+    lo.extra_fn = pk_logits_extra_fn;
+    lo.extra_user = c;
+    lo.extra_channels = 8;
+    pk_loader *ld = NULL;
+    const pk_batch *b = NULL;
+    int rc = pk_loader_open(&ld, &lo, &e);
+    if (!rc)
+        rc = pk_loader_next(ld, &b, &e);
+    PK_CHECK(failures, rc == PK_OK && b && b->n == 3 && b->c_extra == 8, "loader: %s", e.msg);
+    if (!rc && b && b->n == 3 && b->c_extra == 8) {
+        int bad = 0;
+        for (int s = 0; s < 3; s++) {
+            int i = b->record[s]; /* the cache's values for record i: i*1000 + j */
+            for (int y = 0; y < 17; y++)
+                for (int x = 0; x < 17; x++) {
+                    const float *v = b->extra + (((size_t)s * 17 + y) * 17 + x) * 8;
+                    float gx = x / 8.0f, gy = y / 8.0f;
+                    int x0 = (int)gx, y0 = (int)gy;
+                    int x1 = x0 < 2 ? x0 + 1 : x0, y1 = y0 < 2 ? y0 + 1 : y0;
+                    float fx = gx - x0, fy = gy - y0;
+                    for (int ch = 0; ch < 4; ch++) {
+                        float g00 = (float)(i * 1000 + (y0 * 3 + x0) * 4 + ch);
+                        float g01 = (float)(i * 1000 + (y0 * 3 + x1) * 4 + ch);
+                        float g10 = (float)(i * 1000 + (y1 * 3 + x0) * 4 + ch);
+                        float g11 = (float)(i * 1000 + (y1 * 3 + x1) * 4 + ch);
+                        float want = (1 - fy) * ((1 - fx) * g00 + fx * g01) +
+                                     fy * ((1 - fx) * g10 + fx * g11);
+                        bad += fabsf(v[ch] - want) > 1e-3f * (1 + fabsf(want));
+                        bad += fabsf(v[4 + ch] + 0.5f * want) > 1e-3f * (1 + fabsf(want));
+                    }
+                }
+        }
+        PK_CHECK(failures, bad == 0, "loader planes: %d values off the (x/8, y/8) grid sample",
+                 bad);
+    }
+    pk_loader_close(ld);
+    pk_logits_cache_close(c);
+    unlink(pack);
+    unlink(cache);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/pk_logits_XXXXXX");
@@ -363,6 +433,7 @@ int main(void)
     test_meta();
     test_fnv();
     test_cache();
+    test_loader_planes();
     rmdir(dir);
     if (failures) {
         fprintf(stderr, "test_logits_cache: %d failure(s)\n", failures);
