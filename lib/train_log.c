@@ -41,45 +41,41 @@ static long row_step(const char *line, size_t len)
     return commas == 12 ? v : -1;
 }
 
-/* Rewrites path keeping the header and the rows with step <= keep_to
- * (only when some row must go). */
-static int trim(const char *path, const uint8_t *buf, size_t len, long keep_to, pk_err *e)
+/* Counts the data rows of buf (after the header) that go: a step above
+ * keep_to, or a torn row; copies the others to out when it is not NULL. */
+static int rows_over(const uint8_t *buf, size_t len, long keep_to, FILE *out)
 {
-    size_t hlen = strlen(PK_TRAIN_LOG_HEADER);
-    size_t pos = hlen + 1, out_len = pos;
-    int drop = 0;
-    /* First pass: does anything go? */
+    size_t pos = strlen(PK_TRAIN_LOG_HEADER) + 1;
+    int dropped = 0;
     while (pos < len) {
         const uint8_t *nl = memchr(buf + pos, '\n', len - pos);
         size_t l = nl ? (size_t)(nl - (buf + pos)) + 1 : len - pos;
         long s = row_step((const char *)buf + pos, l);
         if (s < 0 || s > keep_to)
-            drop = 1;
-        else
-            out_len += l;
+            dropped++;
+        else if (out)
+            fwrite(buf + pos, 1, l, out);
         pos += l;
     }
-    if (!drop)
+    return dropped;
+}
+
+/* Rewrites path atomically keeping the header and the rows with
+ * step <= keep_to, when some row must go. */
+static int trim(const char *path, const uint8_t *buf, size_t len, long keep_to, pk_err *e)
+{
+    if (!rows_over(buf, len, keep_to, NULL))
         return PK_OK;
     pk_atomic_file af;
     int rc = pk_atomic_open(&af, path, e);
     if (rc)
         return rc;
-    fwrite(buf, 1, hlen + 1, af.fp);
-    pos = hlen + 1;
-    while (pos < len) {
-        const uint8_t *nl = memchr(buf + pos, '\n', len - pos);
-        size_t l = nl ? (size_t)(nl - (buf + pos)) + 1 : len - pos;
-        long s = row_step((const char *)buf + pos, l);
-        if (s >= 0 && s <= keep_to)
-            fwrite(buf + pos, 1, l, af.fp);
-        pos += l;
-    }
+    fwrite(buf, 1, strlen(PK_TRAIN_LOG_HEADER) + 1, af.fp);
+    rows_over(buf, len, keep_to, af.fp);
     if (ferror(af.fp)) {
         pk_atomic_abort(&af);
         return pk_fail(e, PK_EIO, "%s: write failed", path);
     }
-    (void)out_len;
     return pk_atomic_commit(&af, e);
 }
 
@@ -91,17 +87,13 @@ int pk_train_log_open(pk_train_log *l, const char *path, long start_step, pk_err
     snprintf(l->path, sizeof l->path, "%s", path);
     uint8_t *buf = NULL;
     size_t len = 0;
-    FILE *probe = fopen(path, "rb");
-    if (probe) {
-        fclose(probe);
-        int rc = pk_file_read(&buf, &len, path, e);
-        if (rc)
-            return rc;
-    } else if (errno != ENOENT) {
-        return pk_fail(e, PK_EIO, "%s: %s", path, strerror(errno));
-    }
+    int rc = pk_file_read(&buf, &len, path, e);
+    if (rc == PK_ENOTFOUND)
+        len = 0; /* a new log */
+    else if (rc)
+        return rc;
     size_t hlen = strlen(PK_TRAIN_LOG_HEADER);
-    int rc = PK_OK;
+    rc = PK_OK;
     if (len > 0) {
         if (len < hlen + 1 || memcmp(buf, PK_TRAIN_LOG_HEADER, hlen) || buf[hlen] != '\n')
             rc = pk_fail(e, PK_EFORMAT, "%s: not a pspkd training log (header differs)", path);
