@@ -424,6 +424,8 @@ static int backward_weights(pk_ctx *c, float *dw, float *db, const float *dy, co
     return rc;
 }
 
+/* dx == NULL skips backward-data; dw == NULL skips backward-weights (and
+ * with it db, which only comes with the weight gradient). */
 int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                        const float *x, const float *w, const pk_conv_desc *d, pk_err *e)
 {
