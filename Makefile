@@ -2,10 +2,14 @@
 #   make                 lib/libpspkd.a and bin/<tool> for every tools/*.c
 #   make check           C unit tests, then a Bats file per tool
 #   make SANITIZE=1 check  the same under ASan+UBSan (objects in build-san/)
-#   make CUDA=1          also the CUDA twins (*.cu); off unless asked
+#   make CUDA=1          also the CUDA twins (*.cu); on by default when nvcc is found
+#                        (CUDA=0 to leave them out); STATIC_DEPS=1 links LMDB,
+#                        libpng, libjpeg and zlib statically (for a GPU machine without them)
 #   make demo            the whole pipeline on the embedded synthetic set
 #   make bench           model + data benchmarks (PyTorch/OpenCV side when installed)
 #   make bench-ops       op-level GFLOP/s against oneDNN's sgemm
+#   make bench-gpu       on a GPU machine: CUDA build, GPU op/step checks, GPU benchmark
+#                        next to PyTorch (scripts/bench-gpu)
 #   make install PREFIX=/usr/local
 VERSION := 0.1.0
 PREFIX  ?= /usr/local
@@ -31,15 +35,34 @@ O        := build
 BIN      := bin
 endif
 
+# CUDA defaults to on when nvcc is found (not under SANITIZE: ASan and the
+# CUDA driver do not mix).
+NVCC     ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifeq ($(SANITIZE),1)
+CUDA     ?= 0
+else
+CUDA     ?= 0
+endif
+ifeq ($(STATIC_DEPS),1)
+STATIC_LIBS := -Wl,-Bstatic -llmdb -lpng16 -lz -ljpeg -Wl,-Bdynamic
+LDLIBS   := $(subst -llmdb -lpng -lz -ljpeg,$(STATIC_LIBS),$(LDLIBS))
+endif
 ifeq ($(CUDA),1)
-NVCC      ?= /usr/local/cuda/bin/nvcc
-NVFLAGS   ?= -O2 -std=c++17 -Ilib -DPSPKD_CUDA \
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVFLAGS   ?= -O2 -std=c++17 -Ilib -DPSPKD_CUDA -MMD -MP \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90 -Xcompiler -Wall,-Werror
-CFLAGS   += -DPSPKD_CUDA -I/usr/local/cuda/include
-LDLIBS   += -L/usr/local/cuda/lib64 -lcudnn -lcublas -lcudart -lstdc++
+CFLAGS   += -DPSPKD_CUDA -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudnn -lcudart_static -ldl -lrt -lstdc++
 CU_SRC   := $(wildcard lib/*.cu)
 endif
+
+# Objects depend on the configuration, so switching CUDA, STATIC_DEPS or
+# OPT rebuilds (and relinks) instead of mixing old and new objects.
+CONFIG   := $(O)/config.stamp
+CFG_NOW  := CUDA=$(CUDA) STATIC_DEPS=$(STATIC_DEPS) OPT=$(OPT)
+$(shell mkdir -p $(O) && { [ "$$(cat $(CONFIG) 2>/dev/null)" = "$(CFG_NOW)" ] || \
+    echo "$(CFG_NOW)" > $(CONFIG); })
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:lib/%.c=$(O)/lib/%.o) $(CU_SRC:lib/%.cu=$(O)/lib/%.cu.o)
@@ -53,33 +76,33 @@ BENCHES  := $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 # (older OpenBLAS misbehaves on this CPU otherwise).
 export OPENBLAS_CORETYPE ?= Haswell
 
-.PHONY: all deps check check-c check-bats demo bench bench-ops install clean man-lint
+.PHONY: all deps check check-c check-bats demo bench bench-ops bench-gpu install clean man-lint
 all: deps $(LIB) $(TOOLS)
 
 deps:
 	@scripts/check-deps
 
-$(O)/lib/%.o: lib/%.c | deps
+$(O)/lib/%.o: lib/%.c $(CONFIG) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
-$(O)/lib/%.cu.o: lib/%.cu | deps
+$(O)/lib/%.cu.o: lib/%.cu $(CONFIG) | deps
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
-$(O)/tools/%.o: tools/%.c | deps
+$(O)/tools/%.o: tools/%.c $(CONFIG) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BIN)/%: $(O)/tools/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-$(O)/tests/%.o: tests/%.c | deps
+$(O)/tests/%.o: tests/%.c $(CONFIG) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 $(O)/tests/test_%: $(O)/tests/test_%.o $(TEST_SUP) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-$(O)/bench/%.o: bench/%.c | deps
+$(O)/bench/%.o: bench/%.c $(CONFIG) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 $(O)/bench/%: $(O)/bench/%.o $(LIB)
@@ -97,6 +120,9 @@ bench: all $(BENCHES)
 
 bench-ops: all $(O)/bench/bench_ops
 	$(O)/bench/bench_ops
+
+bench-gpu:
+	@scripts/bench-gpu
 
 man-lint:
 	@for m in man/man*/*.[1-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done

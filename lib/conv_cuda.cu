@@ -107,7 +107,7 @@ static int get_plan(pk_ctx *c, pk_cuda_ctx *cs, const pk_conv_desc *d, conv_plan
         plan_drop(p);
         return fail_from(cs, e);
     }
-    p->gemm = d->k == 1 && d->stride == 1 && d->pad == 0;
+    p->gemm = d->k == 1 && d->stride == 1 && d->pad == 0 && cs->cublas;
     int rc = pk_ctx_cache_add(c, &key, sizeof key, p, plan_drop, e);
     if (rc != PK_OK)
         return rc; /* the cache dropped p */
@@ -124,14 +124,14 @@ static bool gemm_run(pk_cuda_ctx *cs, int dir, const pk_conv_desc *d, float *out
     const float one = 1.0f;
     switch (dir) {
     case DIR_FWD: /* out = y, a = x, b = w */
-        return PK_CU(cs, cublasSgemm(cs->cublas, CUBLAS_OP_T, CUBLAS_OP_N, d->co, P, d->ci,
-                                     &one, b, d->ci, a, d->ci, &beta, out, d->co));
+        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_T, CUBLAS_OP_N, d->co, P, d->ci,
+                                        &one, b, d->ci, a, d->ci, &beta, out, d->co));
     case DIR_DATA: /* out = dx, a = dy, b = w */
-        return PK_CU(cs, cublasSgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_N, d->ci, P, d->co,
-                                     &one, b, d->ci, a, d->co, &beta, out, d->ci));
+        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_N, d->ci, P, d->co,
+                                        &one, b, d->ci, a, d->co, &beta, out, d->ci));
     default: /* DIR_FILTER: out = dw, a = dy, b = x */
-        return PK_CU(cs, cublasSgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_T, d->ci, d->co, P,
-                                     &one, b, d->ci, a, d->co, &beta, out, d->ci));
+        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_T, d->ci, d->co, P,
+                                        &one, b, d->ci, a, d->co, &beta, out, d->ci));
     }
 }
 

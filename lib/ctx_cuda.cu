@@ -3,6 +3,7 @@
  * memory with allocation counters, and the deferred-error slot. */
 #include "cuda_common.cuh"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 #include <new>
@@ -67,9 +68,9 @@ void *pk_cuda_workspace(pk_cuda_ctx *cs, size_t bytes)
 {
     if (bytes <= cs->ws_cap && cs->ws)
         return cs->ws;
-    /* cudaFree waits for the kernels still using the old buffer. */
+    /* The queued kernels may still use the old buffer. */
     if (cs->ws) {
-        if (!PK_CU(cs, cudaFree(cs->ws)))
+        if (!PK_CU(cs, cudaStreamSynchronize(cs->stream)) || !PK_CU(cs, cudaFree(cs->ws)))
             return NULL;
         count_alloc(cs, -(long long)cs->ws_cap);
     }
@@ -83,6 +84,33 @@ void *pk_cuda_workspace(pk_cuda_ctx *cs, size_t bytes)
     cs->ws_cap = want ? want : 256;
     count_alloc(cs, (long long)cs->ws_cap);
     return cs->ws;
+}
+
+#define PK_STR2(x) #x
+#define PK_STR(x) PK_STR2(x)
+
+/* Opens libcublas.so.<major of the headers> and resolves what we call;
+ * false (and nothing loaded) when any of it is missing. */
+static bool load_cublas(pk_cublas_api *b)
+{
+    memset(b, 0, sizeof *b);
+    void *lib = dlopen("libcublas.so." PK_STR(CUBLAS_VER_MAJOR), RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        return false;
+    b->create = (decltype(b->create))dlsym(lib, "cublasCreate_v2");
+    b->destroy = (decltype(b->destroy))dlsym(lib, "cublasDestroy_v2");
+    b->set_stream = (decltype(b->set_stream))dlsym(lib, "cublasSetStream_v2");
+    b->set_math_mode = (decltype(b->set_math_mode))dlsym(lib, "cublasSetMathMode");
+    b->sgemm = (decltype(b->sgemm))dlsym(lib, "cublasSgemm_v2");
+    b->status_string = (decltype(b->status_string))dlsym(lib, "cublasGetStatusString");
+    if (!b->create || !b->destroy || !b->set_stream || !b->set_math_mode || !b->sgemm ||
+        !b->status_string) {
+        dlclose(lib);
+        memset(b, 0, sizeof *b);
+        return false;
+    }
+    b->lib = lib;
+    return true;
 }
 
 extern "C" int pk_cuda_ctx_init(pk_ctx *c, const pk_ctx_opts *o, pk_err *e)
@@ -108,13 +136,16 @@ extern "C" int pk_cuda_ctx_init(pk_ctx *c, const pk_ctx_opts *o, pk_err *e)
     bool ok = PK_CU(cs, cudaSetDevice(cs->device)) &&
               PK_CU(cs, cudaGetDeviceProperties(&prop, cs->device)) &&
               PK_CU(cs, cudaStreamCreateWithFlags(&cs->stream, cudaStreamNonBlocking)) &&
-              PK_CU(cs, cudnnCreate(&cs->cudnn)) && PK_CU(cs, cudnnSetStream(cs->cudnn, cs->stream)) &&
-              PK_CU(cs, cublasCreate(&cs->cublas)) &&
-              PK_CU(cs, cublasSetStream(cs->cublas, cs->stream)) &&
-              /* cuBLAS's default math is strict FP32; TF32 only when allowed */
-              PK_CU(cs, cublasSetMathMode(cs->cublas, cs->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                               : CUBLAS_DEFAULT_MATH)) &&
+              PK_CU(cs, cudnnCreate(&cs->cudnn)) &&
+              PK_CU(cs, cudnnSetStream(cs->cudnn, cs->stream)) &&
               PK_CU(cs, cudaMallocHost(&cs->host_scalar, 16 * sizeof(double)));
+    if (ok && load_cublas(&cs->blas)) {
+        const pk_cublas_api &b = cs->blas;
+        ok = PK_CU(cs, b.create(&cs->cublas)) && PK_CU(cs, b.set_stream(cs->cublas, cs->stream)) &&
+             /* cuBLAS's default math is strict FP32; TF32 only when allowed */
+             PK_CU(cs, b.set_math_mode(cs->cublas, cs->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                           : CUBLAS_DEFAULT_MATH));
+    }
     if (!ok) {
         int rc = pk_cuda_take_error(cs, e);
         pk_cuda_ctx_fini(c);
@@ -140,7 +171,9 @@ extern "C" void pk_cuda_ctx_fini(pk_ctx *c)
     if (cs->host_scalar)
         cudaFreeHost(cs->host_scalar);
     if (cs->cublas)
-        cublasDestroy(cs->cublas);
+        cs->blas.destroy(cs->cublas);
+    if (cs->blas.lib)
+        dlclose(cs->blas.lib);
     if (cs->cudnn)
         cudnnDestroy(cs->cudnn);
     if (cs->stream)
@@ -235,10 +268,14 @@ extern "C" void pk_cuda_mem_stats(pk_ctx *c, size_t *current, size_t *peak)
         *peak = cs ? cs->mem_peak : 0;
 }
 
-extern "C" void pk_cuda_set_conv_engine(pk_ctx *c, int engine)
+extern "C" int pk_cuda_set_conv_engine(pk_ctx *c, int engine)
 {
-    if (c->cuda && engine >= PK_CUDA_CONV_AUTO && engine <= PK_CUDA_CONV_CUBLAS)
-        c->cuda->conv_engine = engine;
+    if (!c->cuda || engine < PK_CUDA_CONV_AUTO || engine > PK_CUDA_CONV_CUBLAS)
+        return PK_EINVAL;
+    if (engine == PK_CUDA_CONV_CUBLAS && !c->cuda->cublas)
+        return PK_ENOTFOUND;
+    c->cuda->conv_engine = engine;
+    return PK_OK;
 }
 
 extern "C" void pk_cuda_mem_reset_peak(pk_ctx *c)

@@ -7,11 +7,11 @@
 #define PSPKD_CTX_CUDA_H
 
 #include <stddef.h>
-#include "ctx.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+#include "ctx.h"
 
 /* CUDA devices visible to this process; 0 when the driver or runtime is
  * missing or reports an error (so tools can fall back to the CPU). */

@@ -18,6 +18,20 @@ extern "C" {
 
 struct pk_cuda_alloc_table; /* pointer -> size, for the memory counters */
 
+/* cuBLAS is opened with dlopen when a CUDA context is created: linked in,
+ * its 500 MB library would cost every process (CPU-only runs and tools that
+ * never touch a GPU included) about 0.2 s and 200 MB at start. lib == NULL:
+ * not available, and convolutions use cuDNN alone. */
+struct pk_cublas_api {
+    void *lib;
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSgemm_v2) sgemm;
+    decltype(&cublasGetStatusString) status_string;
+};
+
 struct pk_cuda_ctx {
     int device;
     int tf32;
@@ -25,7 +39,8 @@ struct pk_cuda_ctx {
     int conv_engine; /* PK_CUDA_CONV_*: which library 1x1 convolutions may use */
     cudaStream_t stream;
     cudnnHandle_t cudnn;
-    cublasHandle_t cublas;
+    cublasHandle_t cublas; /* NULL when blas.lib is */
+    pk_cublas_api blas;
     /* One workspace shared by every op on the stream (cuDNN's, BN's and
      * the losses' partial sums): ops run one after another, and a slot's
      * contents never outlive the op that asked for it. */
@@ -61,7 +76,9 @@ static inline bool pk_cuda_ok(pk_cuda_ctx *cs, cublasStatus_t st, const char *fi
 {
     return st == CUBLAS_STATUS_SUCCESS ||
            pk_cuda_note(cs, st == CUBLAS_STATUS_ALLOC_FAILED ? PK_ENOMEM : PK_EBACKEND, file,
-                        line, what, cublasGetStatusString(st));
+                        line, what,
+                        cs && cs->blas.status_string ? cs->blas.status_string(st)
+                                                     : "cuBLAS error");
 }
 
 /* Checks a CUDA runtime, cuDNN or cuBLAS call. */

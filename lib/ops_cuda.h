@@ -13,6 +13,9 @@
 #ifndef PSPKD_OPS_CUDA_H
 #define PSPKD_OPS_CUDA_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 #include "ops.h"
 
 /* The first statement of each public op in lib/NAME.c: a CUDA context's
@@ -33,10 +36,6 @@
 #else
 #define PK_ON_CUDA(c, call) ((void)0)
 #define PK_ON_CUDA_RETURN(c, call) ((void)0)
-#endif
-
-#ifdef __cplusplus
-extern "C" {
 #endif
 
 int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w,
@@ -98,9 +97,11 @@ void pk_cuda_sgd_step(pk_ctx *c, float *param, float *momentum_buf, const float 
 
 /* Which library a 1x1 stride-1 convolution may use: both timed, the
  * faster kept (AUTO, the default), or one forced (the tests check each).
- * Affects shapes first seen after the call. */
+ * Affects shapes first seen after the call. PK_ENOTFOUND when cuBLAS is
+ * asked for but libcublas could not be loaded; PK_EINVAL for a CPU
+ * context or an unknown value. */
 enum { PK_CUDA_CONV_AUTO = 0, PK_CUDA_CONV_CUDNN = 1, PK_CUDA_CONV_CUBLAS = 2 };
-void pk_cuda_set_conv_engine(pk_ctx *c, int engine);
+int pk_cuda_set_conv_engine(pk_ctx *c, int engine);
 
 /* PK_OK, or the first failure kept since the last call (copied into e and
  * cleared). Waits for queued work first, so asynchronous kernel faults are

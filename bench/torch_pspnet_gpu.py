@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""PyTorch's figures for the three cases of bench/bench_gpu.c, on the same GPU:
+semseg's PSPNet from tests/fixtures/pspnet_ref.py, eager FP32 with TF32
+allowed for convolutions and matmuls (PyTorch's convolution default; the
+matmul switch turned on as well), cudnn.benchmark on (semseg's setting, and
+the fastest eager configuration), NCHW (PyTorch's default layout):
+
+  torch_r18_train_b8_473   ResNet18 train step: forward, CE + 0.4 aux CE
+  torch_r18_train_b16_473  + KD (KL, T=1, main logits vs fake teacher
+                           logits) + SmoothL1 (aux vs fake teacher aux),
+                           backward, SGD (momentum 0.9, wd 1e-4)
+  torch_r50_infer_b8_473   ResNet50 (deep stem) eval forward, main + aux
+                           logits at full resolution, no autograd
+
+Prints "NAME VALUE UNIT" lines: img/s (median step), GFLOP/s from the same
+convolution FLOP counts as bench_gpu (ResNet18 forward 120.7 GFLOP per image
+at 473, a train step 3x that; ResNet50 forward 340.3), the peak of
+torch.cuda.max_memory_allocated over the timed steps, and the device's used
+memory (torch.cuda.mem_get_info: the caching allocator's reserve and the
+CUDA context too). Usage:
+  python3 bench/torch_pspnet_gpu.py [--warmup N] [--iters N] [--only NAME] [--no-tf32]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+from pspnet_ref import PSPNet  # noqa: E402
+
+CLASSES = 21
+GFLOP_FWD = {"resnet18": 120.7, "resnet50": 340.3}  # per image at 473x473 (pk_model_flops)
+# name, arch, stem, train, batch, size
+CASES = [("r18_train_b8_473", "resnet18", "7x7", True, 8, 473),
+         ("r18_train_b16_473", "resnet18", "7x7", True, 16, 473),
+         ("r50_infer_b8_473", "resnet50", "deep", False, 8, 473)]
+
+
+def train_step(net, opt, x, y, t_main, t_aux):
+    main, aux = net(x)
+    loss = F.cross_entropy(main, y, ignore_index=255) + \
+        0.4 * F.cross_entropy(aux, y, ignore_index=255)
+    kl = F.kl_div(F.log_softmax(main, 1), F.softmax(t_main, 1), reduction="none")
+    loss = loss + kl.sum(1).mean() + F.smooth_l1_loss(aux, t_aux)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def run(case, warmup, iters):
+    name, arch, stem, train, n, size = case
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(7)
+    net = PSPNet(arch, stem, CLASSES, dropout=0.1).to(dev)
+    x = torch.rand(n, 3, size, size, generator=g, device=dev) * 4 - 2
+    if train:
+        y = torch.randint(0, CLASSES, (n, size, size), generator=g, device=dev)
+        y[torch.rand(n, size, size, generator=g, device=dev) < 0.05] = 255
+        t_main = torch.rand(n, CLASSES, size, size, generator=g, device=dev) * 8 - 4
+        t_aux = torch.rand(n, CLASSES, size, size, generator=g, device=dev) * 8 - 4
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+        def step():
+            train_step(net, opt, x, y, t_main, t_aux)
+    else:
+        net.eval()
+
+        def step():
+            with torch.no_grad():
+                net(x)
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times, used = [], 0
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        free_b, total_b = torch.cuda.mem_get_info()
+        used = max(used, total_b - free_b)
+    med = statistics.median(times)
+    flops = GFLOP_FWD[arch] * n * (3 if train else 1)
+    print("torch_%s %.2f img/s" % (name, n / med))
+    print("torch_%s_gflops %.0f GFLOP/s" % (name, flops / med))
+    print("torch_%s_peak_alloc %.0f MiB" % (name, torch.cuda.max_memory_allocated() / 2**20))
+    print("torch_%s_device_used %.0f MiB" % (name, used / 2**20))
+    print("torch_%s_step %.4f s (median of %d, min %.4f, max %.4f)"
+          % (name, med, iters, min(times), max(times)), flush=True)
+    del net, x
+    torch.cuda.empty_cache()
+
+
+def main():
+    ap = argparse.ArgumentParser(description="PyTorch PSPNet GPU throughput")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--only", default=None, help="comma-separated case names")
+    ap.add_argument("--no-tf32", action="store_true", help="strict FP32 convolutions")
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("torch_pspnet_gpu: skipped: no GPU (or no CUDA in this PyTorch)")
+        return 0
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = not a.no_tf32
+    torch.backends.cuda.matmul.allow_tf32 = not a.no_tf32
+    print("# torch_pspnet_gpu: PyTorch %s, cuDNN %s, %s, TF32 %s, %d warm-up + %d timed steps"
+          % (torch.__version__, torch.backends.cudnn.version(), torch.cuda.get_device_name(0),
+             "off" if a.no_tf32 else "on", a.warmup, a.iters))
+    for case in CASES:
+        if a.only is None or case[0] in a.only.split(","):
+            run(case, a.warmup, a.iters)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
