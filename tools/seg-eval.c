@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "device_opt.h"
 #include "image.h"
 #include "lmdb_util.h"
 #include "metrics.h"
@@ -45,7 +46,7 @@ static void usage(FILE *f)
             "      --save-dir DIR    write DIR/gray/ID.png (indices) and\n"
             "                        DIR/color/ID.png (palette) predictions\n"
             "  -t, --threads N       compute threads (default: all CPUs)\n"
-            "      --device DEV      cpu (default), cuda or cuda:N\n"
+            "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
             "      --json            print the results as JSON\n"
             "  -q, --quiet           no progress line\n"
             "  -h, --help            this help\n"
@@ -67,22 +68,6 @@ static int parse_long(const char *s, long lo, long hi, long *out)
         return -1;
     *out = v;
     return 0;
-}
-
-static int parse_device(const char *s, pk_ctx_opts *c)
-{
-    long idx = 0;
-    if (!strcmp(s, "cpu")) {
-        c->device = PK_DEV_CPU;
-        return 0;
-    }
-    if (!strncmp(s, "cuda", 4) &&
-        (s[4] == '\0' || (s[4] == ':' && !parse_long(s + 5, 0, 63, &idx)))) {
-        c->device = PK_DEV_CUDA;
-        c->device_index = (int)idx;
-        return 0;
-    }
-    return -1;
 }
 
 /* "473" or "473x641" (height x width). */
@@ -129,6 +114,7 @@ static int parse(struct opts *o, int argc, char **argv)
     o->limit = -1;
     pk_seg_opts_default(&o->seg);
     int c;
+    const char *device = NULL;
     long v;
     pk_err e = {0, ""};
     opterr = 0;
@@ -169,10 +155,7 @@ static int parse(struct opts *o, int argc, char **argv)
                 return usage_error("--threads takes 1..1024");
             o->ctx.threads = (int)v;
             break;
-        case OPT_DEVICE:
-            if (parse_device(optarg, &o->ctx))
-                return usage_error("--device takes cpu, cuda or cuda:N");
-            break;
+        case OPT_DEVICE: device = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':': {
@@ -186,6 +169,14 @@ static int parse(struct opts *o, int argc, char **argv)
             return usage_error(m);
         }
         }
+    }
+    pk_err de = {0, ""};
+    int drc = pk_device_parse(device, &o->ctx, &de);
+    if (drc == PK_EINVAL)
+        return usage_error(de.msg);
+    if (drc) {
+        fprintf(stderr, TOOL ": %s\n", de.msg);
+        return 1;
     }
     if (optind != argc)
         return usage_error("unexpected argument");

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "device_opt.h"
 #include "image.h"
 #include "logits_cache.h"
 #include "palette.h"
@@ -38,7 +39,7 @@ static void usage(FILE *f)
             "                        safetensors: input [1,3,Hp,Wp] (normalised, padded),\n"
             "                        main and aux [1,K,Hp,Wp], float32, NCHW\n"
             "  -t, --threads N       compute threads (default: all CPUs)\n"
-            "      --device DEV      cpu (default), cuda or cuda:N\n"
+            "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
             "  -q, --quiet           do not list the files written\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n");
@@ -59,22 +60,6 @@ static int parse_long(const char *s, long lo, long hi, long *out)
         return -1;
     *out = v;
     return 0;
-}
-
-static int parse_device(const char *s, pk_ctx_opts *c)
-{
-    long idx = 0;
-    if (!strcmp(s, "cpu")) {
-        c->device = PK_DEV_CPU;
-        return 0;
-    }
-    if (!strncmp(s, "cuda", 4) &&
-        (s[4] == '\0' || (s[4] == ':' && !parse_long(s + 5, 0, 63, &idx)))) {
-        c->device = PK_DEV_CUDA;
-        c->device_index = (int)idx;
-        return 0;
-    }
-    return -1;
 }
 
 struct opts {
@@ -101,6 +86,7 @@ static int parse(struct opts *o, int argc, char **argv)
     o->out_dir = ".";
     o->alpha = 0.5f;
     int c;
+    const char *device = NULL;
     long v;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:o:t:qhV", lo, NULL)) != -1) {
@@ -124,10 +110,7 @@ static int parse(struct opts *o, int argc, char **argv)
                 return usage_error("--threads takes 1..1024");
             o->ctx.threads = (int)v;
             break;
-        case OPT_DEVICE:
-            if (parse_device(optarg, &o->ctx))
-                return usage_error("--device takes cpu, cuda or cuda:N");
-            break;
+        case OPT_DEVICE: device = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':': {
@@ -144,6 +127,14 @@ static int parse(struct opts *o, int argc, char **argv)
     }
     if (!o->model)
         return usage_error("need -m MODEL");
+    pk_err de = {0, ""};
+    int drc = pk_device_parse(device, &o->ctx, &de);
+    if (drc == PK_EINVAL)
+        return usage_error(de.msg);
+    if (drc) {
+        fprintf(stderr, TOOL ": %s\n", de.msg);
+        return 1;
+    }
     if (optind >= argc)
         return usage_error("no input images (give files, or - to read paths from stdin)");
     o->inputs = argv + optind;

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "device_opt.h"
 #include "lmdb_util.h"
 #include "logits_cache.h"
 #include "progress.h"
@@ -40,7 +41,7 @@ static void usage(FILE *f)
             "  -o, --output FILE     the logits cache to write (resumed when it exists\n"
             "                        and matches the teacher and the pack)\n"
             "  -t, --threads N       compute threads (default: all CPUs)\n"
-            "      --device DEV      cpu (default), cuda or cuda:N\n"
+            "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
             "      --limit N         compute at most N new images, then write the cache\n"
             "  -f, --force           recompute everything, replacing OUTPUT\n"
             "      --json            print the summary as JSON\n"
@@ -66,22 +67,6 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-static int parse_device(const char *s, pk_ctx_opts *c)
-{
-    long idx = 0;
-    if (!strcmp(s, "cpu")) {
-        c->device = PK_DEV_CPU;
-        return 0;
-    }
-    if (!strncmp(s, "cuda", 4) &&
-        (s[4] == '\0' || (s[4] == ':' && !parse_long(s + 5, 0, 63, &idx)))) {
-        c->device = PK_DEV_CUDA;
-        c->device_index = (int)idx;
-        return 0;
-    }
-    return -1;
-}
-
 struct opts {
     const char *model, *data, *out;
     pk_ctx_opts ctx;
@@ -103,6 +88,7 @@ static int parse(struct opts *o, int argc, char **argv)
         {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     *o = (struct opts){.limit = -1};
     int c;
+    const char *device = NULL;
     long v;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:d:o:t:fqhV", lo, NULL)) != -1) {
@@ -118,10 +104,7 @@ static int parse(struct opts *o, int argc, char **argv)
                 return usage_error("--threads takes 1..1024");
             o->ctx.threads = (int)v;
             break;
-        case OPT_DEVICE:
-            if (parse_device(optarg, &o->ctx))
-                return usage_error("--device takes cpu, cuda or cuda:N");
-            break;
+        case OPT_DEVICE: device = optarg; break;
         case OPT_LIMIT:
             if (parse_long(optarg, 0, 1L << 40, &o->limit))
                 return usage_error("--limit takes a count >= 0");
@@ -139,6 +122,14 @@ static int parse(struct opts *o, int argc, char **argv)
             return usage_error(m);
         }
         }
+    }
+    pk_err de = {0, ""};
+    int drc = pk_device_parse(device, &o->ctx, &de);
+    if (drc == PK_EINVAL)
+        return usage_error(de.msg);
+    if (drc) {
+        fprintf(stderr, TOOL ": %s\n", de.msg);
+        return 1;
     }
     if (optind != argc)
         return usage_error("unexpected argument");
