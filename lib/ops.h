@@ -24,7 +24,7 @@ typedef struct pk_conv_desc {
     int n, h, w, ci;            /* input NHWC */
     int co, k, stride, pad, dil; /* square kernel k x k */
     int bias;                   /* 1: y += b[co] */
-    int ho, wo;                 /* output size, filled by pk_conv_desc_init */
+    int ho, wo;                 /* output size, filled by pk_conv_desc_make */
 } pk_conv_desc;
 
 /* PyTorch's rule: floor((in + 2*pad - dil*(k-1) - 1) / stride) + 1. */
