@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "device_opt.h"
 #include "pack_meta.h"
 
 enum {
@@ -82,7 +83,7 @@ void pk_train_cli_help(FILE *f)
           "Machine:\n"
           "      --threads N        compute threads (0: all CPUs; 0)\n"
           "      --workers N        loader threads (1)\n"
-          "      --device cpu|cuda[:N]  (cpu)\n"
+          "      --device cpu|cuda[:N]  (default: the first GPU if any, else cpu)\n"
           "  -q, --quiet            no progress or notes on stderr\n"
           "  -h, --help             this help\n"
           "  -V, --version          print the version\n",
@@ -151,22 +152,6 @@ static int parse_scale(const char *s, float *lo, float *hi)
     *lo = (float)x;
     *hi = (float)y;
     return 0;
-}
-
-static int parse_device(const char *s, pk_device *d, int *index)
-{
-    long v = 0;
-    if (!strcmp(s, "cpu")) {
-        *d = PK_DEV_CPU;
-        *index = 0;
-        return 0;
-    }
-    if (!strncmp(s, "cuda", 4) && (!s[4] || (s[4] == ':' && !pk_cli_long(s + 5, 0, 63, &v)))) {
-        *d = PK_DEV_CUDA;
-        *index = (int)v;
-        return 0;
-    }
-    return -1;
 }
 
 int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, size_t cap)
@@ -268,10 +253,7 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, 
             return BAD("--workers takes 1..256");
         o->workers = (int)l;
         return 1;
-    case O_DEVICE:
-        if (parse_device(arg, &o->device, &o->device_index))
-            return BAD("--device takes cpu, cuda or cuda:N");
-        return 1;
+    case O_DEVICE: o->device_arg = arg; return 1;
     case O_CKPT_DIR: o->ckpt_dir = arg; return 1;
     case O_CKPT_EVERY:
         if (pk_cli_long(arg, 0, 99999999L, &l))
@@ -302,6 +284,15 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, 
 
 int pk_train_cli_finish(pk_train_opts *o, char *msg, size_t cap)
 {
+    pk_ctx_opts co = {0};
+    pk_err e = {0, ""};
+    int rc = pk_device_parse(o->device_arg, &co, &e);
+    if (rc) {
+        snprintf(msg, cap, "%s", e.msg);
+        return rc == PK_EINVAL ? -1 : 1;
+    }
+    o->device = co.device;
+    o->device_index = co.device_index;
     if (!o->stem_set)
         o->stem = o->arch == PK_ARCH_R18 ? PK_STEM_7X7 : PK_STEM_DEEP;
     if (!o->data)

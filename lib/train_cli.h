@@ -21,8 +21,10 @@ int pk_train_cli_longopts(struct option *dst, int cap);
 /* Handles one getopt_long code: 1 when handled, 0 when the code is not a
  * common option, -1 on a bad value (msg filled, for a usage error). */
 int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, size_t cap);
-/* After parsing: checks the options taken together (-1 with msg on a
- * usage error) and settles the defaults that depend on others (the stem). */
+/* After parsing: checks the options taken together and settles the
+ * defaults that depend on others (the stem) or on the machine (--device,
+ * lib/device_opt.h). 0 when fine; -1 with msg on a usage error; 1 with msg
+ * on a runtime error (a device this build or machine does not have). */
 int pk_train_cli_finish(pk_train_opts *o, char *msg, size_t cap);
 /* The common options' help lines. */
 void pk_train_cli_help(FILE *f);

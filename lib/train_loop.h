@@ -47,7 +47,8 @@ typedef struct pk_train_opts {
     float dropout;     /* 0.1 */
     const char *init;  /* ImageNet safetensors or NULL */
     int threads;       /* compute threads (0: all) */
-    pk_device device;
+    const char *device_arg; /* --device as given (NULL: the first GPU if any) */
+    pk_device device;  /* set from device_arg by pk_train_cli_finish */
     int device_index;
     /* optimisation and losses (max_iter and seed are set by the loop) */
     pk_train_cfg cfg;

@@ -151,7 +151,12 @@ int main(int argc, char **argv)
         if (!set[2])
             o.cfg.ce_weight = 1.0f;
     }
-    if (pk_train_cli_finish(&o, msg, sizeof msg))
+    int fr = pk_train_cli_finish(&o, msg, sizeof msg);
+    if (fr < 0)
         return usage_error(msg);
+    if (fr > 0) {
+        fprintf(stderr, TOOL ": %s\n", msg);
+        return 1;
+    }
     return pk_train_main(&o);
 }

@@ -72,7 +72,12 @@ int main(int argc, char **argv)
             return usage_error("--freeze-only takes no training data");
         return pk_train_freeze_main(TOOL, freeze_only, o.output, o.threads);
     }
-    if (pk_train_cli_finish(&o, msg, sizeof msg))
+    int fr = pk_train_cli_finish(&o, msg, sizeof msg);
+    if (fr < 0)
         return usage_error(msg);
+    if (fr > 0) {
+        fprintf(stderr, TOOL ": %s\n", msg);
+        return 1;
+    }
     return pk_train_main(&o);
 }
