@@ -97,7 +97,7 @@ static rate loader_rate(const char *pack, int threads, int crops, pk_err *e)
     pk_loader *ld;
     if (pk_loader_open(&ld, &o, e))
         return bad;
-    const pk_batch *b;
+    const pk_loader_batch *b;
     double t0 = 0, c0 = 0;
     int rc = 0;
     for (int i = 0; i <= iters && !rc; i++) {

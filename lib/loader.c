@@ -60,7 +60,7 @@ struct pk_loader {
     int held;
     int failed_rc;
     pk_err failed;
-    pk_batch batch;
+    pk_loader_batch batch;
 };
 
 float *pk_extra_planes_alloc(pk_extra_planes *p, int i, int h, int w, int c, pk_err *e)
@@ -413,7 +413,7 @@ fail:
     return rc;
 }
 
-int pk_loader_next(pk_loader *ld, const pk_batch **out, pk_err *e)
+int pk_loader_next(pk_loader *ld, const pk_loader_batch **out, pk_err *e)
 {
     *out = NULL;
     if (ld->failed_rc) {
@@ -444,7 +444,7 @@ int pk_loader_next(pk_loader *ld, const pk_batch **out, pk_err *e)
             *e = s->err;
         return s->rc;
     }
-    pk_batch *b = &ld->batch;
+    pk_loader_batch *b = &ld->batch;
     b->iter = ld->cur_it;
     b->epoch = ld->cur_it / ld->ipe;
     b->index = ld->cur_it % ld->ipe;

@@ -66,7 +66,7 @@ typedef struct pk_loader_opts {
 
 /* B = opts.batch crops of opts.aug.crop_h x crop_w, valid until the next
  * pk_loader_next or pk_loader_close. */
-typedef struct pk_batch {
+typedef struct pk_loader_batch {
     long iter;       /* global iteration */
     long epoch;
     long index;      /* batch index within the epoch */
@@ -78,7 +78,7 @@ typedef struct pk_batch {
     uint8_t *valid;  /* [n, h, w]: 0 on padding / rotation border */
     float *extra;    /* [n, h, w, c_extra] or NULL */
     const int *record; /* [n] record index (0-based, pack order) of each sample */
-} pk_batch;
+} pk_loader_batch;
 
 typedef struct pk_loader pk_loader;
 
@@ -90,7 +90,7 @@ int pk_loader_open(pk_loader **ld, const pk_loader_opts *opts, pk_err *e);
  * end_iter, returns PK_OK with *batch = NULL. A worker's error (corrupt
  * record, decode failure, extra_fn failure) is returned here for the batch
  * holding that sample, as "<key>: <what>"; the loader then stays failed. */
-int pk_loader_next(pk_loader *ld, const pk_batch **batch, pk_err *e);
+int pk_loader_next(pk_loader *ld, const pk_loader_batch **batch, pk_err *e);
 /* Stops the workers and frees everything (NULL is fine). */
 void pk_loader_close(pk_loader *ld);
 

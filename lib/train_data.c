@@ -44,7 +44,7 @@ int pk_train_data_open(pk_train_data **out, const pk_train_data_opts *o, pk_err 
 
 int pk_train_data_next(pk_train_data *d, pk_train_crops *c, pk_err *e)
 {
-    const pk_batch *b = NULL;
+    const pk_loader_batch *b = NULL;
     *c = (pk_train_crops){0};
     int rc = pk_loader_next(d->ld, &b, e);
     if (rc || !b)

@@ -151,7 +151,7 @@ static int run_loader(const pk_loader_opts *o, int nbatches, run_log *l, pk_err 
     if (rc)
         return rc;
     for (int b = 0; b < nbatches && !rc; b++) {
-        const pk_batch *bt;
+        const pk_loader_batch *bt;
         rc = pk_loader_next(ld, &bt, e);
         if (rc || !bt)
             break;
@@ -295,7 +295,7 @@ static void test_order_and_content(const char *pack, const src_set *s, int jpeg)
     int bad = 0, seen = 0;
     double maxd = 0;
     for (int b = 0; b < 4; b++) {
-        const pk_batch *bt;
+        const pk_loader_batch *bt;
         if (pk_loader_next(ld, &bt, &e) || !bt) {
             bad++;
             break;
@@ -322,7 +322,7 @@ static void test_order_and_content(const char *pack, const src_set *s, int jpeg)
     PK_CHECK(failures, bad == 0 && seen == NREC && maxd < 1e-3,
              "%s pack: %d wrong, %d seen, max pixel diff %g", jpeg ? "JPEG" : "RGB8", bad, seen,
              maxd);
-    const pk_batch *bt;
+    const pk_loader_batch *bt;
     rc = pk_loader_next(ld, &bt, &e);
     PK_CHECK(failures, rc == 0 && bt && bt->epoch == 1 && bt->record[0] == 0,
              "epoch 1 does not restart in record order");
@@ -443,7 +443,7 @@ static void test_errors(const char *dir, src_set *s)
     PK_CHECK(failures, rc == 0, "open corrupt pack: %s", e.msg);
     if (rc)
         return;
-    const pk_batch *bt;
+    const pk_loader_batch *bt;
     int rc1 = pk_loader_next(ld, &bt, &e); /* records 0-3 */
     int rc2 = pk_loader_next(ld, &bt, &e); /* records 4-7: 5 is corrupt */
     PK_CHECK(failures, rc1 == 0 && rc2 == PK_EFORMAT && strstr(e.msg, s->key[5]) &&

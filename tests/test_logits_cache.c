@@ -386,7 +386,7 @@ static void test_loader_planes(void)
     lo.extra_user = c;
     lo.extra_channels = 8;
     pk_loader *ld = NULL;
-    const pk_batch *b = NULL;
+    const pk_loader_batch *b = NULL;
     int rc = pk_loader_open(&ld, &lo, &e);
     if (!rc)
         rc = pk_loader_next(ld, &b, &e);
