@@ -8,8 +8,9 @@
  *   r50_train_b2_225  ResNet50 train step (CE + 0.4 aux CE), batch 2 at 225.
  * Each case prints "NAME VALUE UNIT" lines: img/s, the GFLOP/s that implies
  * (convolution FLOPs from pk_model_flops; a train step counted as 3x the
- * forward) and the activation arena per image. --profile adds the per-layer
- * profile of the timed iterations. */
+ * forward), img per CPU-second of all threads (steadier than wall time on a
+ * shared machine) and the activation arena per image. --profile adds the
+ * per-layer profile of the timed iterations. */
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,18 +41,25 @@ typedef struct opts {
     const char *only;
 } opts;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
+
+static double clock_s(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 
 /* Synthetic inputs: normalised-looking pixels, labels with some ignore
  * pixels, teacher logits of a plausible scale. Host memory: the bench runs
@@ -113,7 +121,7 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
     pk_model_cfg cfg = {.arch = bc->arch, .stem = bc->stem, .classes = CLASSES, .dropout = 0.1f};
     inputs in;
     float *logits = NULL;
-    double *times = calloc((size_t)o->iters, sizeof(double));
+    double *times = calloc(2 * (size_t)o->iters, sizeof(double)), *cpu = times + o->iters;
     int rc = pk_model_create(&m, c, &cfg, &e);
     if (rc) {
         fprintf(stderr, "bench_model: %s: %s\n", bc->name, e.msg);
@@ -143,22 +151,23 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
     pk_model_profile_reset(m);
     pk_model_set_profile(m, o->profile);
     for (int i = 0; i < o->iters && !rc; i++) {
-        double t0 = now();
+        double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         rc = one_iter(m, bc, &in, &t, iter++, logits, &e);
         pk_dev_sync(c);
-        times[i] = now() - t0;
+        times[i] = clock_s(CLOCK_MONOTONIC) - t0;
+        cpu[i] = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     }
     if (rc) {
         fprintf(stderr, "bench_model: %s: %s\n", bc->name, e.msg);
         goto done;
     }
-    qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
-    double med = o->iters % 2 ? times[o->iters / 2]
-                              : 0.5 * (times[o->iters / 2 - 1] + times[o->iters / 2]);
+    double med = median(times, o->iters), med_cpu = median(cpu, o->iters);
     double flops = pk_model_flops(m, bc->size, bc->size) * bc->n * (bc->train ? 3.0 : 1.0);
     printf("%s %.3f img/s\n", bc->name, bc->n / med);
     printf("%s_gflops %.1f GFLOP/s\n", bc->name, flops / med * 1e-9);
     printf("%s_arena %.1f MiB/img\n", bc->name, (double)pk_model_arena_bytes(m) / 1048576.0);
+    /* CPU seconds of all threads: steadier than wall time on a shared machine */
+    printf("%s_cpu %.3f img/cpu-s\n", bc->name, bc->n / med_cpu);
     printf("%s_step %.3f s (median of %d, min %.3f, max %.3f)\n", bc->name, med, o->iters,
            times[0], times[o->iters - 1]);
     if (o->profile) {

@@ -11,8 +11,9 @@ default layout; oneDNN underneath):
                           logits at full resolution, no autograd
   torch_r50_train_b2_225  ResNet50 train step, CE + 0.4 aux CE
 
-Prints "NAME VALUE img/s" (median over the timed iterations) and a
-"NAME_step" line with the median seconds. Usage:
+Prints "NAME VALUE img/s" (median over the timed iterations), "NAME_cpu
+VALUE img/cpu-s" (CPU seconds of all threads: steadier than wall time on a
+shared machine) and a "NAME_step" line with the median seconds. Usage:
   /usr/bin/python3 bench/torch_pspnet_bench.py [--warmup N] [--iters N] [--only NAME]
 """
 import argparse
@@ -70,13 +71,15 @@ def run(case, warmup, iters):
                 net(x)
     for _ in range(warmup):
         step()
-    times = []
+    times, cpu = [], []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     med = statistics.median(times)
     print("torch_%s %.3f img/s" % (name, n / med))
+    print("torch_%s_cpu %.3f img/cpu-s" % (name, n / statistics.median(cpu)))
     print("torch_%s_step %.3f s (median of %d, min %.3f, max %.3f)"
           % (name, med, iters, min(times), max(times)), flush=True)
 
