@@ -41,7 +41,7 @@ NVCC     ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v 
 ifeq ($(SANITIZE),1)
 CUDA     ?= 0
 else
-CUDA     ?= 0
+CUDA     ?= $(if $(NVCC),1,0)
 endif
 ifeq ($(STATIC_DEPS),1)
 STATIC_LIBS := -Wl,-Bstatic -llmdb -lpng16 -lz -ljpeg -Wl,-Bdynamic
@@ -54,6 +54,7 @@ NVFLAGS   ?= -O2 -std=c++17 -Ilib -DPSPKD_CUDA -MMD -MP \
              -gencode arch=compute_90,code=compute_90 -Xcompiler -Wall,-Werror
 CFLAGS   += -DPSPKD_CUDA -I$(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudnn -lcudart_static -ldl -lrt -lstdc++
+LDFLAGS  += -Wl,-rpath,$(CUDA_HOME)/lib64
 CU_SRC   := $(wildcard lib/*.cu)
 endif
 
