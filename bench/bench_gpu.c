@@ -140,8 +140,13 @@ static int one_iter(pk_model *m, const bench_case *bc, const inputs *in, const p
 {
     if (!bc->train)
         return pk_model_infer(m, in->main, in->aux, in->image, bc->n, bc->size, bc->size, 1, e);
-    pk_batch b = {.n = bc->n, .h = bc->size, .w = bc->size, .image = in->image,
-                  .label = in->label, .teacher_main = in->t_main, .teacher_aux = in->t_aux};
+    pk_batch b = {.n = bc->n,
+                  .h = bc->size,
+                  .w = bc->size,
+                  .image = in->image,
+                  .label = in->label,
+                  .teacher_main = in->t_main,
+                  .teacher_aux = in->t_aux};
     pk_losses l;
     return pk_model_train_step(m, &b, t, iter, &l, e);
 }
@@ -158,7 +163,8 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
         return 1;
     }
     pk_model *m = NULL;
-    pk_model_cfg cfg = {.arch = bc->arch, .stem = bc->stem, .classes = CLASSES, .dropout = 0.1f};
+    pk_model_cfg cfg = {
+        .arch = bc->arch, .stem = bc->stem, .classes = CLASSES, .dropout = 0.1f};
     inputs in;
     double *times = calloc((size_t)o->iters, sizeof(double));
     int rc = pk_model_create(&m, c, &cfg, &e);
@@ -211,7 +217,8 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
     printf("%s %.2f img/s\n", bc->name, bc->n / med);
     printf("%s_gflops %.0f GFLOP/s\n", bc->name, flops / med * 1e-9);
     if (peak_flops > 0)
-        printf("%s_tf32_peak_frac %.3f of dense TF32 peak\n", bc->name, flops / med / peak_flops);
+        printf("%s_tf32_peak_frac %.3f of dense TF32 peak\n", bc->name,
+               flops / med / peak_flops);
     printf("%s_peak_alloc %.0f MiB\n", bc->name, peak / 1048576.0);
     if (free_min != (size_t)-1)
         printf("%s_device_used %.0f MiB\n", bc->name, (double)(total - free_min) / 1048576.0);

@@ -19,7 +19,7 @@
 static int bn_chunks(long P, int C)
 {
     int tiles = (C + BN_TX - 1) / BN_TX;
-    long by_rows = (P + 127) / 128;          /* at least ~16 rows per thread lane */
+    long by_rows = (P + 127) / 128;                 /* at least ~16 rows per thread lane */
     long cap = 2048 / tiles > 1 ? 2048 / tiles : 1; /* about 2048 blocks in all */
     long n = by_rows < cap ? by_rows : cap;
     return (int)(n > 0 ? n : 1);
@@ -84,8 +84,8 @@ static bn_grid bn_apply_grid(long P, int C)
     return g;
 }
 
-#define BN_ROWS_LOOP(P)                                                                    \
-    for (long r = (long)blockIdx.y * blockDim.y + threadIdx.y; r < (P);                    \
+#define BN_ROWS_LOOP(P)                                                                        \
+    for (long r = (long)blockIdx.y * blockDim.y + threadIdx.y; r < (P);                        \
          r += (long)gridDim.y * blockDim.y)
 
 /* y = x * scale[ch] + offset[ch] */
@@ -96,17 +96,18 @@ __global__ void bn_apply_kernel(float *y, const float *x, const float *scale,
     if (ch >= C)
         return;
     float sc = scale[ch], off = offset[ch];
-    BN_ROWS_LOOP(P) {
+    BN_ROWS_LOOP(P)
+    {
         size_t i = (size_t)r * C + ch;
         y[i] = __fadd_rn(__fmul_rn(x[i], sc), off);
     }
 }
 
-__global__ void bn_stats_kernel(float *scale, float *offset, float *save_mean,
-                                float *save_rstd, float *running_mean, float *running_var,
-                                const double *ps, const double *pq, const float *x,
-                                const float *gamma, const float *beta, long P, int C,
-                                int chunks, float momentum, float eps)
+__global__ void bn_stats_kernel(float *scale, float *offset, float *save_mean, float *save_rstd,
+                                float *running_mean, float *running_var, const double *ps,
+                                const double *pq, const float *x, const float *gamma,
+                                const float *beta, long P, int C, int chunks, float momentum,
+                                float eps)
 {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= C)
@@ -125,8 +126,10 @@ __global__ void bn_stats_kernel(float *scale, float *offset, float *save_mean,
     save_rstd[ch] = rstd;
     double unbiased = P > 1 ? var * (double)P / (double)(P - 1) : var;
     float keep = 1.0f - momentum;
-    running_mean[ch] = __fadd_rn(__fmul_rn(keep, running_mean[ch]), __fmul_rn(momentum, (float)mean));
-    running_var[ch] = __fadd_rn(__fmul_rn(keep, running_var[ch]), __fmul_rn(momentum, (float)unbiased));
+    running_mean[ch] =
+        __fadd_rn(__fmul_rn(keep, running_mean[ch]), __fmul_rn(momentum, (float)mean));
+    running_var[ch] =
+        __fadd_rn(__fmul_rn(keep, running_var[ch]), __fmul_rn(momentum, (float)unbiased));
     float sc = __fmul_rn(gamma[ch], rstd);
     scale[ch] = sc;
     offset[ch] = __fsub_rn(beta[ch], __fmul_rn((float)mean, sc));
@@ -147,8 +150,8 @@ __global__ void bn_eval_coef_kernel(float *scale, float *offset, const float *ga
 
 /* dbeta += sum dy, dgamma += sum dy*xhat; dx = a*dy + k1*(x - mean) + k2. */
 __global__ void bn_bwd_coef_kernel(float *coef, float *dgamma, float *dbeta, const double *ps,
-                                   const double *pq, const float *save_rstd,
-                                   const float *gamma, long P, int C, int chunks)
+                                   const double *pq, const float *save_rstd, const float *gamma,
+                                   long P, int C, int chunks)
 {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= C)
@@ -173,7 +176,8 @@ __global__ void bn_bwd_apply_kernel(float *dx, const float *dy, const float *x,
     if (ch >= C)
         return;
     float a = coef[ch], k1 = coef[C + ch], k2 = coef[2 * C + ch], m = mean[ch];
-    BN_ROWS_LOOP(P) {
+    BN_ROWS_LOOP(P)
+    {
         size_t i = (size_t)r * C + ch;
         float t = __fadd_rn(__fmul_rn(a, dy[i]), __fmul_rn(k1, __fsub_rn(x[i], m)));
         dx[i] = __fadd_rn(t, k2);
@@ -186,7 +190,8 @@ static bool bn_workspace(pk_cuda_ctx *cs, int chunks, int C, int floats, double 
                          double **pq, float **coef)
 {
     size_t nd = (size_t)chunks * C;
-    char *w = (char *)pk_cuda_workspace(cs, 2 * nd * sizeof(double) + (size_t)floats * sizeof(float));
+    char *w =
+        (char *)pk_cuda_workspace(cs, 2 * nd * sizeof(double) + (size_t)floats * sizeof(float));
     if (!w)
         return false;
     *ps = (double *)w;
@@ -215,8 +220,8 @@ extern "C" void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean,
     if (!PK_CU_LAUNCH(cs))
         return;
     bn_stats_kernel<<<(C + 127) / 128, 128, 0, cs->stream>>>(
-        coef, coef + C, save_mean, save_rstd, running_mean, running_var, ps, pq, x, gamma,
-        beta, P, C, chunks, momentum, eps);
+        coef, coef + C, save_mean, save_rstd, running_mean, running_var, ps, pq, x, gamma, beta,
+        P, C, chunks, momentum, eps);
     if (!PK_CU_LAUNCH(cs))
         return;
     bn_grid g = bn_apply_grid(P, C);
@@ -224,10 +229,9 @@ extern "C" void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean,
     PK_CU_LAUNCH(cs);
 }
 
-extern "C" void pk_cuda_bn_forward_eval(pk_ctx *c, float *y, const float *x,
-                                        const float *gamma, const float *beta,
-                                        const float *running_mean, const float *running_var,
-                                        long P, int C, float eps)
+extern "C" void pk_cuda_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                                        const float *beta, const float *running_mean,
+                                        const float *running_var, long P, int C, float eps)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
     if (!cs || P <= 0 || C <= 0)
@@ -261,8 +265,8 @@ extern "C" void pk_cuda_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *
         ps, pq, x, dy, save_mean, P, C, rpc);
     if (!PK_CU_LAUNCH(cs))
         return;
-    bn_bwd_coef_kernel<<<(C + 127) / 128, 128, 0, cs->stream>>>(
-        coef, dgamma, dbeta, ps, pq, save_rstd, gamma, P, C, chunks);
+    bn_bwd_coef_kernel<<<(C + 127) / 128, 128, 0, cs->stream>>>(coef, dgamma, dbeta, ps, pq,
+                                                                save_rstd, gamma, P, C, chunks);
     if (!PK_CU_LAUNCH(cs) || !dx)
         return;
     bn_grid g = bn_apply_grid(P, C);

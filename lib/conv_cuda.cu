@@ -66,8 +66,8 @@ static int fail_from(pk_cuda_ctx *cs, pk_err *e)
 static int get_plan(pk_ctx *c, pk_cuda_ctx *cs, const pk_conv_desc *d, conv_plan **out,
                     pk_err *e)
 {
-    conv_key key = {CONV_CUDA_KEY_TAG, cs->conv_engine, d->n, d->h, d->w, d->ci, d->co, d->k,
-                    d->stride, d->pad, d->dil, d->ho, d->wo};
+    conv_key key = {CONV_CUDA_KEY_TAG, cs->conv_engine, d->n,   d->h,  d->w, d->ci, d->co, d->k,
+                    d->stride,         d->pad,          d->dil, d->ho, d->wo};
     conv_plan *p = (conv_plan *)pk_ctx_cache_find(c, &key, sizeof key);
     if (p) {
         *out = p;
@@ -88,10 +88,9 @@ static int get_plan(pk_ctx *c, pk_cuda_ctx *cs, const pk_conv_desc *d, conv_plan
                                                    d->co, d->ci, d->k, d->k));
     for (int i = 0; ok && i < 3; i++)
         ok = PK_CU(cs, cudnnCreateConvolutionDescriptor(&p->cd[i])) &&
-             PK_CU(cs, cudnnSetConvolution2dDescriptor(p->cd[i], d->pad, d->pad, d->stride,
-                                                       d->stride, d->dil, d->dil,
-                                                       CUDNN_CROSS_CORRELATION,
-                                                       CUDNN_DATA_FLOAT)) &&
+             PK_CU(cs, cudnnSetConvolution2dDescriptor(
+                           p->cd[i], d->pad, d->pad, d->stride, d->stride, d->dil, d->dil,
+                           CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) &&
              PK_CU(cs, cudnnSetConvolutionMathType(p->cd[i], math));
     if (ok) { /* cuDNN must agree with our output size */
         int n, co, ho, wo;
@@ -99,8 +98,9 @@ static int get_plan(pk_ctx *c, pk_cuda_ctx *cs, const pk_conv_desc *d, conv_plan
                                                              &ho, &wo));
         if (ok && (n != d->n || co != d->co || ho != d->ho || wo != d->wo)) {
             plan_drop(p);
-            return pk_fail(e, PK_EINVAL, "conv: cuDNN's output %dx%dx%dx%d differs from %dx%dx%dx%d",
-                           n, ho, wo, co, d->n, d->ho, d->wo, d->co);
+            return pk_fail(e, PK_EINVAL,
+                           "conv: cuDNN's output %dx%dx%dx%d differs from %dx%dx%dx%d", n, ho,
+                           wo, co, d->n, d->ho, d->wo, d->co);
         }
     }
     if (!ok) {
@@ -210,9 +210,9 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
     bool ok = true;
     if (dir == DIR_FWD) {
         cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        if (cudnnFindConvolutionForwardAlgorithmEx(cs->cudnn, p->xd, b.x, p->wd, b.w, cd,
-                                                   p->yd, b.out, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                   &n, r, ws, ws_size) == CUDNN_STATUS_SUCCESS)
+        if (cudnnFindConvolutionForwardAlgorithmEx(cs->cudnn, p->xd, b.x, p->wd, b.w, cd, p->yd,
+                                                   b.out, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
+                                                   r, ws, ws_size) == CUDNN_STATUS_SUCCESS)
             best = pick(r, n, true, ws_size);
         if (best >= 0)
             t_dnn = r[best].time;
@@ -229,7 +229,8 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
         cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         if (cudnnFindConvolutionBackwardDataAlgorithmEx(
                 cs->cudnn, p->wd, b.w, p->yd, b.dy, cd, p->xd, b.out,
-                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, r, ws, ws_size) == CUDNN_STATUS_SUCCESS)
+                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, r, ws,
+                ws_size) == CUDNN_STATUS_SUCCESS)
             best = pick(r, n, true, ws_size);
         if (best >= 0)
             t_dnn = r[best].time;
@@ -246,8 +247,8 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
         cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         if (cudnnFindConvolutionBackwardFilterAlgorithmEx(
                 cs->cudnn, p->xd, b.x, p->yd, b.dy, cd, p->wd, b.out,
-                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, r, ws, ws_size) ==
-            CUDNN_STATUS_SUCCESS)
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, r, ws,
+                ws_size) == CUDNN_STATUS_SUCCESS)
             best = pick(r, n, true, ws_size);
         if (best >= 0)
             t_dnn = r[best].time;
@@ -269,8 +270,8 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
         const float *a = dir == DIR_FWD ? b.x : b.dy, *bb = dir == DIR_FILTER ? b.x : b.w;
         t_blas = gemm_time(cs, dir, d, b.out, a, bb);
     }
-    if (t_blas >= 0.0f && (cs->conv_engine == PK_CUDA_CONV_CUBLAS || best < 0 ||
-                           t_dnn < 0.0f || t_blas < t_dnn)) {
+    if (t_blas >= 0.0f && (cs->conv_engine == PK_CUDA_CONV_CUBLAS || best < 0 || t_dnn < 0.0f ||
+                           t_blas < t_dnn)) {
         p->engine[dir] = ENG_CUBLAS;
         p->ws[dir] = 0;
         return true;
@@ -374,10 +375,10 @@ extern "C" int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const
     } else {
         void *ws = p->ws[DIR_FWD] ? pk_cuda_workspace(cs, p->ws[DIR_FWD]) : NULL;
         ok = (ws || !p->ws[DIR_FWD]) &&
-             PK_CU(cs, cudnnConvolutionForward(
-                           cs->cudnn, &kOne, p->xd, x, p->wd, w, p->cd[DIR_FWD],
-                           (cudnnConvolutionFwdAlgo_t)p->algo[DIR_FWD], ws, p->ws[DIR_FWD],
-                           &kZero, p->yd, y));
+             PK_CU(cs,
+                   cudnnConvolutionForward(cs->cudnn, &kOne, p->xd, x, p->wd, w, p->cd[DIR_FWD],
+                                           (cudnnConvolutionFwdAlgo_t)p->algo[DIR_FWD], ws,
+                                           p->ws[DIR_FWD], &kZero, p->yd, y));
     }
     if (ok && d->bias) {
         long P = (long)d->n * d->ho * d->wo;

@@ -141,10 +141,11 @@ extern "C" int pk_cuda_ctx_init(pk_ctx *c, const pk_ctx_opts *o, pk_err *e)
               PK_CU(cs, cudaMallocHost(&cs->host_scalar, 16 * sizeof(double)));
     if (ok && load_cublas(&cs->blas)) {
         const pk_cublas_api &b = cs->blas;
-        ok = PK_CU(cs, b.create(&cs->cublas)) && PK_CU(cs, b.set_stream(cs->cublas, cs->stream)) &&
+        ok = PK_CU(cs, b.create(&cs->cublas)) &&
+             PK_CU(cs, b.set_stream(cs->cublas, cs->stream)) &&
              /* cuBLAS's default math is strict FP32; TF32 only when allowed */
              PK_CU(cs, b.set_math_mode(cs->cublas, cs->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                           : CUBLAS_DEFAULT_MATH));
+                                                            : CUBLAS_DEFAULT_MATH));
     }
     if (!ok) {
         int rc = pk_cuda_take_error(cs, e);
@@ -225,12 +226,12 @@ extern "C" void pk_cuda_dev_zero(pk_ctx *c, void *p, size_t bytes)
 
 /* Both copies wait for completion: the host buffer may be reused (or read)
  * as soon as the call returns, as on the CPU. */
-extern "C" void pk_cuda_dev_upload(pk_ctx *c, void *dst_dev, const void *src_host,
-                                   size_t bytes)
+extern "C" void pk_cuda_dev_upload(pk_ctx *c, void *dst_dev, const void *src_host, size_t bytes)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
-    if (cs && bytes && PK_CU(cs, cudaMemcpyAsync(dst_dev, src_host, bytes,
-                                                 cudaMemcpyHostToDevice, cs->stream)))
+    if (cs && bytes &&
+        PK_CU(cs,
+              cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, cs->stream)))
         PK_CU(cs, cudaStreamSynchronize(cs->stream));
 }
 
@@ -238,8 +239,9 @@ extern "C" void pk_cuda_dev_download(pk_ctx *c, void *dst_host, const void *src_
                                      size_t bytes)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
-    if (cs && bytes && PK_CU(cs, cudaMemcpyAsync(dst_host, src_dev, bytes,
-                                                 cudaMemcpyDeviceToHost, cs->stream)))
+    if (cs && bytes &&
+        PK_CU(cs,
+              cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, cs->stream)))
         PK_CU(cs, cudaStreamSynchronize(cs->stream));
 }
 

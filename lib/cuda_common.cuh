@@ -75,16 +75,16 @@ static inline bool pk_cuda_ok(pk_cuda_ctx *cs, cublasStatus_t st, const char *fi
                               const char *what)
 {
     return st == CUBLAS_STATUS_SUCCESS ||
-           pk_cuda_note(cs, st == CUBLAS_STATUS_ALLOC_FAILED ? PK_ENOMEM : PK_EBACKEND, file,
-                        line, what,
-                        cs && cs->blas.status_string ? cs->blas.status_string(st)
-                                                     : "cuBLAS error");
+           pk_cuda_note(
+               cs, st == CUBLAS_STATUS_ALLOC_FAILED ? PK_ENOMEM : PK_EBACKEND, file, line, what,
+               cs && cs->blas.status_string ? cs->blas.status_string(st) : "cuBLAS error");
 }
 
 /* Checks a CUDA runtime, cuDNN or cuBLAS call. */
 #define PK_CU(cs, call) pk_cuda_ok((cs), (call), __FILE__, __LINE__, #call)
 /* Checks the launch just made (bad configuration, missing kernel image). */
-#define PK_CU_LAUNCH(cs) pk_cuda_ok((cs), cudaGetLastError(), __FILE__, __LINE__, "kernel launch")
+#define PK_CU_LAUNCH(cs)                                                                       \
+    pk_cuda_ok((cs), cudaGetLastError(), __FILE__, __LINE__, "kernel launch")
 
 /* The CUDA state of c with its device made current; NULL for a context
  * without one (the public ops only forward CUDA contexts here). */

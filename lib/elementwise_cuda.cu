@@ -45,7 +45,8 @@ __global__ void ew_kernel4(float4 *y, const float4 *a, const float4 *b, size_t n
     }
 }
 
-template <int OP> static void ew_run(pk_ctx *c, float *y, const float *a, const float *b, size_t n)
+template <int OP>
+static void ew_run(pk_ctx *c, float *y, const float *a, const float *b, size_t n)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
     if (!cs || n == 0)
@@ -93,10 +94,10 @@ extern "C" void pk_cuda_accumulate(pk_ctx *c, float *y, const float *x, size_t n
  * over its own column range of the output rows. */
 #define CAT_MAX 8
 struct cat_args {
-    float *part[CAT_MAX]; /* forward: inputs; backward: gradients (NULL: skip) */
+    float *part[CAT_MAX];  /* forward: inputs; backward: gradients (NULL: skip) */
     int col0[CAT_MAX + 1]; /* column range of part j: [col0[j], col0[j+1]) */
     int k;
-    long ct;               /* output row width */
+    long ct; /* output row width */
 };
 
 /* 2-D grid: x over the columns of this launch, y over rows (no index
@@ -212,8 +213,8 @@ __global__ void dropout_apply_kernel(float *y, const uint8_t *keep, const float 
     }
 }
 
-static void dropout_apply(pk_cuda_ctx *cs, float *y, const uint8_t *keep, const float *x,
-                          int n, long hw, int ch, float scale)
+static void dropout_apply(pk_cuda_ctx *cs, float *y, const uint8_t *keep, const float *x, int n,
+                          long hw, int ch, float scale)
 {
     dim3 grid, block;
     grid_2d(hw, ch, &grid, &block);

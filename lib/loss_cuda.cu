@@ -59,8 +59,7 @@ struct loss_args {
 };
 
 /* One pixel's loss term; adds its gradient scaled by gscale. */
-template <int KIND>
-__device__ double pixel_loss(const loss_args &a, long p, double gscale)
+template <int KIND> __device__ double pixel_loss(const loss_args &a, long p, double gscale)
 {
     int K = a.K;
     const float *x = a.s + (size_t)p * K;
@@ -133,15 +132,16 @@ __global__ void loss_kernel(double *partial, const unsigned long long *count, lo
     double gscale = 0.0;
     if (nvalid > 0) {
         double n = (double)nvalid;
-        gscale = KIND == LS_CE   ? a.weight / n
-                 : KIND == LS_KD ? a.weight * a.T / n
+        gscale = KIND == LS_CE    ? a.weight / n
+                 : KIND == LS_KD  ? a.weight * a.T / n
                  : KIND == LS_SL1 ? a.weight / (n * a.K)
                                   : 2.0 * a.weight / (n * a.K);
     }
     double total = 0.0;
     for (long p = (long)blockIdx.x * blockDim.x + threadIdx.x; p < a.P;
          p += (long)gridDim.x * blockDim.x) {
-        bool valid = KIND == LS_CE ? ce_valid(a.labels[p], a.K, a.ignore) : (!a.mask || a.mask[p]);
+        bool valid =
+            KIND == LS_CE ? ce_valid(a.labels[p], a.K, a.ignore) : (!a.mask || a.mask[p]);
         if (valid)
             total += pixel_loss<KIND>(a, p, gscale);
     }

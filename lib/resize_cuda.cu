@@ -48,8 +48,8 @@ static dim3 rs_grid(int ch, long rows)
     return dim3((ch + RS_TX - 1) / RS_TX, (unsigned)(rows < 65535 ? rows : 65535));
 }
 
-__global__ void resize_fwd_kernel(float *y, const float *x, int n, int h, int w, int ch,
-                                  int ho, int wo)
+__global__ void resize_fwd_kernel(float *y, const float *x, int n, int h, int w, int ch, int ho,
+                                  int wo)
 {
     int c = blockIdx.x * RS_TX + threadIdx.x;
     if (c >= ch)
@@ -112,8 +112,8 @@ __global__ void resize_bwd_kernel(float *dx, const float *dy, int n, int h, int 
     }
 }
 
-extern "C" void pk_cuda_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h,
-                                       int w, int ch, int ho, int wo)
+extern "C" void pk_cuda_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w,
+                                       int ch, int ho, int wo)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
     if (!cs || n <= 0 || h <= 0 || w <= 0 || ch <= 0 || ho <= 0 || wo <= 0)

@@ -21,14 +21,16 @@ int main(void)
     char buf[32];
     int gpu = pk_cuda_available();
 
-    PK_CHECK(fails, parse("cpu", &o, &e) == PK_OK && o.device == PK_DEV_CPU &&
-                        o.device_index == 0, "cpu");
+    PK_CHECK(fails,
+             parse("cpu", &o, &e) == PK_OK && o.device == PK_DEV_CPU && o.device_index == 0,
+             "cpu");
     PK_CHECK(fails, o.threads == 3 && o.tf32 == 1, "threads and tf32 left alone");
     pk_device_format(&o, buf, sizeof buf);
     PK_CHECK(fails, !strcmp(buf, "cpu"), "format cpu: %s", buf);
 
-    const char *bad[] = {"gpu", "cudax", "cuda:", "cuda:-1", "cuda:+1", "cuda:64", "cuda:1x",
-                         "CPU", "cuda:99999999999999999999"};
+    const char *bad[] = {"gpu",     "cudax",   "cuda:",
+                         "cuda:-1", "cuda:+1", "cuda:64",
+                         "cuda:1x", "CPU",     "cuda:99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = parse(bad[i], &o, &e);
         PK_CHECK(fails, rc == PK_EINVAL && strstr(e.msg, bad[i]), "'%s': rc %d, %s", bad[i], rc,
@@ -44,8 +46,10 @@ int main(void)
 
     int rc = parse("cuda:63", &o, &e);
     if (gpu) {
-        PK_CHECK(fails, parse("cuda", &o, &e) == PK_OK && o.device == PK_DEV_CUDA &&
-                            o.device_index == 0, "cuda: %s", e.msg);
+        PK_CHECK(fails,
+                 parse("cuda", &o, &e) == PK_OK && o.device == PK_DEV_CUDA &&
+                     o.device_index == 0,
+                 "cuda: %s", e.msg);
         pk_device_format(&o, buf, sizeof buf);
         PK_CHECK(fails, !strcmp(buf, "cuda:0"), "format cuda: %s", buf);
         PK_CHECK(fails, rc == PK_ENOTFOUND && strstr(e.msg, "only"), "cuda:63: %d %s", rc,

@@ -162,8 +162,10 @@ static void conv_case(harness *H, const char *name, pk_conv_desc d)
 {
     size_t nx = (size_t)d.n * d.h * d.w * d.ci, ny = (size_t)d.n * d.ho * d.wo * d.co;
     size_t nw = (size_t)d.co * d.k * d.k * d.ci, nb = (size_t)d.co;
-    float *x = rand_host(nx, 11, 1.0f), *w = rand_host(nw, 12, 0.5f), *b = rand_host(nb, 13, 1.0f);
-    float *dy = rand_host(ny, 14, 1.0f), *dw0 = rand_host(nw, 15, 0.5f), *db0 = rand_host(nb, 16, 1.0f);
+    float *x = rand_host(nx, 11, 1.0f), *w = rand_host(nw, 12, 0.5f),
+          *b = rand_host(nb, 13, 1.0f);
+    float *dy = rand_host(ny, 14, 1.0f), *dw0 = rand_host(nw, 15, 0.5f),
+          *db0 = rand_host(nb, 16, 1.0f);
     float *y = nan_host(ny), *dx = nan_host(nx), *dw = xmalloc(nw * 4), *db = xmalloc(nb * 4);
     memcpy(dw, dw0, nw * 4);
     memcpy(db, db0, nb * 4);
@@ -172,7 +174,8 @@ static void conv_case(harness *H, const char *name, pk_conv_desc d)
         pk_conv2d_backward(H->cpu, dx, dw, d.bias ? db : NULL, dy, x, w, &d, &e))
         die(e.msg);
     float *gx = up(H, x, nx), *gw = up(H, w, nw), *gb = up(H, b, nb), *gdy = up(H, dy, ny);
-    float *gy = poisoned(H, ny), *gdx = poisoned(H, nx), *gdw = up(H, dw0, nw), *gdb = up(H, db0, nb);
+    float *gy = poisoned(H, ny), *gdx = poisoned(H, nx), *gdw = up(H, dw0, nw),
+          *gdb = up(H, db0, nb);
     char what[128];
     int rc = pk_conv2d_forward(H->gpu, gy, gx, gw, d.bias ? gb : NULL, &d, &e);
     if (rc == PK_OK)
@@ -193,12 +196,14 @@ static void conv_case(harness *H, const char *name, pk_conv_desc d)
         }
     }
     /* Second call on the cached plan: the same results again. */
-    if (rc == PK_OK && pk_conv2d_forward(H->gpu, gy, gx, gw, d.bias ? gb : NULL, &d, &e) == PK_OK) {
+    if (rc == PK_OK &&
+        pk_conv2d_forward(H->gpu, gy, gx, gw, d.bias ? gb : NULL, &d, &e) == PK_OK) {
         snprintf(what, sizeof what, "conv %s y (cached plan)", name);
         check(H, what, gy, y, ny, H->tol);
     }
     free_case(H);
-    free(x), free(w), free(b), free(dy), free(dw0), free(db0), free(y), free(dx), free(dw), free(db);
+    free(x), free(w), free(b), free(dy), free(dw0), free(db0), free(y), free(dx), free(dw),
+        free(db);
 }
 
 static void test_conv(harness *H)
@@ -210,7 +215,8 @@ static void test_conv(harness *H)
     conv_case(H, "7x7 s2 stem", pk_conv_desc_make(1, 33, 33, 3, 16, 7, 2, 3, 1, 0));
     conv_case(H, "1x1 s2", pk_conv_desc_make(2, 18, 14, 32, 48, 1, 2, 0, 1, 0));
     for (int eng = PK_CUDA_CONV_AUTO; eng <= PK_CUDA_CONV_CUBLAS; eng++) {
-        static const char *names[] = {"1x1 bias (auto)", "1x1 bias (cuDNN)", "1x1 bias (cuBLAS)"};
+        static const char *names[] = {"1x1 bias (auto)", "1x1 bias (cuDNN)",
+                                      "1x1 bias (cuBLAS)"};
         int rc = pk_cuda_set_conv_engine(H->gpu, eng);
         PK_CHECK(H->fails, rc == PK_OK, "[%s] conv engine %d not available (rc %d)", H->tag,
                  eng, rc);
@@ -232,17 +238,21 @@ static void test_conv(harness *H)
 static void bn_case(harness *H, long P, int C, int alias)
 {
     size_t n = (size_t)P * C;
-    float *x = rand_host(n, 21, 1.0f), *g = rand_host(C, 22, 1.0f), *bt = rand_host(C, 23, 1.0f);
+    float *x = rand_host(n, 21, 1.0f), *g = rand_host(C, 22, 1.0f),
+          *bt = rand_host(C, 23, 1.0f);
     for (size_t i = 0; i < n; i++)
         x[i] += 5.0f + (float)(i % (size_t)C) * 0.1f; /* far from zero: the shifted sums */
-    float *rm = rand_host(C, 24, 1.0f), *rv = rand_host(C, 25, 0.5f), *dy = rand_host(n, 26, 1.0f);
+    float *rm = rand_host(C, 24, 1.0f), *rv = rand_host(C, 25, 0.5f),
+          *dy = rand_host(n, 26, 1.0f);
     for (int c = 0; c < C; c++)
         rv[c] += 1.0f;
     float *dg = rand_host(C, 27, 1.0f), *dbt = rand_host(C, 28, 1.0f);
     float *grm = up(H, rm, C), *grv = up(H, rv, C), *gdg = up(H, dg, C), *gdbt = up(H, dbt, C);
     float *gx = up(H, x, n), *gg = up(H, g, C), *gbt = up(H, bt, C), *gdy = up(H, dy, n);
-    float *y = nan_host(n), *sm = nan_host(C), *sr = nan_host(C), *ye = nan_host(n), *dx = nan_host(n);
-    float *gy = alias ? up(H, x, n) : poisoned(H, n), *gsm = poisoned(H, C), *gsr = poisoned(H, C);
+    float *y = nan_host(n), *sm = nan_host(C), *sr = nan_host(C), *ye = nan_host(n),
+          *dx = nan_host(n);
+    float *gy = alias ? up(H, x, n) : poisoned(H, n), *gsm = poisoned(H, C),
+          *gsr = poisoned(H, C);
     float *gye = poisoned(H, n), *gdx = alias ? up(H, dy, n) : poisoned(H, n);
     pk_bn_forward_eval(H->cpu, ye, x, g, bt, rm, rv, P, C, 1e-5f);
     pk_bn_forward_eval(H->gpu, gye, gx, gg, gbt, grm, grv, P, C, 1e-5f);
@@ -253,8 +263,8 @@ static void bn_case(harness *H, long P, int C, int alias)
     pk_bn_backward(H->gpu, gdx, gdg, gdbt, alias ? gdx : gdy, gx, gsm, gsr, gg, P, C);
     char what[96];
     const char *a = alias ? ", in place" : "";
-#define BN_CHECK(label, dev, host, cnt)                                                       \
-    snprintf(what, sizeof what, "bn P=%ld C=%d%s %s", P, C, a, label);                       \
+#define BN_CHECK(label, dev, host, cnt)                                                        \
+    snprintf(what, sizeof what, "bn P=%ld C=%d%s %s", P, C, a, label);                         \
     check(H, what, dev, host, cnt, 1e-3)
     BN_CHECK("eval y", gye, ye, n);
     BN_CHECK("train y", gy, y, n);
@@ -286,7 +296,8 @@ static void test_elementwise(harness *H)
         size_t n = 1000003;
         float *a = rand_host(n + 1, 31, 1.0f), *b = rand_host(n + 1, 32, 1.0f);
         float *dy = rand_host(n + 1, 33, 1.0f), *want = xmalloc((n + 1) * 4);
-        float *ga = up(H, a, n + 1) + off, *gb = up(H, b, n + 1) + off, *gdy = up(H, dy, n + 1) + off;
+        float *ga = up(H, a, n + 1) + off, *gb = up(H, b, n + 1) + off,
+              *gdy = up(H, dy, n + 1) + off;
         float *gy = poisoned(H, n + 1) + off;
         char what[64];
         const char *al = off ? "unaligned" : "aligned";
@@ -397,7 +408,8 @@ static void test_maxpool(harness *H)
     x[5] = -INFINITY;
     float *y = nan_host(ny), *dy = rand_host(ny, 62, 1.0f), *dx = nan_host(nx);
     int32_t *am = xmalloc(ny * 4);
-    float *gx = up(H, x, nx), *gy = poisoned(H, ny), *gdy = up(H, dy, ny), *gdx = poisoned(H, nx);
+    float *gx = up(H, x, nx), *gy = poisoned(H, ny), *gdy = up(H, dy, ny),
+          *gdx = poisoned(H, nx);
     int32_t *gam = dev_bytes(H, ny * 4);
     pk_maxpool_forward(H->cpu, y, am, x, n, h, w, ch, 3, 2, 1);
     pk_maxpool_forward(H->gpu, gy, gam, gx, n, h, w, ch, 3, 2, 1);
@@ -442,7 +454,8 @@ static void resize_case(harness *H, int n, int h, int w, int ch, int ho, int wo)
     size_t nx = (size_t)n * h * w * ch, ny = (size_t)n * ho * wo * ch;
     float *x = rand_host(nx, 81, 1.0f), *dy = rand_host(ny, 82, 1.0f);
     float *y = nan_host(ny), *dx = nan_host(nx);
-    float *gx = up(H, x, nx), *gdy = up(H, dy, ny), *gy = poisoned(H, ny), *gdx = poisoned(H, nx);
+    float *gx = up(H, x, nx), *gdy = up(H, dy, ny), *gy = poisoned(H, ny),
+          *gdx = poisoned(H, nx);
     pk_resize_forward(H->cpu, y, x, n, h, w, ch, ho, wo);
     pk_resize_forward(H->gpu, gy, gx, n, h, w, ch, ho, wo);
     pk_resize_backward(H->cpu, dx, dy, n, h, w, ch, ho, wo);
@@ -458,11 +471,11 @@ static void resize_case(harness *H, int n, int h, int w, int ch, int ho, int wo)
 
 static void test_resize(harness *H)
 {
-    resize_case(H, 2, 7, 5, 21, 25, 33);   /* up, odd factors */
-    resize_case(H, 1, 9, 9, 21, 65, 65);   /* x8, the logits upsample */
-    resize_case(H, 2, 17, 13, 5, 5, 4);    /* down */
-    resize_case(H, 2, 1, 1, 40, 9, 7);     /* the 1x1 PPM bin */
-    resize_case(H, 1, 6, 5, 3, 1, 1);      /* to a single pixel */
+    resize_case(H, 2, 7, 5, 21, 25, 33); /* up, odd factors */
+    resize_case(H, 1, 9, 9, 21, 65, 65); /* x8, the logits upsample */
+    resize_case(H, 2, 17, 13, 5, 5, 4);  /* down */
+    resize_case(H, 2, 1, 1, 40, 9, 7);   /* the 1x1 PPM bin */
+    resize_case(H, 1, 6, 5, 3, 1, 1);    /* to a single pixel */
 }
 
 /* ---- losses -------------------------------------------------------------------- */
@@ -471,7 +484,8 @@ static void test_losses(harness *H)
     long P = 2 * 33 * 17;
     int K = 21;
     size_t n = (size_t)P * K;
-    float *s = rand_host(n, 91, 4.0f), *t = rand_host(n, 92, 4.0f), *g0 = rand_host(n, 93, 0.01f);
+    float *s = rand_host(n, 91, 4.0f), *t = rand_host(n, 92, 4.0f),
+          *g0 = rand_host(n, 93, 0.01f);
     float *g = xmalloc(n * 4);
     uint8_t *lab = xmalloc((size_t)P), *mask = xmalloc((size_t)P), *none = xmalloc((size_t)P);
     pk_rng r = pk_rng_seed(94);
@@ -526,7 +540,8 @@ static void test_losses(harness *H)
 static void test_sgd(harness *H)
 {
     size_t n = 100003;
-    float *p = rand_host(n, 101, 1.0f), *b = rand_host(n, 102, 0.1f), *gr = rand_host(n, 103, 1.0f);
+    float *p = rand_host(n, 101, 1.0f), *b = rand_host(n, 102, 0.1f),
+          *gr = rand_host(n, 103, 1.0f);
     float *gp = up(H, p, n), *gb = up(H, b, n), *ggr = up(H, gr, n);
     pk_param_group groups[3] = {{0, 40000, 1.0f}, {40010, 50000, 10.0f}, {90010, 9993, 0.5f}};
     for (int step = 0; step < 3; step++) {
@@ -570,8 +585,10 @@ static void free_step_inputs(step_inputs *in)
 static float *model_buffer(pk_model *m, int which, size_t *count)
 {
     size_t n = which == 3 ? pk_model_num_state(m) : pk_model_num_params(m);
-    float *src = which == 0 ? pk_model_params(m) : which == 1 ? pk_model_grads(m)
-                 : which == 2 ? pk_model_momentum(m) : pk_model_state(m);
+    float *src = which == 0   ? pk_model_params(m)
+                 : which == 1 ? pk_model_grads(m)
+                 : which == 2 ? pk_model_momentum(m)
+                              : pk_model_state(m);
     float *h = xmalloc(n * sizeof *h);
     pk_dev_download(pk_model_ctx(m), h, src, n * sizeof *h);
     *count = n;
@@ -615,8 +632,14 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
     make_step_inputs(&in, 2, 65, 65, K);
     size_t pix = (size_t)in.n * in.h * in.w;
     pk_batch bc = {in.n, in.h, in.w, in.image, in.label, in.valid, in.tm, in.ta};
-    pk_batch bg = {in.n, in.h, in.w, up(H, in.image, pix * 3), up_bytes(H, in.label, pix),
-                   up_bytes(H, in.valid, pix), up(H, in.tm, pix * K), up(H, in.ta, pix * K)};
+    pk_batch bg = {in.n,
+                   in.h,
+                   in.w,
+                   up(H, in.image, pix * 3),
+                   up_bytes(H, in.label, pix),
+                   up_bytes(H, in.valid, pix),
+                   up(H, in.tm, pix * K),
+                   up(H, in.ta, pix * K)};
     pk_train_cfg t;
     pk_train_cfg_defaults(&t);
     t.kd_weight = 1.0f;
@@ -645,7 +668,8 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
         int order[4] = {1, 0, 2, 3};
         for (int k = 0; k < 4; k++) {
             size_t nc, ng;
-            float *want = model_buffer(mc, order[k], &nc), *got = model_buffer(mg, order[k], &ng);
+            float *want = model_buffer(mc, order[k], &nc),
+                  *got = model_buffer(mg, order[k], &ng);
             snprintf(what, sizeof what, "[%s] %s step %s", H->tag, an, bufs[k]);
             H->fails += pk_check_close(what, got, want, nc, tol);
             if (order[k] == 1) {
@@ -704,8 +728,8 @@ int main(void)
         run_all(&H, !tf32);
         size_t now = 0, peak = 0;
         pk_cuda_mem_stats(H.gpu, &now, &peak);
-        printf("  [%s] device memory: %.1f MiB still held (the workspace), peak %.1f MiB\n", H.tag,
-               now / 1048576.0, peak / 1048576.0);
+        printf("  [%s] device memory: %.1f MiB still held (the workspace), peak %.1f MiB\n",
+               H.tag, now / 1048576.0, peak / 1048576.0);
         pk_ctx_destroy(H.gpu);
         pk_ctx_destroy(H.cpu);
         fails += H.fails;
