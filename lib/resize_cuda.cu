@@ -33,9 +33,9 @@ __device__ inline lerp1d lerp_at(int dst, int in, float scale)
  * checks each exactly. */
 __device__ inline void sources_of(int t, int out, float scale, int *lo, int *hi)
 {
-    if (scale == 0.0f) { /* every output reads input 0 */
+    if (scale == 0.0f) { /* every output reads input 0 (and input 1 with weight 0) */
         *lo = 0;
-        *hi = t == 0 ? out - 1 : -1;
+        *hi = t <= 1 ? out - 1 : -1;
         return;
     }
     float a = floorf((float)(t - 1) / scale) - 1.0f, b = ceilf((float)(t + 1) / scale) + 1.0f;
