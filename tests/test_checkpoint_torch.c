@@ -94,7 +94,7 @@ static void check_saved_layout(pk_ctx *c, const char *arch, const char *stem, in
 {
     pk_model *m = new_model(c, arch, stem, K);
     pk_err e = {0};
-    if (pk_test_model_fill(m))
+    if (pk_test_model_fill(m, 0))
         exit(1);
     pk_ckpt_meta meta = {.frozen = 1};
     if (pk_checkpoint_save(m, path, &meta, 0, &e))
@@ -201,7 +201,7 @@ static int mode_trained(pk_ctx *c, const char *arch, const char *stem, int K, co
 {
     pk_model *m = new_model(c, arch, stem, K);
     pk_err e = {0};
-    if (pk_test_model_fill(m))
+    if (pk_test_model_fill(m, 0))
         return 1;
     int n = 2, h = 33, w = 33;
     size_t pix = (size_t)n * h * w;
