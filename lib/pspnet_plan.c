@@ -79,6 +79,13 @@ static int inplace_fwd(const pk_plan *p, const pk_node *nd)
            x->bwd_need < 0;
 }
 
+/* v is read by the backward at time B (the latest such time counts). */
+static void need_at(pk_plan *p, int v, int B)
+{
+    if (v >= 0 && B > p->vals[v].bwd_need)
+        p->vals[v].bwd_need = B;
+}
+
 /* What the backward of node i reads (other than its output gradient). */
 static void mark_backward_needs(pk_plan *p, int F)
 {
@@ -87,19 +94,19 @@ static void mark_backward_needs(pk_plan *p, int F)
         int B = 2 * F - i;
         switch (nd->kind) {
         case PK_N_CONV:
-            p->vals[nd->in[0]].bwd_need = B;
+            need_at(p, nd->in[0], B);
             break;
         case PK_N_BN:
-            p->vals[nd->in[0]].bwd_need = B;
-            p->vals[nd->save0].bwd_need = B;
-            p->vals[nd->save1].bwd_need = B;
+            need_at(p, nd->in[0], B);
+            need_at(p, nd->save0, B);
+            need_at(p, nd->save1, B);
             break;
         case PK_N_RELU:
-            p->vals[nd->out].bwd_need = B;
+            need_at(p, nd->out, B);
             break;
         case PK_N_MAXPOOL:
         case PK_N_DROPOUT:
-            p->vals[nd->save0].bwd_need = B;
+            need_at(p, nd->save0, B);
             break;
         default:
             break;
