@@ -142,6 +142,32 @@ static double fan(const pk_tensor_info *t, int out)
            (double)t->shape[3];
 }
 
+/* Fills d[n] from a counter-based stream (key, index): normal (sd > 0, Box-
+ * Muller pairs) or uniform in [-b, b] (sd == 0); the same values for any
+ * thread count. */
+static void fill_random(pk_ctx *c, float *d, size_t n, uint64_t key, float sd, float b)
+{
+    long pairs = (long)((n + 1) / 2);
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > 65536)
+    for (long j = 0; j < pairs; j++) {
+        uint64_t h1 = pk_hash64(key + 2 * (uint64_t)j), h2 = pk_hash64(key + 2 * (uint64_t)j + 1);
+        float v0, v1;
+        if (sd > 0.0f) {
+            double u1 = ((double)(h1 >> 11) + 1.0) * (1.0 / 9007199254740992.0); /* (0, 1] */
+            double u2 = (double)(h2 >> 11) * (1.0 / 9007199254740992.0);
+            double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
+            v0 = sd * (float)(r * cos(a));
+            v1 = sd * (float)(r * sin(a));
+        } else {
+            v0 = b * (2.0f * pk_bits_to_u01(h1) - 1.0f);
+            v1 = b * (2.0f * pk_bits_to_u01(h2) - 1.0f);
+        }
+        d[2 * j] = v0;
+        if ((size_t)(2 * j + 1) < n)
+            d[2 * j + 1] = v1;
+    }
+}
+
 void pk_model_init(pk_model *m, uint64_t seed)
 {
     float *p = calloc(m->nparams, sizeof *p), *s = calloc(m->nstate ? m->nstate : 1, sizeof *s);
@@ -150,11 +176,11 @@ void pk_model_init(pk_model *m, uint64_t seed)
         free(s);
         return;
     }
-    pk_rng r = pk_rng_seed(seed);
     for (int i = 0; i < m->ntensors; i++) {
         const pk_tensor_info *t = &m->tensors[i];
         const char *dot = strrchr(t->name, '.');
         int is_bias = dot && !strcmp(dot, ".bias"), is_mean = strstr(t->name, "running_mean") != NULL;
+        uint64_t key = pk_hash64(seed ^ pk_hash64((uint64_t)i + 1)) << 24; /* room for indices */
         if (t->kind == PK_T_RUNNING) {
             for (size_t j = 0; j < t->count; j++)
                 s[t->offset + j] = is_mean ? 0.0f : 1.0f;
@@ -165,19 +191,14 @@ void pk_model_init(pk_model *m, uint64_t seed)
         float *d = p + t->offset;
         if (t->is_conv_weight && !t->head) {
             /* kaiming_normal_(mode='fan_out', nonlinearity='relu') */
-            float sd = (float)sqrt(2.0 / fan(t, 1));
-            for (size_t j = 0; j < t->count; j++)
-                d[j] = sd * pk_rng_normal(&r);
+            fill_random(m->ctx, d, t->count, key, (float)sqrt(2.0 / fan(t, 1)), 0.0f);
         } else if (t->is_conv_weight) {
             /* nn.Conv2d's default: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)) */
-            float b = (float)(1.0 / sqrt(fan(t, 0)));
-            for (size_t j = 0; j < t->count; j++)
-                d[j] = pk_rng_uniform(&r, -b, b);
+            fill_random(m->ctx, d, t->count, key, 0.0f, (float)(1.0 / sqrt(fan(t, 0))));
         } else if (i > 0 && m->tensors[i - 1].is_conv_weight && is_bias) {
             /* conv bias: U(+-1/sqrt(fan_in)) of the weight just before */
-            float b = (float)(1.0 / sqrt(fan(&m->tensors[i - 1], 0)));
-            for (size_t j = 0; j < t->count; j++)
-                d[j] = pk_rng_uniform(&r, -b, b);
+            fill_random(m->ctx, d, t->count, key, 0.0f,
+                        (float)(1.0 / sqrt(fan(&m->tensors[i - 1], 0))));
         } else { /* BatchNorm: weight 1, bias 0 */
             for (size_t j = 0; j < t->count; j++)
                 d[j] = is_bias ? 0.0f : 1.0f;

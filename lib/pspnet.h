@@ -142,6 +142,12 @@ const float *pk_model_last_logits(const pk_model *m, int aux);
 
 /* Activation arena bytes for the last planned shape, per image. */
 size_t pk_model_arena_bytes(const pk_model *m);
+/* Plans (and allocates the arena for) a training (train = 1) or inference
+ * (upsampled, with aux) call at n x h x w ahead of time, so that a tool can
+ * fail early and the calls themselves allocate nothing; *bytes_per_image
+ * (may be NULL) receives that plan's arena bytes per image. */
+int pk_model_plan(pk_model *m, int train, int n, int h, int w, size_t *bytes_per_image,
+                  pk_err *e);
 
 /* Per-layer timing (off by default). */
 void pk_model_set_profile(pk_model *m, int on);

@@ -68,6 +68,8 @@ static int get_plan(pk_model *m, pk_plan *p, int train, int n, int h, int w, int
 {
     if (!p->built || p->n != n || p->h != h || p->w != w || p->upsample != upsample ||
         p->with_aux != with_aux) {
+        if (train)
+            m->logits_ready = 0; /* they move with the plan */
         int rc = pk_plan_build(m, p, train, n, h, w, upsample, with_aux, e);
         if (rc != PK_OK)
             return rc;
@@ -204,6 +206,19 @@ size_t pk_model_arena_bytes(const pk_model *m)
 {
     const pk_plan *p = m->last_plan;
     return p && p->n > 0 ? p->arena_floats * sizeof(float) / (size_t)p->n : 0;
+}
+
+int pk_model_plan(pk_model *m, int train, int n, int h, int w, size_t *bytes_per_image,
+                  pk_err *e)
+{
+    int rc = check_shape(n, h, w, e);
+    if (rc == PK_OK && train && n < 2)
+        rc = pk_fail(e, PK_EINVAL, "training needs batch >= 2 (BatchNorm over the 1x1 PPM bin)");
+    if (rc == PK_OK)
+        rc = get_plan(m, train ? &m->train_plan : &m->infer_plan, train, n, h, w, 1, 1, e);
+    if (rc == PK_OK && bytes_per_image)
+        *bytes_per_image = pk_model_arena_bytes(m);
+    return rc;
 }
 
 const float *pk_model_last_logits(const pk_model *m, int aux)

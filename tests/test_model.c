@@ -1,0 +1,428 @@
+/* The PSPNet model beyond PyTorch parity: the tensor table, refused inputs,
+ * inference output sizes, arena reuse, eval vs train mode, dropout
+ * determinism, the profile, and a finite-difference check of the whole
+ * training loss against the analytic gradient on a small ResNet18. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pspnet.h"
+#include "support.h"
+#include "support_model.h"
+
+#define K 21
+
+static pk_model *make(pk_ctx *c, pk_arch arch, pk_stem stem, float dropout)
+{
+    pk_model_cfg cfg = {arch, stem, K, dropout};
+    pk_model *m = NULL;
+    pk_err e = {0};
+    if (pk_model_create(&m, c, &cfg, &e) != PK_OK) {
+        fprintf(stderr, "test_model: create: %s\n", e.msg);
+        exit(1);
+    }
+    return m;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "test_model: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* A formula batch (host memory: these tests run on a CPU context). */
+typedef struct data {
+    int n, h, w;
+    float *image, *tmain, *taux;
+    uint8_t *label, *valid;
+} data;
+
+static data make_data(int n, int h, int w)
+{
+    size_t P = (size_t)n * h * w;
+    data d = {n, h, w, xmalloc(P * 3 * 4), xmalloc(P * K * 4), xmalloc(P * K * 4), xmalloc(P),
+              xmalloc(P)};
+    pk_test_formula_fill(d.image, P * 3, 100001, -2.0, 2.0);
+    pk_test_formula_fill(d.tmain, P * K, 100003, -4.0, 4.0);
+    pk_test_formula_fill(d.taux, P * K, 100004, -4.0, 4.0);
+    pk_test_formula_labels(d.label, P, 100002, K);
+    for (size_t i = 0; i < P; i++)
+        d.valid[i] = i % 7 != 0;
+    return d;
+}
+
+static void free_data(data *d)
+{
+    free(d->image);
+    free(d->tmain);
+    free(d->taux);
+    free(d->label);
+    free(d->valid);
+}
+
+static pk_batch batch_of(const data *d)
+{
+    return (pk_batch){d->n, d->h, d->w, d->image, d->label, d->valid, d->tmain, d->taux};
+}
+
+static pk_train_cfg kd_cfg(void)
+{
+    pk_train_cfg t;
+    pk_train_cfg_defaults(&t);
+    t.kd_weight = 0.7f;
+    t.kd_T = 2.0f;
+    t.auxkd_weight = 0.5f;
+    t.auxkd = PK_AUXKD_SMOOTHL1;
+    return t;
+}
+
+static int test_table(pk_ctx *c)
+{
+    int fails = 0;
+    static const struct {
+        pk_arch a;
+        pk_stem s;
+        int tensors;
+    } want[3] = {{PK_ARCH_R18, PK_STEM_7X7, 160},
+                 {PK_ARCH_R50, PK_STEM_7X7, 358},
+                 {PK_ARCH_R50, PK_STEM_DEEP, 370}};
+    for (int i = 0; i < 3; i++) {
+        pk_model *m = make(c, want[i].a, want[i].s, 0.1f);
+        PK_CHECK(fails, pk_model_tensor_count(m) == want[i].tensors, "%s %s: %d tensors",
+                 pk_arch_name(want[i].a), pk_stem_name(want[i].s), pk_model_tensor_count(m));
+        /* the dilated layer4 conv2 and the heads, with semseg's names */
+        const pk_tensor_info *t = pk_model_find(m, "layer4.0.conv2.weight");
+        int mid = 512; /* both: layer4 planes */
+        PK_CHECK(fails, t && t->shape[0] == mid && t->shape[2] == 3 && t->is_conv_weight,
+                 "layer4.0.conv2.weight");
+        int fea = want[i].a == PK_ARCH_R50 ? 2048 : 512;
+        t = pk_model_find(m, "ppm.features.3.1.weight");
+        PK_CHECK(fails, t && t->shape[0] == fea / 4 && t->shape[1] == fea && t->head,
+                 "ppm.features.3.1.weight");
+        t = pk_model_find(m, "cls.0.weight");
+        PK_CHECK(fails, t && t->shape[1] == 2 * fea && t->shape[0] == 512, "cls.0.weight");
+        t = pk_model_find(m, "aux.0.weight");
+        PK_CHECK(fails, t && t->shape[0] == (want[i].a == PK_ARCH_R50 ? 256 : 128),
+                 "aux.0.weight");
+        t = pk_model_find(m, "cls.4.bias");
+        PK_CHECK(fails, t && t->count == K && t->kind == PK_T_PARAM, "cls.4.bias");
+        t = pk_model_find(m, "layer1.0.bn1.num_batches_tracked");
+        PK_CHECK(fails, t && t->kind == PK_T_NUM_BATCHES && t->ndim == 0, "num_batches_tracked");
+        PK_CHECK(fails, (pk_model_find(m, "layer0.3.weight") != NULL) == (want[i].s == PK_STEM_DEEP),
+                 "deep stem names");
+        /* two LR groups: backbone, then every head tensor */
+        pk_param_group g[2];
+        PK_CHECK(fails, pk_model_param_groups(m, 10.0f, g, 2) == 2, "groups");
+        const pk_tensor_info *first_head = pk_model_find(m, "ppm.features.0.1.weight");
+        PK_CHECK(fails, g[0].offset == 0 && g[1].offset == first_head->offset &&
+                            g[1].offset + g[1].count == pk_model_num_params(m) &&
+                            g[1].lr_mult == 10.0f,
+                 "param groups");
+        for (int k = 0; k < pk_model_tensor_count(m); k++) {
+            t = pk_model_tensor(m, k);
+            if (t->kind == PK_T_PARAM)
+                PK_CHECK(fails, (t->offset >= g[1].offset) == t->head, "%s in the wrong group",
+                         t->name);
+        }
+        pk_model_destroy(m);
+    }
+    printf("  %s tensor table: counts, names, shapes, LR groups\n", fails ? "FAIL" : "ok  ");
+    return fails;
+}
+
+static int test_refusals(pk_ctx *c)
+{
+    int fails = 0;
+    pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
+    data d = make_data(2, 17, 17);
+    pk_batch b = batch_of(&d);
+    pk_train_cfg t = kd_cfg();
+    pk_err e = {0};
+    b.n = 1;
+    int rc = pk_model_forward_backward(m, &b, &t, 0, NULL, &e);
+    PK_CHECK(fails, rc == PK_EINVAL && strstr(e.msg, "batch >= 2"), "batch 1: rc %d '%s'", rc,
+             e.msg);
+    printf("  %s batch 1 refused: \"%s\"\n", fails ? "FAIL" : "ok  ", e.msg);
+    b.n = 2;
+    b.h = 16;
+    rc = pk_model_forward_backward(m, &b, &t, 0, NULL, &e);
+    PK_CHECK(fails, rc == PK_EINVAL && strstr(e.msg, "8k+1"), "16x17: rc %d '%s'", rc, e.msg);
+    float out[K];
+    rc = pk_model_infer(m, out, NULL, d.image, 1, 17, 20, 1, &e);
+    PK_CHECK(fails, rc == PK_EINVAL, "infer 17x20 accepted");
+    free_data(&d);
+    pk_model_destroy(m);
+    return fails;
+}
+
+static size_t count_finite(const float *x, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += isfinite(x[i]) != 0;
+    return k;
+}
+
+static int test_infer_sizes(pk_ctx *c)
+{
+    int fails = 0, n = 1, h = 41, w = 33, h8 = 6, w8 = 5;
+    pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
+    if (pk_test_model_fill(m, 0))
+        exit(1);
+    data d = make_data(n, h, w);
+    size_t full = (size_t)n * h * w * K, low = (size_t)n * h8 * w8 * K;
+    float *main = xmalloc((full + 64) * 4), *aux = xmalloc((full + 64) * 4);
+    float *main2 = xmalloc((full + 64) * 4), *low_m = xmalloc((full + 64) * 4);
+    pk_err e = {0};
+    for (size_t i = 0; i < full + 64; i++)
+        main[i] = aux[i] = main2[i] = low_m[i] = NAN;
+    PK_CHECK(fails, pk_model_infer(m, main, aux, d.image, n, h, w, 1, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, count_finite(main, full + 64) == full && count_finite(aux, full + 64) == full,
+             "full-res outputs: %zu/%zu values written", count_finite(main, full + 64), full);
+    PK_CHECK(fails, pk_model_infer(m, low_m, NULL, d.image, n, h, w, 0, &e) == PK_OK, "%s",
+             e.msg);
+    PK_CHECK(fails, count_finite(low_m, full + 64) == low, "stride-8 output: %zu/%zu written",
+             count_finite(low_m, full + 64), low);
+    PK_CHECK(fails, pk_model_infer(m, main2, NULL, d.image, n, h, w, 1, &e) == PK_OK, "%s",
+             e.msg);
+    double err = pk_norm_err(main2, main, full);
+    PK_CHECK(fails, err <= 1e-6, "main without aux differs: %g", err);
+    /* align_corners x8: full-res pixel (8i, 8j) is stride-8 pixel (i, j) */
+    double gerr = 0.0;
+    for (int y = 0; y < h8; y++)
+        for (int x = 0; x < w8; x++)
+            for (int k = 0; k < K; k++) {
+                double dd = fabs(main[((size_t)(8 * y) * w + 8 * x) * K + k] -
+                                 low_m[((size_t)y * w8 + x) * K + k]);
+                gerr = dd > gerr ? dd : gerr;
+            }
+    PK_CHECK(fails, gerr <= 1e-4, "upsampled grid != stride-8 logits: %g", gerr);
+    printf("  %s infer %dx%d: [1,%d,%d,%d] full, [1,%d,%d,%d] stride 8, grid err %.2g\n",
+           fails ? "FAIL" : "ok  ", h, w, h, w, K, h8, w8, K, gerr);
+    free(main);
+    free(aux);
+    free(main2);
+    free(low_m);
+    free_data(&d);
+    pk_model_destroy(m);
+    return fails;
+}
+
+static int test_arena_and_modes(pk_ctx *c)
+{
+    int fails = 0;
+    pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
+    if (pk_test_model_fill(m, 0))
+        exit(1);
+    data d = make_data(2, 33, 33);
+    pk_batch b = batch_of(&d);
+    pk_train_cfg t = kd_cfg();
+    pk_err e = {0};
+    pk_losses l1, l2, l3;
+    PK_CHECK(fails, pk_model_train_step(m, &b, &t, 0, &l1, &e) == PK_OK, "%s", e.msg);
+    size_t train_bytes = pk_model_arena_bytes(m);
+    const float *logits1 = pk_model_last_logits(m, 0);
+    PK_CHECK(fails, pk_model_train_step(m, &b, &t, 1, &l2, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_arena_bytes(m) == train_bytes && pk_model_last_logits(m, 0) == logits1,
+             "second step replanned or moved the arena");
+    PK_CHECK(fails, isfinite(l1.total) && isfinite(l2.total) && l1.lr > l2.lr,
+             "losses %g %g lr %g %g", l1.total, l2.total, l1.lr, l2.lr);
+    /* eval mode (running stats, no dropout) differs from the train-mode step */
+    size_t full = (size_t)2 * 33 * 33 * K;
+    float *ev = xmalloc(full * 4), *tr = xmalloc(full * 4), *ev2 = xmalloc(full * 4);
+    memcpy(tr, pk_model_last_logits(m, 0), full * 4);
+    PK_CHECK(fails, pk_model_infer(m, ev, NULL, d.image, 2, 33, 33, 1, &e) == PK_OK, "%s", e.msg);
+    size_t infer_bytes = pk_model_arena_bytes(m);
+    double diff = pk_norm_err(ev, tr, full);
+    PK_CHECK(fails, diff > 1e-2, "eval and train logits agree (%g)", diff);
+    PK_CHECK(fails, pk_model_last_logits(m, 0) == NULL, "train logits survive an infer");
+    PK_CHECK(fails, infer_bytes < train_bytes, "infer arena %zu >= train %zu", infer_bytes,
+             train_bytes);
+    /* back to training: the shared arena is large enough, nothing moves */
+    PK_CHECK(fails, pk_model_forward_backward(m, &b, &t, 2, &l3, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_last_logits(m, 0) == logits1, "arena moved after an infer");
+    /* dropout: a function of (seed, iter); eval ignores it */
+    pk_losses a, bb, cc;
+    PK_CHECK(fails, pk_model_forward_backward(m, &b, &t, 7, &a, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_forward_backward(m, &b, &t, 7, &bb, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_forward_backward(m, &b, &t, 8, &cc, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, a.total == bb.total && a.total != cc.total,
+             "dropout not a function of the iteration: %.9g %.9g %.9g", a.total, bb.total,
+             cc.total);
+    pk_model_cfg nodrop = *pk_model_config(m);
+    nodrop.dropout = 0.0f;
+    pk_model *m0 = NULL;
+    PK_CHECK(fails, pk_model_create(&m0, c, &nodrop, &e) == PK_OK, "%s", e.msg);
+    pk_dev_upload(c, pk_model_params(m0), pk_model_params(m), pk_model_num_params(m) * 4);
+    pk_dev_upload(c, pk_model_state(m0), pk_model_state(m), pk_model_num_state(m) * 4);
+    PK_CHECK(fails, pk_model_infer(m, ev, NULL, d.image, 2, 33, 33, 1, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_infer(m0, ev2, NULL, d.image, 2, 33, 33, 1, &e) == PK_OK, "%s",
+             e.msg);
+    PK_CHECK(fails, pk_norm_err(ev, ev2, full) == 0.0, "eval depends on the dropout rate");
+    printf("  %s arena reused across steps (train %zu, infer %zu bytes/image at 33x33 b2); "
+           "eval vs train differ by %.2g; dropout seeded per iteration\n",
+           fails ? "FAIL" : "ok  ", train_bytes, infer_bytes, diff);
+    /* the profile */
+    pk_model_set_profile(m, 1);
+    PK_CHECK(fails, pk_model_train_step(m, &b, &t, 3, NULL, &e) == PK_OK, "%s", e.msg);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f) {
+        pk_model_profile_print(m, f);
+        fclose(f);
+    }
+    PK_CHECK(fails, buf && strstr(buf, "layer4") && strstr(buf, "bwd") && strstr(buf, "sgd") &&
+                        strstr(buf, "conv") && strstr(buf, "%"),
+             "profile output:\n%s", buf ? buf : "(none)");
+    free(buf);
+    pk_model_profile_reset(m);
+    pk_model_set_profile(m, 0);
+    free(ev);
+    free(ev2);
+    free(tr);
+    free_data(&d);
+    pk_model_destroy(m0);
+    pk_model_destroy(m);
+    return fails;
+}
+
+/* Finite differences of the whole training loss (CE + aux CE + KD + aux
+ * SmoothL1) against the analytic gradient g of a few tensors across the
+ * network, as directional derivatives along u = g/|g| (analytically |g|;
+ * a single entry's derivative drowns in the float32 loss's rounding). The
+ * kink-free weights keep every ReLU input >0.3 from 0, far beyond the
+ * steps taken here. */
+typedef struct fd_ctx {
+    pk_model *m;
+    pk_batch b;
+    pk_train_cfg t;
+} fd_ctx;
+
+static double loss_at(fd_ctx *f)
+{
+    pk_losses l;
+    pk_err e = {0};
+    if (pk_model_forward_backward(f->m, &f->b, &f->t, 0, &l, &e) != PK_OK) {
+        fprintf(stderr, "test_model: %s\n", e.msg);
+        exit(1);
+    }
+    /* the weighted sum in double (l.total is rounded to float once more) */
+    return (double)f->t.ce_weight * l.ce + (double)f->t.aux_weight * l.aux_ce +
+           (double)f->t.kd_weight * l.kd + (double)f->t.auxkd_weight * l.aux_kd;
+}
+
+/* Tensor t's params = w + step * u (host vectors in PyTorch layout). */
+static void set_tensor(pk_model *m, const pk_tensor_info *t, const float *w, const float *u,
+                       double step, float *tmp)
+{
+    for (size_t i = 0; i < t->count; i++)
+        tmp[pk_test_buffer_index(t, i)] = (float)(w[i] + step * u[i]);
+    pk_dev_upload(pk_model_ctx(m), pk_model_params(m) + t->offset, tmp, t->count * 4);
+}
+
+static int test_finite_differences(pk_ctx *c)
+{
+    static const char *const names[] = {
+        "layer0.0.weight",         "layer0.1.weight",         "layer1.0.conv2.weight",
+        "layer2.0.downsample.0.weight", "layer3.1.bn1.bias",  "layer4.1.conv2.weight",
+        "ppm.features.2.1.weight", "ppm.features.3.2.weight", "cls.0.weight",
+        "cls.1.bias",              "cls.4.weight",            "aux.0.weight",
+        "aux.4.bias"};
+    int n = (int)(sizeof names / sizeof names[0]), fails = 0;
+    pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.0f);
+    if (pk_test_model_fill(m, 1))
+        exit(1);
+    data d = make_data(4, 17, 17);
+    fd_ctx f = {m, batch_of(&d), kd_cfg()};
+    loss_at(&f);
+    /* all gradients first: every later loss_at overwrites them */
+    float *g[16];
+    for (int i = 0; i < n; i++) {
+        const pk_tensor_info *t = pk_model_find(m, names[i]);
+        g[i] = xmalloc(t->count * 4);
+        if (pk_test_model_read(m, t, 1, g[i]))
+            exit(1);
+    }
+    double worst = 0.0;
+    for (int i = 0; i < n; i++) {
+        const pk_tensor_info *t = pk_model_find(m, names[i]);
+        float *w = xmalloc(t->count * 4), *tmp = xmalloc(t->count * 4);
+        if (pk_test_model_read(m, t, 0, w))
+            exit(1);
+        double gn = 0.0, wn = 0.0;
+        for (size_t k = 0; k < t->count; k++) {
+            gn += (double)g[i][k] * g[i][k];
+            wn += (double)w[k] * w[k];
+        }
+        gn = sqrt(gn);
+        for (size_t k = 0; k < t->count; k++)
+            g[i][k] = (float)(g[i][k] / gn); /* u */
+        /* a step that changes the loss by ~1e-4 (its terms carry float32
+         * rounding of ~3e-7; larger steps meet the curvature: 1% of the
+         * tensor's norm along u moves the stem's derivative by 10%) */
+        double eps = 1e-4 / gn;
+        eps = eps < 1e-2 * sqrt(wn) ? eps : 1e-2 * sqrt(wn);
+        set_tensor(m, t, w, g[i], eps, tmp);
+        double lp = loss_at(&f);
+        set_tensor(m, t, w, g[i], -eps, tmp);
+        double lm = loss_at(&f);
+        set_tensor(m, t, w, g[i], 0.0, tmp);
+        double num = (lp - lm) / (2.0 * eps), err = fabs(num - gn) / gn;
+        worst = err > worst ? err : worst;
+        if (!(err <= 2e-2)) {
+            fails++;
+            printf("  FAIL fd %s: |g| %.6g, numeric %.6g (err %.3g)\n", names[i], gn, num, err);
+        }
+        free(w);
+        free(tmp);
+        free(g[i]);
+    }
+    printf("  %s finite differences of the whole loss along the gradient, %d tensors: "
+           "worst rel err %.3g (tol 2e-2)\n",
+           fails ? "FAIL" : "ok  ", n, worst);
+    free_data(&d);
+    pk_model_destroy(m);
+    return fails;
+}
+
+/* The arena figures the bench note quotes; planning only, nothing runs. */
+static int test_plan_bytes(pk_ctx *c)
+{
+    int fails = 0;
+    pk_err e = {0};
+    size_t tr18 = 0, in18 = 0, in50 = 0, tr50 = 0;
+    pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
+    PK_CHECK(fails, pk_model_plan(m, 1, 2, 225, 225, &tr18, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_plan(m, 0, 1, 473, 473, &in18, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_plan(m, 1, 1, 225, 225, NULL, &e) == PK_EINVAL, "train b1 planned");
+    pk_model_destroy(m);
+    m = make(c, PK_ARCH_R50, PK_STEM_DEEP, 0.1f);
+    PK_CHECK(fails, pk_model_plan(m, 0, 1, 473, 473, &in50, &e) == PK_OK, "%s", e.msg);
+    PK_CHECK(fails, pk_model_plan(m, 1, 2, 225, 225, &tr50, &e) == PK_OK, "%s", e.msg);
+    pk_model_destroy(m);
+    PK_CHECK(fails, tr18 > 0 && in50 > 0 && in18 < in50, "arena sizes");
+    printf("  %s arena bytes/image: R18 train b2 225 %.1f MB, R18 infer 473 %.1f MB, "
+           "R50-deep infer 473 %.1f MB, R50-deep train b2 225 %.1f MB\n",
+           fails ? "FAIL" : "ok  ", tr18 / 1048576.0, in18 / 1048576.0, in50 / 1048576.0,
+           tr50 / 1048576.0);
+    return fails;
+}
+
+int main(void)
+{
+    pk_ctx *c = pk_test_ctx(0);
+    int fails = 0;
+    fails += test_table(c);
+    fails += test_refusals(c);
+    fails += test_infer_sizes(c);
+    fails += test_arena_and_modes(c);
+    fails += test_finite_differences(c);
+    fails += test_plan_bytes(c);
+    pk_ctx_destroy(c);
+    printf("test_model: %s\n", fails ? "FAILED" : "all passed");
+    return fails ? 1 : 0;
+}
