@@ -51,7 +51,7 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
         for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
             int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
             double s[BN_BLOCK] = {0}, q[BN_BLOCK] = {0}, shift[BN_BLOCK];
-            float scale[BN_BLOCK], offset[BN_BLOCK];
+            float scale[BN_BLOCK], mean_f[BN_BLOCK], bias[BN_BLOCK];
             for (int j = 0; j < nb; j++)
                 shift[j] = x[b0 + j];
             for (long p = 0; p < P; p++) {
@@ -78,14 +78,17 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
                 running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * (float)mean;
                 running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
                 scale[j] = gamma[ch] * rstd;
-                offset[j] = beta[ch] - (float)mean * scale[j];
+                mean_f[j] = (float)mean;
+                bias[j] = beta[ch];
             }
+            /* (x - mean) * scale + beta as PyTorch's training kernel: folding
+             * the mean into the offset cancels badly when |mean| >> std. */
             for (long p = 0; p < P; p++) {
                 const float *xr = x + p * C + b0;
                 float *yr = y + p * C + b0;
 #pragma omp simd
                 for (int j = 0; j < nb; j++)
-                    yr[j] = xr[j] * scale[j] + offset[j];
+                    yr[j] = (xr[j] - mean_f[j]) * scale[j] + bias[j];
             }
         }
     }
