@@ -134,8 +134,9 @@ int pk_model_train_step(pk_model *m, const pk_batch *b, const pk_train_cfg *t, l
 int pk_model_infer(pk_model *m, float *main_logits, float *aux_logits, const float *image,
                    int n, int h, int w, int upsample, pk_err *e);
 
-/* The full-resolution [n,h,w,K] main (aux = 0) or aux (aux = 1) logits of
- * the last pk_model_forward_backward, in the activation arena (device
+/* The stride-8 [n,(h-1)/8+1,(w-1)/8+1,K] main (aux = 0) or aux (aux = 1)
+ * logits of the last pk_model_forward_backward (the losses see them
+ * upsampled x8 with align_corners), in the activation arena (device
  * memory); NULL when there are none. Valid until the next forward of any
  * kind on this model. */
 const float *pk_model_last_logits(const pk_model *m, int aux);

@@ -121,16 +121,16 @@ static const pk_value *val(gb *g, int v) { return &g->p->vals[v]; }
 
 static int out_of(gb *g, int node) { return node < 0 ? -1 : g->p->nodes[node].out; }
 
-static int conv(gb *g, int x)
+/* The convolution of layer li. */
+static int conv_at(gb *g, int x, int li)
 {
     if (g->fail)
         return -1;
-    if (g->cursor >= g->m->nlayers) {
+    if (li < 0 || li >= g->m->nlayers) {
         pk_fail(g->e, PK_EINVAL, "model: internal error: layer list exhausted");
         g->fail = 1;
         return -1;
     }
-    int li = g->cursor++;
     const pk_layer *L = &g->m->layers[li];
     const pk_value *xv = val(g, x);
     if (xv->c != L->ci) {
@@ -174,13 +174,10 @@ static int relu(gb *g, int x, int group)
     return out_of(g, emit(g, PK_N_RELU, group, &x, 1, xv->n, xv->h, xv->w, xv->c));
 }
 
-/* conv -> BN (when the layer has one) -> ReLU (when asked). */
-static int cbr(gb *g, int x, int with_relu)
+/* Layer li's conv -> BN (when the layer has one) -> ReLU (when asked). */
+static int cbr_at(gb *g, int x, int li, int with_relu)
 {
-    if (g->fail)
-        return -1;
-    int li = g->cursor, node = conv(g, x);
-    int y = out_of(g, node);
+    int y = out_of(g, conv_at(g, x, li));
     if (y < 0)
         return -1;
     if (g->m->layers[li].bn >= 0)
@@ -188,6 +185,12 @@ static int cbr(gb *g, int x, int with_relu)
     if (with_relu && y >= 0)
         y = relu(g, y, g->m->layers[li].group);
     return y;
+}
+
+/* The same for the next layer of the walk. */
+static int cbr(gb *g, int x, int with_relu)
+{
+    return g->fail ? -1 : cbr_at(g, x, g->cursor++, with_relu);
 }
 
 static int maxpool(gb *g, int x, int group)
@@ -289,12 +292,18 @@ int pk_graph_build(const pk_model *m, pk_plan *p, pk_err *e)
         p->vals[x].ext = PK_EXT_IMAGE;
     p->v_image = x;
     x = stem(&g, x);
-    int x3 = -1;
+    p->v_aux = -1;
     for (int li = 0; li < 4; li++) {
         for (int bi = 0; bi < m->ad.blocks[li]; bi++)
             x = block(&g, x, PK_G_LAYER1 + li);
-        if (li == 2)
-            x3 = x;
+        if (li == 2 && p->with_aux) {
+            /* aux on layer3's output (its layers are the table's last two),
+             * emitted here so that layer3's output dies before layer4's end */
+            int y = cbr_at(&g, x, m->nlayers - 2, 1);
+            y = dropout(&g, y, 1, PK_G_AUX);
+            y = cbr_at(&g, y, m->nlayers - 1, 0);
+            p->v_aux = p->upsample ? resize(&g, y, p->h, p->w, PK_G_AUX) : y;
+        }
     }
     if (!g.fail && (p->vals[x].h != p->h8 || p->vals[x].w != p->w8)) {
         pk_fail(e, PK_EINVAL, "model: internal error: layer4 is %dx%d, expected %dx%d",
@@ -322,17 +331,9 @@ int pk_graph_build(const pk_model *m, pk_plan *p, pk_err *e)
     int main8 = cbr(&g, y, 0);
     p->v_main8 = main8;
     p->v_main = p->upsample ? resize(&g, main8, p->h, p->w, PK_G_CLS) : main8;
-    /* aux on layer3's output */
-    p->v_aux = -1;
-    if (p->with_aux) {
-        y = cbr(&g, x3, 1);
-        y = dropout(&g, y, 1, PK_G_AUX);
-        y = cbr(&g, y, 0);
-        p->v_aux = p->upsample ? resize(&g, y, p->h, p->w, PK_G_AUX) : y;
-    }
     if (g.fail)
         return e->code ? e->code : PK_EINVAL;
-    if (g.cursor != m->nlayers - (p->with_aux ? 0 : 2))
+    if (g.cursor != m->nlayers - 2)
         return pk_fail(e, PK_EINVAL, "model: internal error: %d of %d layers used", g.cursor,
                        m->nlayers);
     if (p->vals[p->v_main].c != K)

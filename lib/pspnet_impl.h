@@ -108,6 +108,7 @@ typedef struct pk_plan {
     size_t arena_floats;
     int v_image, v_main, v_aux; /* graph outputs (full-res or stride 8) */
     int v_main8;                /* cls.4 output (stride 8) */
+    int v_full, v_dfull;        /* training: full-res logits and gradient scratch */
 } pk_plan;
 
 /* ---- the model ---------------------------------------------------------- */

@@ -1,7 +1,9 @@
 /* Activation memory planning. After pspnet_graph.c has emitted the nodes,
  *  1. ReLU and the residual add run in place when their input has no other
  *     reader (forward and backward), sharing its storage;
- *  2. in training, a backward pass over the nodes decides where each
+ *  2. in training (whose graph ends at the stride-8 logits: the loss step
+ *     upsamples them into two shared full-resolution buffers), a backward
+ *     pass over the nodes decides where each
  *     activation gradient lives: the first contribution (in backward order)
  *     is assigned - in place over the output gradient for BN, ReLU and the
  *     add - and later ones go through a scratch value and are accumulated;
@@ -143,7 +145,7 @@ static int like(pk_plan *p, int v, pk_err *e)
 static int plan_backward(pk_plan *p, int F, pk_err *e)
 {
     int outs[2] = {p->v_main, p->v_aux};
-    for (int k = 0; k < 2; k++) { /* the losses write the logit gradients */
+    for (int k = 0; k < 2; k++) { /* the loss step writes the logit gradients */
         int g = like(p, outs[k], e);
         if (g < 0 || place(p, g, -1, F, e) < 0)
             return -1;
@@ -151,6 +153,13 @@ static int plan_backward(pk_plan *p, int F, pk_err *e)
         use(p, outs[k], F);
         use(p, outs[k], 2 * F + 1); /* kept for pk_model_last_logits */
     }
+    /* the loss step's full-resolution logits and their gradient, main's and
+     * then aux's in the same two buffers */
+    int K = p->vals[p->v_main].c;
+    p->v_full = pk_plan_value(p, p->n, p->h, p->w, K, (size_t)p->n * p->h * p->w * K, e);
+    p->v_dfull = p->v_full < 0 ? -1 : like(p, p->v_full, e);
+    if (p->v_dfull < 0 || place(p, p->v_full, -1, F, e) < 0 || place(p, p->v_dfull, -1, F, e) < 0)
+        return -1;
     for (int i = F - 1; i >= 0; i--) {
         int B = 2 * F - i;
         int dy = p->vals[p->nodes[i].out].grad;

@@ -8,7 +8,9 @@
  *  - KD and aux-KD average over the pixels with valid != 0 (all pixels when
  *    valid is NULL), whatever their label: at 255-labelled object borders the
  *    teacher's soft targets are still informative;
- *  - the aux KL uses the same temperature T as the main KD (and the T^2). */
+ *  - the aux KL uses the same temperature T as the main KD (and the T^2).
+ * The loss step's time (with the final x8 upsampling and its backward) is
+ * booked as "losses" in the profile. */
 #include "pspnet_impl.h"
 
 #include <string.h>
@@ -78,38 +80,45 @@ static int get_plan(pk_model *m, pk_plan *p, int train, int n, int h, int w, int
     return pk_model_reserve_arena(m, p, e);
 }
 
-/* The loss terms at full resolution; gradients into the logit gradients. */
+/* The loss terms at full resolution. The training graph ends at the
+ * stride-8 logits; main's are upsampled into the full-resolution scratch,
+ * the losses accumulate their gradient into the second scratch, which is
+ * resized back onto main's stride-8 gradient; then the same for aux in the
+ * same two buffers. */
 static void losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_train_cfg *t,
                    float *const *ext, pk_losses *out)
 {
     pk_ctx *c = m->ctx;
-    long P = (long)b->n * b->h * b->w;
-    int K = m->cfg.classes;
-    const float *lm = pk_plan_ptr(m, p, ext, p->v_main), *la = pk_plan_ptr(m, p, ext, p->v_aux);
-    float *gm = pk_plan_ptr(m, p, ext, p->vals[p->v_main].grad);
-    float *ga = pk_plan_ptr(m, p, ext, p->vals[p->v_aux].grad);
+    int n = b->n, h = b->h, w = b->w, h8 = p->h8, w8 = p->w8, K = m->cfg.classes;
+    long P = (long)n * h * w;
+    float *full = pk_plan_ptr(m, p, ext, p->v_full), *dfull = pk_plan_ptr(m, p, ext, p->v_dfull);
     size_t bytes = (size_t)P * (size_t)K * sizeof(float);
-    pk_dev_zero(c, gm, bytes);
-    pk_dev_zero(c, ga, bytes);
     memset(out, 0, sizeof *out);
-    out->ce = pk_ce_loss(c, t->ce_weight != 0.0f ? gm : NULL, lm, b->label, P, K,
-                         t->ignore_label, t->ce_weight);
-    out->aux_ce = pk_ce_loss(c, t->aux_weight != 0.0f ? ga : NULL, la, b->label, P, K,
-                             t->ignore_label, t->aux_weight);
-    if (b->teacher_main && t->kd_weight > 0.0f)
-        out->kd = pk_kd_loss(c, gm, lm, b->teacher_main, b->valid, P, K, t->kd_T, t->kd_weight);
-    if (b->teacher_aux && t->auxkd_weight > 0.0f) {
-        float w = t->auxkd_weight;
-        switch (t->auxkd) {
-        case PK_AUXKD_KL:
-            out->aux_kd = pk_kd_loss(c, ga, la, b->teacher_aux, b->valid, P, K, t->kd_T, w);
-            break;
-        case PK_AUXKD_SMOOTHL1:
-            out->aux_kd = pk_smoothl1_loss(c, ga, la, b->teacher_aux, b->valid, P, K, w);
-            break;
-        case PK_AUXKD_MSE:
-            out->aux_kd = pk_mse_loss(c, ga, la, b->teacher_aux, b->valid, P, K, w);
-            break;
+    for (int aux = 0; aux < 2; aux++) {
+        int v = aux ? p->v_aux : p->v_main;
+        pk_resize_forward(c, full, pk_plan_ptr(m, p, ext, v), n, h8, w8, K, h, w);
+        pk_dev_zero(c, dfull, bytes);
+        float cw = aux ? t->aux_weight : t->ce_weight;
+        float ce = pk_ce_loss(c, cw != 0.0f ? dfull : NULL, full, b->label, P, K,
+                              t->ignore_label, cw);
+        const float *teacher = aux ? b->teacher_aux : b->teacher_main;
+        float dw = aux ? t->auxkd_weight : t->kd_weight, d = 0.0f;
+        if (teacher && dw > 0.0f) {
+            if (!aux || t->auxkd == PK_AUXKD_KL)
+                d = pk_kd_loss(c, dfull, full, teacher, b->valid, P, K, t->kd_T, dw);
+            else if (t->auxkd == PK_AUXKD_SMOOTHL1)
+                d = pk_smoothl1_loss(c, dfull, full, teacher, b->valid, P, K, dw);
+            else
+                d = pk_mse_loss(c, dfull, full, teacher, b->valid, P, K, dw);
+        }
+        pk_resize_backward(c, pk_plan_ptr(m, p, ext, p->vals[v].grad), dfull, n, h8, w8, K, h,
+                           w);
+        if (aux) {
+            out->aux_ce = ce;
+            out->aux_kd = d;
+        } else {
+            out->ce = ce;
+            out->kd = d;
         }
     }
     out->total = t->ce_weight * out->ce + t->aux_weight * out->aux_ce +
@@ -134,7 +143,7 @@ int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg
         return pk_fail(e, PK_EINVAL, "model: the KD temperature must be > 0");
     m->logits_ready = 0;
     pk_plan *p = &m->train_plan;
-    if ((rc = get_plan(m, p, 1, b->n, b->h, b->w, 1, 1, e)) != PK_OK)
+    if ((rc = get_plan(m, p, 1, b->n, b->h, b->w, 0, 1, e)) != PK_OK)
         return rc;
     pk_exec_args a = {{NULL, (float *)b->image, NULL, NULL}, 1, m->cfg.dropout,
                       pk_hash64(t->seed ^ pk_hash64((uint64_t)iter))};
@@ -215,7 +224,7 @@ int pk_model_plan(pk_model *m, int train, int n, int h, int w, size_t *bytes_per
     if (rc == PK_OK && train && n < 2)
         rc = pk_fail(e, PK_EINVAL, "training needs batch >= 2 (BatchNorm over the 1x1 PPM bin)");
     if (rc == PK_OK)
-        rc = get_plan(m, train ? &m->train_plan : &m->infer_plan, train, n, h, w, 1, 1, e);
+        rc = get_plan(m, train ? &m->train_plan : &m->infer_plan, train, n, h, w, !train, 1, e);
     if (rc == PK_OK && bytes_per_image)
         *bytes_per_image = pk_model_arena_bytes(m);
     return rc;

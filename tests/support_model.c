@@ -17,8 +17,10 @@ double pk_test_formula_u(uint64_t stream, uint64_t i)
 
 void pk_test_formula_fill(float *x, size_t n, uint64_t stream, double lo, double hi)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * pk_test_formula_u(stream, i));
+    long len = (long)n;
+#pragma omp parallel for schedule(static) if (len > 65536)
+    for (long i = 0; i < len; i++)
+        x[i] = (float)(lo + (hi - lo) * pk_test_formula_u(stream, (uint64_t)i));
 }
 
 void pk_test_formula_labels(uint8_t *lab, size_t n, uint64_t stream, int K)
@@ -58,7 +60,7 @@ static void formula_tensor(const pk_model *m, int k, int kinkfree, float *dst)
         int alive = !strncmp(t->name, "layer", 5) &&
                     ((len > strlen(last) && !strcmp(t->name + len - strlen(last), last)) ||
                      strstr(t->name, "downsample.1.bias") != NULL);
-        for (size_t i = 0; i < t->count; i++) {
+        for (size_t i = 0; i < t->count; i++) { /* (small: BN channels) */
             double u = -1.0 + 2.0 * pk_test_formula_u(stream, i);
             double mag = 2.5 + 0.25 * fabs(u);
             dst[i] = (float)(alive || u >= 0 ? mag : -mag);
@@ -87,8 +89,10 @@ int pk_test_model_fill(pk_model *m, int kinkfree)
         if (!(tmp = malloc(t->count * sizeof *tmp)))
             goto fail;
         formula_tensor(m, k, kinkfree, tmp);
-        for (size_t i = 0; i < t->count; i++)
-            dst[pk_test_buffer_index(t, i)] = tmp[i];
+        long len = (long)t->count;
+#pragma omp parallel for schedule(static) if (len > 65536)
+        for (long i = 0; i < len; i++)
+            dst[pk_test_buffer_index(t, (size_t)i)] = tmp[i];
     }
     pk_dev_upload(c, pk_model_params(m), p, np * sizeof *p);
     if (ns)
@@ -116,8 +120,10 @@ int pk_test_model_read(pk_model *m, const pk_tensor_info *t, int which, float *d
     if (!tmp)
         return 1;
     pk_dev_download(pk_model_ctx(m), tmp, buf + t->offset, t->count * sizeof *tmp);
-    for (size_t i = 0; i < t->count; i++)
-        dst[i] = tmp[pk_test_buffer_index(t, i)];
+    long len = (long)t->count;
+#pragma omp parallel for schedule(static) if (len > 65536)
+    for (long i = 0; i < len; i++)
+        dst[i] = tmp[pk_test_buffer_index(t, (size_t)i)];
     free(tmp);
     return 0;
 }
