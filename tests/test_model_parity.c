@@ -152,12 +152,20 @@ static double relaxed_tol(fx *x, const char *key)
     return t;
 }
 
-/* got[count] (the fixture's layout) against `key`, stored full or as
- * norm + samples. base, when not NULL, turns both into changes from it.
- * floor: see floor_err; tol: the tolerance (0: the group's). */
+/* Element i (PyTorch layout) of a tensor stored in the model's buffer
+ * layout lay (OHWI conv weights), or in PyTorch's own when lay is NULL. */
+static float at(const float *p, const pk_tensor_info *lay, size_t i)
+{
+    return p[lay ? pk_test_buffer_index(lay, i) : i];
+}
+
+/* got[count] against `key`, stored full or as norm + samples. base, when
+ * not NULL, turns both into changes from it; got and base are in layout
+ * lay (see at()). floor: see floor_err; tol: the tolerance (0: the
+ * group's). */
 static void compare_ft(fx *x, group_stat *g, const char *name, const char *key,
                        const float *got, size_t count, const float *base, double floor,
-                       double tol)
+                       double tol, const pk_tensor_info *lay)
 {
     if (tol <= 0.0)
         tol = g->tol;
@@ -171,8 +179,9 @@ static void compare_ft(fx *x, group_stat *g, const char *name, const char *key,
         }
         float *gd = xmalloc(n * sizeof *gd);
         for (size_t i = 0; i < n; i++) {
-            gd[i] = base ? got[i] - base[i] : got[i];
-            want[i] = base ? want[i] - base[i] : want[i];
+            float b = base ? at(base, lay, i) : 0.0f;
+            gd[i] = at(got, lay, i) - b;
+            want[i] -= b;
         }
         record_tol(x, g, name, floor_err(gd, want, n, floor), tol);
         free(gd);
@@ -195,11 +204,12 @@ static void compare_ft(fx *x, group_stat *g, const char *name, const char *key,
             fprintf(stderr, "test_model_parity: %s: index out of range\n", k);
             exit(1);
         }
-        gs[i] = base ? got[j] - base[j] : got[j];
-        val[i] = base ? val[i] - base[j] : val[i];
+        float b = base ? at(base, lay, (size_t)j) : 0.0f;
+        gs[i] = at(got, lay, (size_t)j) - b;
+        val[i] -= b;
     }
     double err = floor_err(gs, val, n, floor);
-    if (!base) { /* the norm covers every element */
+    if (!base) { /* the norm covers every element (in any layout) */
         snprintf(k, sizeof k, "%s.norm", key);
         size_t one;
         float *nw = read_f32(x, k, &one);
@@ -221,7 +231,8 @@ static void compare_ft(fx *x, group_stat *g, const char *name, const char *key,
  * denominator is at least 4 ulps / tolerance (a change below ~5e-4 of the
  * weight is checked to within 4 ulps instead of relatively). */
 static void compare_tol(fx *x, group_stat *g, const char *name, const char *key,
-                        const float *got, size_t count, const float *base, double tol)
+                        const float *got, size_t count, const float *base, double tol,
+                        const pk_tensor_info *lay)
 {
     double floor = 0.0;
     if (tol <= 0.0 && !base) { /* the fixture's own relaxation, if any */
@@ -234,13 +245,13 @@ static void compare_tol(fx *x, group_stat *g, const char *name, const char *key,
             mb = fabs(base[i]) > mb ? fabs(base[i]) : mb;
         floor = 4.0 * FLT_EPSILON * mb / (tol > g->tol ? tol : g->tol);
     }
-    compare_ft(x, g, name, key, got, count, base, floor, tol);
+    compare_ft(x, g, name, key, got, count, base, floor, tol, lay);
 }
 
 static void compare(fx *x, group_stat *g, const char *name, const char *key, const float *got,
                     size_t count, const float *base)
 {
-    compare_tol(x, g, name, key, got, count, base, 0.0);
+    compare_tol(x, g, name, key, got, count, base, 0.0, NULL);
 }
 
 static void compare_scalar(fx *x, group_stat *g, const char *key, float got)
@@ -420,22 +431,29 @@ static void die_oom(void)
     exit(1);
 }
 
+/* A host copy of one of the model's buffers (grads or params, or state). */
+static float *download(pk_model *m, const float *buf, size_t count)
+{
+    float *h = xmalloc(count * sizeof *h);
+    pk_dev_download(pk_model_ctx(m), h, buf, count * sizeof *h);
+    return h;
+}
+
 static void check_grads(fx *x, pk_model *m, group_stat *g)
 {
     double floor = meta(x, "grad_floor");
+    float *grads = download(m, pk_model_grads(m), pk_model_num_params(m));
     for (int i = 0; i < pk_model_tensor_count(m); i++) {
         const pk_tensor_info *t = pk_model_tensor(m, i);
         if (t->kind != PK_T_PARAM)
             continue;
-        float *got = xmalloc(t->count * sizeof *got);
-        if (pk_test_model_read(m, t, 1, got))
-            die_oom();
         char key[128];
         snprintf(key, sizeof key, "grad.%s", t->name);
         double tol = relaxed_tol(x, key);
-        compare_ft(x, g, t->name, key, got, t->count, NULL, floor, tol > g->tol ? tol : 0.0);
-        free(got);
+        compare_ft(x, g, t->name, key, grads + t->offset, t->count, NULL, floor,
+                   tol > g->tol ? tol : 0.0, t);
     }
+    free(grads);
 }
 
 /* The kink-free gradients: one forward_backward per aux-KD mode, the KL one
@@ -483,40 +501,32 @@ static void check_steps(fx *x, pk_model *m, group_stat *gw, group_stat *gd)
     pk_train_cfg t = train_cfg(x, PK_AUXKD_SMOOTHL1);
     pk_err e = {0};
     /* the initial values, to check the change as well */
-    int nt = pk_model_tensor_count(m);
-    float **w0 = xmalloc((size_t)nt * sizeof *w0);
     if (pk_test_model_fill(m, 1))
         die_oom();
-    for (int i = 0; i < nt; i++) {
-        const pk_tensor_info *ti = pk_model_tensor(m, i);
-        w0[i] = NULL;
-        if (ti->kind == PK_T_NUM_BATCHES)
-            continue;
-        w0[i] = xmalloc(ti->count * sizeof(float));
-        if (pk_test_model_read(m, ti, 0, w0[i]))
-            die_oom();
-    }
+    size_t np = pk_model_num_params(m), ns = pk_model_num_state(m);
+    float *p0 = download(m, pk_model_params(m), np), *s0 = download(m, pk_model_state(m), ns);
     for (int it = 0; it < steps; it++)
         if (pk_model_train_step(m, &b, &t, it, NULL, &e) != PK_OK)
             die_pk("train_step", &e);
-    for (int i = 0; i < nt; i++) {
+    float *p3 = download(m, pk_model_params(m), np), *s3 = download(m, pk_model_state(m), ns);
+    for (int i = 0; i < pk_model_tensor_count(m); i++) {
         const pk_tensor_info *ti = pk_model_tensor(m, i);
-        if (!w0[i])
+        if (ti->kind == PK_T_NUM_BATCHES)
             continue;
-        float *got = xmalloc(ti->count * sizeof *got);
-        if (pk_test_model_read(m, ti, 0, got))
-            die_oom();
+        const float *w0 = (ti->kind == PK_T_PARAM ? p0 : s0) + ti->offset;
+        const float *w3 = (ti->kind == PK_T_PARAM ? p3 : s3) + ti->offset;
         char key[128], gkey[128];
         snprintf(key, sizeof key, "step3.%s", ti->name);
         snprintf(gkey, sizeof gkey, "grad.%s", ti->name);
         double tw = relaxed_tol(x, key), tg = relaxed_tol(x, gkey);
-        compare_tol(x, gw, ti->name, key, got, ti->count, NULL, tw > gw->tol ? tw : 0.0);
+        compare_tol(x, gw, ti->name, key, w3, ti->count, NULL, tw > gw->tol ? tw : 0.0, ti);
         /* the change follows the gradient: its relaxed tolerance carries over */
-        compare_tol(x, gd, ti->name, key, got, ti->count, w0[i], tg > gd->tol ? tg : 0.0);
-        free(got);
-        free(w0[i]);
+        compare_tol(x, gd, ti->name, key, w3, ti->count, w0, tg > gd->tol ? tg : 0.0, ti);
     }
-    free(w0);
+    free(p0);
+    free(s0);
+    free(p3);
+    free(s3);
     group_stat gn = {"num_batches", 0, "", 0, 0, 0.0, 0, 0.0};
     record(x, &gn, "num_batches_tracked",
            pk_model_num_batches_tracked(m) == steps ? 0.0 : INFINITY);
