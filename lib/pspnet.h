@@ -78,7 +78,13 @@ int pk_model_param_groups(const pk_model *m, float head_mult, pk_param_group *gr
 /* Forward FLOPs (2*MACs) per image at h x w, convolutions only. */
 double pk_model_flops(const pk_model *m, int h, int w);
 
-/* A training batch (host or device memory per the context's device). */
+/* A training batch (host or device memory per the context's device).
+ * Loss masks: CE and aux CE skip pixels labelled ignore_label (255; the
+ * augmentation labels every pixel it pads 255); KD and aux-KD average over
+ * the pixels with valid != 0 (all when valid is NULL) whatever their label
+ * (the teacher's soft targets are informative at 255 object borders). KD
+ * terms are computed only when their teacher logits are given and their
+ * weight is > 0; the aux KL uses the main KD's temperature (and T^2). */
 typedef struct pk_batch {
     int n, h, w;                 /* (h-1)%8 == 0 and (w-1)%8 == 0 */
     const float *image;          /* [n,h,w,3] normalised */
