@@ -1,11 +1,13 @@
-/* The PSPNet model beyond PyTorch parity: the tensor table, refused inputs,
- * inference output sizes, arena reuse, eval vs train mode, dropout
- * determinism, the profile, and a finite-difference check of the whole
- * training loss against the analytic gradient on a small ResNet18. */
+/* The PSPNet model beyond PyTorch parity: the tensor table, the arena plans
+ * (replayed block by block) and their sizes, refused inputs, inference
+ * output sizes, arena reuse, eval vs train mode, dropout determinism, the
+ * profile, and a finite-difference check of the whole training loss
+ * against the analytic gradient on a small ResNet18. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pspnet.h"
+#include "pspnet_impl.h" /* the plan checker below reads the schedule */
 #include "support.h"
 #include "support_model.h"
 
@@ -390,21 +392,152 @@ static int test_finite_differences(pk_ctx *c)
     return fails;
 }
 
-/* The arena figures the bench note quotes; planning only, nothing runs. */
+/* Replays a plan's schedule over an owner map of the arena (one entry per
+ * 16-float block): a write makes the value the owner of its blocks, a read
+ * must find every block still owned by that value. This checks the
+ * planner's liveness and offsets independently of the numbers (ASan cannot
+ * see inside the one arena allocation). Returns the violations. */
+typedef struct replay {
+    const pk_plan *p;
+    int *owner;
+    size_t blocks;
+    int bad;
+} replay;
+
+static void span_of(const replay *r, int v, size_t *b0, size_t *b1)
+{
+    const pk_value *x = &r->p->vals[v];
+    size_t off = r->p->stor_off[x->storage];
+    *b0 = off / 16;
+    *b1 = (off + x->floats + 15) / 16;
+}
+
+static void wr(replay *r, int v)
+{
+    if (v < 0 || r->p->vals[v].ext != PK_EXT_NONE)
+        return;
+    size_t b0, b1;
+    span_of(r, v, &b0, &b1);
+    for (size_t b = b0; b < b1 && b < r->blocks; b++)
+        r->owner[b] = v;
+    if (b1 > r->blocks)
+        r->bad++;
+}
+
+static void rd(replay *r, int v, const char *when, int node)
+{
+    if (v < 0 || r->p->vals[v].ext != PK_EXT_NONE)
+        return;
+    size_t b0, b1;
+    span_of(r, v, &b0, &b1);
+    for (size_t b = b0; b < b1; b++)
+        if (b >= r->blocks || r->owner[b] != v) {
+            if (r->bad++ < 5)
+                printf("  FAIL plan: %s of node %d reads value %d, overwritten by %d\n", when,
+                       node, v, b < r->blocks ? r->owner[b] : -2);
+            return;
+        }
+}
+
+static int check_plan(const pk_plan *p)
+{
+    replay r = {p, NULL, p->arena_floats / 16, 0};
+    r.owner = xmalloc((r.blocks ? r.blocks : 1) * sizeof *r.owner);
+    for (size_t b = 0; b < r.blocks; b++)
+        r.owner[b] = -1;
+    for (int i = 0; i < p->nnodes; i++) {
+        const pk_node *nd = &p->nodes[i];
+        for (int j = 0; j < nd->nin; j++)
+            rd(&r, nd->in[j], "forward", i);
+        wr(&r, nd->out);
+        wr(&r, nd->save0);
+        wr(&r, nd->save1);
+    }
+    if (p->train) {
+        for (int a = 0; a < 2; a++) { /* the loss step */
+            int v = a ? p->v_aux : p->v_main;
+            rd(&r, v, "loss", -1);
+            wr(&r, p->v_full);
+            wr(&r, p->v_dfull);
+            rd(&r, p->v_full, "loss", -1);
+            rd(&r, p->v_dfull, "loss", -1);
+            wr(&r, p->vals[v].grad);
+        }
+        for (int i = p->nnodes - 1; i >= 0; i--) {
+            const pk_node *nd = &p->nodes[i];
+            int dy = p->vals[nd->out].grad;
+            if (dy < 0)
+                continue;
+            rd(&r, dy, "backward", i);
+            switch (nd->kind) {
+            case PK_N_CONV:
+                rd(&r, nd->in[0], "backward", i);
+                break;
+            case PK_N_BN:
+                rd(&r, nd->in[0], "backward", i);
+                rd(&r, nd->save0, "backward", i);
+                rd(&r, nd->save1, "backward", i);
+                break;
+            case PK_N_RELU:
+                rd(&r, nd->out, "backward", i);
+                break;
+            case PK_N_MAXPOOL:
+            case PK_N_DROPOUT:
+                rd(&r, nd->save0, "backward", i);
+                break;
+            default:
+                break;
+            }
+            for (int j = 0; j < nd->nin; j++)
+                if (nd->gacc[j] && nd->kind == PK_N_ADD)
+                    rd(&r, nd->gin[j], "accumulate", i);
+            for (int j = 0; j < nd->nin; j++) {
+                wr(&r, nd->gin[j]);
+                if (nd->gacc[j] && nd->kind != PK_N_ADD) {
+                    int g = p->vals[nd->in[j]].grad;
+                    rd(&r, g, "accumulate", i);
+                    wr(&r, g);
+                }
+            }
+        }
+        rd(&r, p->v_main, "end", -1); /* pk_model_last_logits */
+        rd(&r, p->v_aux, "end", -1);
+    }
+    free(r.owner);
+    return r.bad;
+}
+
+/* The arena figures the bench note quotes, and the plans' replay; planning
+ * only, nothing runs. */
 static int test_plan_bytes(pk_ctx *c)
 {
     int fails = 0;
     pk_err e = {0};
     size_t tr18 = 0, in18 = 0, in50 = 0, tr50 = 0;
+    int bad = 0;
     pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
     PK_CHECK(fails, pk_model_plan(m, 1, 2, 225, 225, &tr18, &e) == PK_OK, "%s", e.msg);
     PK_CHECK(fails, pk_model_plan(m, 0, 1, 473, 473, &in18, &e) == PK_OK, "%s", e.msg);
+    bad += check_plan(&m->train_plan) + check_plan(&m->infer_plan);
     PK_CHECK(fails, pk_model_plan(m, 1, 1, 225, 225, NULL, &e) == PK_EINVAL, "train b1 planned");
     pk_model_destroy(m);
     m = make(c, PK_ARCH_R50, PK_STEM_DEEP, 0.1f);
     PK_CHECK(fails, pk_model_plan(m, 0, 1, 473, 473, &in50, &e) == PK_OK, "%s", e.msg);
     PK_CHECK(fails, pk_model_plan(m, 1, 2, 225, 225, &tr50, &e) == PK_OK, "%s", e.msg);
+    bad += check_plan(&m->train_plan) + check_plan(&m->infer_plan);
     pk_model_destroy(m);
+    m = make(c, PK_ARCH_R50, PK_STEM_7X7, 0.0f); /* no dropout nodes, stride-8 infer */
+    size_t unused;
+    int ok = pk_model_plan(m, 1, 3, 41, 33, &unused, &e) == PK_OK;
+    float out[1];
+    ok = ok && pk_model_infer(m, out, NULL, NULL, 1, 17, 17, 0, &e) == PK_EINVAL; /* no image */
+    bad += check_plan(&m->train_plan);
+    pk_model_destroy(m);
+    PK_CHECK(fails, ok, "R50 7x7 plans");
+    PK_CHECK(fails, bad == 0, "%d arena plan violations", bad);
+    printf("  %s arena plans replayed (R18 train/infer, R50 deep train/infer, R50 7x7 train): "
+           "%d values read after being overwritten\n",
+           bad ? "FAIL" : "ok  ", bad);
     PK_CHECK(fails, tr18 > 0 && in50 > 0 && in18 < in50, "arena sizes");
     printf("  %s arena bytes/image: R18 train b2 225 %.1f MB, R18 infer 473 %.1f MB, "
            "R50-deep infer 473 %.1f MB, R50-deep train b2 225 %.1f MB\n",
@@ -418,11 +551,11 @@ int main(void)
     pk_ctx *c = pk_test_ctx(0);
     int fails = 0;
     fails += test_table(c);
+    fails += test_plan_bytes(c); /* before anything runs a plan */
     fails += test_refusals(c);
     fails += test_infer_sizes(c);
     fails += test_arena_and_modes(c);
     fails += test_finite_differences(c);
-    fails += test_plan_bytes(c);
     pk_ctx_destroy(c);
     printf("test_model: %s\n", fails ? "FAILED" : "all passed");
     return fails ? 1 : 0;
