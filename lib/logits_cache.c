@@ -2,6 +2,7 @@
  * reader. Layouts in logits_cache.h and pspkd-logits(5). Integers are
  * written byte by byte (little-endian) so the format does not depend on the
  * host. */
+#include "le_bytes.h"
 #include "logits_cache.h"
 
 #include <errno.h>
@@ -20,43 +21,6 @@
 #define PLANES 2
 #define DIM_MAX 65535
 
-static void put16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-/* zlib's crc32 takes uInt lengths: feed large buffers in pieces. */
-static uint32_t crc_of(const uint8_t *p, size_t n)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
 
 /* ---- geometry ---- */
 
@@ -131,23 +95,23 @@ int pk_logits_encode(uint8_t **out, size_t *out_len, const char *key,
     if (!p)
         return pk_fail(e, PK_ENOMEM, "%s: out of memory for a %zu-byte record", key, total);
     memcpy(p, "PKDL", 4);
-    put16(p + 4, PK_LOGITS_VERSION);
-    put16(p + 6, (uint32_t)hdr);
-    put32(p + 8, (uint32_t)g->img_w);
-    put32(p + 12, (uint32_t)g->img_h);
-    put32(p + 16, (uint32_t)g->pad_w);
-    put32(p + 20, (uint32_t)g->pad_h);
-    put32(p + 24, (uint32_t)g->grid_w);
-    put32(p + 28, (uint32_t)g->grid_h);
-    put32(p + 32, (uint32_t)classes);
-    put16(p + 36, PK_LOGITS_STRIDE);
+    pk_put16(p + 4, PK_LOGITS_VERSION);
+    pk_put16(p + 6, (uint32_t)hdr);
+    pk_put32(p + 8, (uint32_t)g->img_w);
+    pk_put32(p + 12, (uint32_t)g->img_h);
+    pk_put32(p + 16, (uint32_t)g->pad_w);
+    pk_put32(p + 20, (uint32_t)g->pad_h);
+    pk_put32(p + 24, (uint32_t)g->grid_w);
+    pk_put32(p + 28, (uint32_t)g->grid_h);
+    pk_put32(p + 32, (uint32_t)classes);
+    pk_put16(p + 36, PK_LOGITS_STRIDE);
     p[38] = DTYPE_F16;
     p[39] = PLANES;
-    put16(p + 40, (uint32_t)klen);
+    pk_put16(p + 40, (uint32_t)klen);
     memcpy(p + LREC_FIXED, key, klen);
     put_f16(p + hdr, main_logits, n);
     put_f16(p + hdr + 2 * n, aux_logits, n);
-    put32(p + total - 4, crc_of(p, total - 4));
+    pk_put32(p + total - 4, pk_crc32(p, total - 4));
     *out = p;
     *out_len = total;
     return PK_OK;
@@ -161,25 +125,25 @@ int pk_logits_parse(pk_logits_view *v, const void *data, size_t len, pk_err *e)
         return pk_fail(e, PK_EFORMAT, "logits record too short (%zu bytes)", len);
     if (memcmp(p, "PKDL", 4))
         return pk_fail(e, PK_EFORMAT, "not a pspkd logits record (bad magic)");
-    uint32_t ver = get16(p + 4);
+    uint32_t ver = pk_get16(p + 4);
     if (ver != PK_LOGITS_VERSION)
         return pk_fail(e, PK_EFORMAT, "logits record version %u, this build reads %d", ver,
                        PK_LOGITS_VERSION);
-    uint32_t crc = crc_of(p, len - 4), stored = get32(p + len - 4);
+    uint32_t crc = pk_crc32(p, len - 4), stored = pk_get32(p + len - 4);
     if (crc != stored)
         return pk_fail(e, PK_EFORMAT, "logits record CRC mismatch (stored %08x, computed %08x)",
                        stored, crc);
-    uint32_t hdr = get16(p + 6), klen = get16(p + 40);
-    uint32_t iw = get32(p + 8), ih = get32(p + 12), pw = get32(p + 16), ph = get32(p + 20);
-    uint32_t gw = get32(p + 24), gh = get32(p + 28), k = get32(p + 32);
+    uint32_t hdr = pk_get16(p + 6), klen = pk_get16(p + 40);
+    uint32_t iw = pk_get32(p + 8), ih = pk_get32(p + 12), pw = pk_get32(p + 16), ph = pk_get32(p + 20);
+    uint32_t gw = pk_get32(p + 24), gh = pk_get32(p + 28), k = pk_get32(p + 32);
     if (klen < 1 || klen > PK_LOGITS_KEY_MAX || hdr != LREC_FIXED + klen + (klen & 1))
         return pk_fail(e, PK_EFORMAT, "logits record: bad key length %u / header size %u",
                        klen, hdr);
-    if (get16(p + 36) != PK_LOGITS_STRIDE || p[38] != DTYPE_F16 || p[39] != PLANES)
+    if (pk_get16(p + 36) != PK_LOGITS_STRIDE || p[38] != DTYPE_F16 || p[39] != PLANES)
         return pk_fail(e, PK_EFORMAT,
                        "logits record: stride %u, dtype %u, %u planes (expected %d, fp16, %d)",
-                       get16(p + 36), p[38], p[39], PK_LOGITS_STRIDE, PLANES);
-    if (get16(p + 42) || get32(p + 44) || ((klen & 1) && p[LREC_FIXED + klen]))
+                       pk_get16(p + 36), p[38], p[39], PK_LOGITS_STRIDE, PLANES);
+    if (pk_get16(p + 42) || pk_get32(p + 44) || ((klen & 1) && p[LREC_FIXED + klen]))
         return pk_fail(e, PK_EFORMAT, "logits record: reserved bytes are not zero");
     if (iw < 1 || ih < 1 || iw > DIM_MAX || ih > DIM_MAX)
         return pk_fail(e, PK_EFORMAT, "logits record: bad image size %ux%u", iw, ih);
@@ -250,14 +214,14 @@ int pk_logits_meta_encode(uint8_t **out, size_t *out_len, const pk_logits_meta *
     if (!p)
         return pk_fail(e, PK_ENOMEM, "out of memory");
     memcpy(p, "PKLM", 4);
-    put16(p + 4, PK_LOGITS_META_VERSION);
-    put16(p + 6, PK_LOGITS_VERSION);
-    put64(p + 8, m->teacher_hash);
-    put64(p + 16, m->pack_id);
-    put32(p + 24, (uint32_t)m->count);
-    put32(p + 28, (uint32_t)m->classes);
-    put32(p + 32, PK_LOGITS_STRIDE);
-    put64(p + 40, (uint64_t)m->teacher_step);
+    pk_put16(p + 4, PK_LOGITS_META_VERSION);
+    pk_put16(p + 6, PK_LOGITS_VERSION);
+    pk_put64(p + 8, m->teacher_hash);
+    pk_put64(p + 16, m->pack_id);
+    pk_put32(p + 24, (uint32_t)m->count);
+    pk_put32(p + 28, (uint32_t)m->classes);
+    pk_put32(p + 32, PK_LOGITS_STRIDE);
+    pk_put64(p + 40, (uint64_t)m->teacher_step);
     size_t off = LMETA_FIXED;
     p[off++] = (uint8_t)na;
     memcpy(p + off, m->arch, na);
@@ -265,7 +229,7 @@ int pk_logits_meta_encode(uint8_t **out, size_t *out_len, const pk_logits_meta *
     p[off++] = (uint8_t)ns;
     memcpy(p + off, m->stem, ns);
     off += ns;
-    put32(p + off, crc_of(p, off));
+    pk_put32(p + off, pk_crc32(p, off));
     *out = p;
     *out_len = total;
     return PK_OK;
@@ -295,23 +259,23 @@ int pk_logits_meta_decode(pk_logits_meta *m, const void *data, size_t len, pk_er
         return pk_fail(e, PK_EFORMAT, "logits metadata too short (%zu bytes)", len);
     if (memcmp(p, "PKLM", 4))
         return pk_fail(e, PK_EFORMAT, "not pspkd logits metadata (bad magic)");
-    m->version = (int)get16(p + 4);
+    m->version = (int)pk_get16(p + 4);
     if (m->version != PK_LOGITS_META_VERSION)
         return pk_fail(e, PK_EFORMAT, "logits metadata version %d, this build reads %d",
                        m->version, PK_LOGITS_META_VERSION);
-    uint32_t crc = crc_of(p, len - 4), stored = get32(p + len - 4);
+    uint32_t crc = pk_crc32(p, len - 4), stored = pk_get32(p + len - 4);
     if (crc != stored)
         return pk_fail(e, PK_EFORMAT,
                        "logits metadata CRC mismatch (stored %08x, computed %08x)", stored,
                        crc);
-    m->record_version = (int)get16(p + 6);
+    m->record_version = (int)pk_get16(p + 6);
     if (m->record_version != PK_LOGITS_VERSION)
         return pk_fail(e, PK_EFORMAT, "logits metadata: record version %d, this build reads %d",
                        m->record_version, PK_LOGITS_VERSION);
-    m->teacher_hash = get64(p + 8);
-    m->pack_id = get64(p + 16);
-    uint32_t count = get32(p + 24), classes = get32(p + 28), stride = get32(p + 32);
-    uint64_t step = get64(p + 40);
+    m->teacher_hash = pk_get64(p + 8);
+    m->pack_id = pk_get64(p + 16);
+    uint32_t count = pk_get32(p + 24), classes = pk_get32(p + 28), stride = pk_get32(p + 32);
+    uint64_t step = pk_get64(p + 40);
     if (count > 99999999u)
         return pk_fail(e, PK_EFORMAT, "logits metadata: bad record count %u", count);
     if (classes < 1 || classes > PK_CLASSES_MAX)
@@ -320,7 +284,7 @@ int pk_logits_meta_decode(pk_logits_meta *m, const void *data, size_t len, pk_er
     if (stride != PK_LOGITS_STRIDE)
         return pk_fail(e, PK_EFORMAT, "logits metadata: stride %u, expected %d", stride,
                        PK_LOGITS_STRIDE);
-    if (get32(p + 36) || step > (uint64_t)INT64_MAX / 2)
+    if (pk_get32(p + 36) || step > (uint64_t)INT64_MAX / 2)
         return pk_fail(e, PK_EFORMAT, "logits metadata: bad reserved field or step");
     m->count = (int)count;
     m->classes = (int)classes;

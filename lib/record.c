@@ -8,46 +8,10 @@
 #include <string.h>
 #include <zlib.h>
 #include "rng.h"
+#include "le_bytes.h"
 
 #define REC_FIXED 36 /* header bytes before the id */
 
-static void put16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-/* zlib's crc32 takes uInt lengths: feed large buffers in pieces. */
-static uint32_t crc_of(const uint8_t *p, size_t n)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
 
 static int valid_id(const char *id, size_t n)
 {
@@ -88,21 +52,21 @@ int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int 
     if (!p)
         return pk_fail(e, PK_ENOMEM, "%s: out of memory for a %zu-byte record", id, total);
     memcpy(p, "PKDR", 4);
-    put16(p + 4, PK_RECORD_VERSION);
-    put16(p + 6, (uint32_t)hdr);
-    put32(p + 8, (uint32_t)w);
-    put32(p + 12, (uint32_t)h);
+    pk_put16(p + 4, PK_RECORD_VERSION);
+    pk_put16(p + 6, (uint32_t)hdr);
+    pk_put32(p + 8, (uint32_t)w);
+    pk_put32(p + 12, (uint32_t)h);
     p[16] = (uint8_t)image_enc;
     p[17] = PK_LBL_U8;
-    put16(p + 18, (uint32_t)idlen);
-    put32(p + 20, (uint32_t)image_bytes);
-    put32(p + 24, (uint32_t)npix);
-    put32(p + 28, 0);
-    put32(p + 32, 0);
+    pk_put16(p + 18, (uint32_t)idlen);
+    pk_put32(p + 20, (uint32_t)image_bytes);
+    pk_put32(p + 24, (uint32_t)npix);
+    pk_put32(p + 28, 0);
+    pk_put32(p + 32, 0);
     memcpy(p + REC_FIXED, id, idlen);
     memcpy(p + hdr, image, image_bytes);
     memcpy(p + hdr + image_bytes, label, npix);
-    put32(p + total - 4, crc_of(p, total - 4));
+    pk_put32(p + total - 4, pk_crc32(p, total - 4));
     *out = p;
     *out_len = total;
     return PK_OK;
@@ -115,7 +79,7 @@ int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e)
         return pk_fail(e, PK_EFORMAT, "record too short (%zu bytes)", len);
     if (memcmp(p, "PKDR", 4))
         return pk_fail(e, PK_EFORMAT, "not a pspkd record (bad magic)");
-    uint32_t ver = get16(p + 4), hdr = get16(p + 6), idlen = get16(p + 18);
+    uint32_t ver = pk_get16(p + 4), hdr = pk_get16(p + 6), idlen = pk_get16(p + 18);
     if (ver != PK_RECORD_VERSION)
         return pk_fail(e, PK_EFORMAT, "record version %u, this build reads %d", ver,
                        PK_RECORD_VERSION);
@@ -128,12 +92,12 @@ int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e)
     h->id[idlen] = '\0';
     if (!valid_id(h->id, idlen) || strlen(h->id) != idlen)
         return pk_fail(e, PK_EFORMAT, "bad record id");
-    uint32_t w = get32(p + 8), ht = get32(p + 12);
+    uint32_t w = pk_get32(p + 8), ht = pk_get32(p + 12);
     h->version = (int)ver;
     h->image_enc = p[16];
     h->label_enc = p[17];
-    h->image_bytes = get32(p + 20);
-    h->label_bytes = get32(p + 24);
+    h->image_bytes = pk_get32(p + 20);
+    h->label_bytes = pk_get32(p + 24);
     if (w == 0 || ht == 0 || w > 65535 || ht > 65535)
         return pk_fail(e, PK_EFORMAT, "%s: bad size %ux%u", h->id, w, ht);
     h->width = (int)w;
@@ -158,8 +122,8 @@ int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e)
     if (want != len)
         return pk_fail(e, PK_EFORMAT, "%s: record is %zu bytes, header says %llu", h->id, len,
                        (unsigned long long)want);
-    h->crc = get32(p + len - 4);
-    uint32_t crc = crc_of(p, len - 4);
+    h->crc = pk_get32(p + len - 4);
+    uint32_t crc = pk_crc32(p, len - 4);
     if (crc != h->crc)
         return pk_fail(e, PK_EFORMAT, "%s: CRC mismatch (stored %08x, computed %08x)", h->id,
                        h->crc, crc);
@@ -220,12 +184,12 @@ int pk_meta_encode(uint8_t **out, size_t *out_len, const pk_meta *m, pk_err *e)
     if (!p)
         return pk_fail(e, PK_ENOMEM, "out of memory");
     memcpy(p, "PKDM", 4);
-    put16(p + 4, PK_META_VERSION);
-    put16(p + 6, PK_RECORD_VERSION);
-    put32(p + 8, (uint32_t)m->count);
-    put32(p + 12, (uint32_t)m->classes);
-    put32(p + 16, (uint32_t)m->image_enc);
-    put64(p + 20, m->pack_id);
+    pk_put16(p + 4, PK_META_VERSION);
+    pk_put16(p + 6, PK_RECORD_VERSION);
+    pk_put32(p + 8, (uint32_t)m->count);
+    pk_put32(p + 12, (uint32_t)m->classes);
+    pk_put32(p + 16, (uint32_t)m->image_enc);
+    pk_put64(p + 20, m->pack_id);
     memcpy(p + 28, m->palette, 768);
     size_t off = META_FIXED;
     for (int i = 0; i < m->classes; i++) {
@@ -234,7 +198,7 @@ int pk_meta_encode(uint8_t **out, size_t *out_len, const pk_meta *m, pk_err *e)
         memcpy(p + off, m->names[i], n);
         off += n;
     }
-    put32(p + off, crc_of(p, off));
+    pk_put32(p + off, pk_crc32(p, off));
     *out = p;
     *out_len = total;
     return PK_OK;
@@ -248,16 +212,16 @@ int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
         return pk_fail(e, PK_EFORMAT, "metadata too short (%zu bytes)", len);
     if (memcmp(p, "PKDM", 4))
         return pk_fail(e, PK_EFORMAT, "not pspkd metadata (bad magic)");
-    m->version = (int)get16(p + 4);
+    m->version = (int)pk_get16(p + 4);
     if (m->version != PK_META_VERSION)
         return pk_fail(e, PK_EFORMAT, "metadata version %d, this build reads %d", m->version,
                        PK_META_VERSION);
-    uint32_t crc = crc_of(p, len - 4), stored = get32(p + len - 4);
+    uint32_t crc = pk_crc32(p, len - 4), stored = pk_get32(p + len - 4);
     if (crc != stored)
         return pk_fail(e, PK_EFORMAT, "metadata CRC mismatch (stored %08x, computed %08x)",
                        stored, crc);
-    m->record_version = (int)get16(p + 6);
-    uint32_t count = get32(p + 8), classes = get32(p + 12), enc = get32(p + 16);
+    m->record_version = (int)pk_get16(p + 6);
+    uint32_t count = pk_get32(p + 8), classes = pk_get32(p + 12), enc = pk_get32(p + 16);
     if (count > 99999999u)
         return pk_fail(e, PK_EFORMAT, "metadata: bad record count %u", count);
     if (classes < 1 || classes > PK_CLASSES_MAX)
@@ -268,7 +232,7 @@ int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
     m->count = (int)count;
     m->classes = (int)classes;
     m->image_enc = (int)enc;
-    m->pack_id = get64(p + 20);
+    m->pack_id = pk_get64(p + 20);
     memcpy(m->palette, p + 28, 768);
     size_t off = META_FIXED, end = len - 4;
     for (uint32_t i = 0; i < classes; i++) {
@@ -288,6 +252,6 @@ int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
 
 void pk_pack_id_add(uint64_t *id, const char *key, uint32_t record_crc)
 {
-    uint32_t kc = crc_of((const uint8_t *)key, strlen(key));
+    uint32_t kc = pk_crc32((const uint8_t *)key, strlen(key));
     *id = pk_hash64(*id ^ ((uint64_t)kc << 32 | record_crc));
 }
