@@ -1,0 +1,108 @@
+#!/usr/bin/env bats
+# pipelines/Makefile (demo at a toy scale), table.sh, timed.sh and
+# scripts/model-stats.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+bats_require_minimum_version 1.5.0
+
+setup() {
+    ROOT="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
+    OUT="$BATS_TEST_TMPDIR/demo"
+    # The demo at a toy scale: one step per trainer on 33x33 images.
+    TOY=(OUT="$OUT" BIN="$PSPKD_BIN" THREADS=1 SYNTH_TRAIN=4 SYNTH_VAL=2 SYNTH_SIZE=33
+         CROP=33 BATCH=2 T_ITERS=1 S_ITERS=1 BASE_SIZE=33 EVAL_CROP=33 PREDICT_N=1)
+}
+
+# The number of lines timed.sh wrote, i.e. tool runs so far.
+runs() { wc -l <"$OUT/timings.tsv"; }
+
+@test "timed.sh: records the stage and passes the status through" {
+    run "$ROOT/pipelines/timed.sh" "$BATS_TEST_TMPDIR/t.tsv" stage-a sh -c 'echo out; exit 3'
+    assert_failure 3
+    assert_output out
+    run cat "$BATS_TEST_TMPDIR/t.tsv"
+    assert_output --regexp $'^stage-a\t[0-9]+\\.[0-9]{2}\t[0-9]+\\.[0-9]{2}\t[0-9]+\\.[0-9]{2}\t3$'
+    run "$ROOT/pipelines/timed.sh" "$BATS_TEST_TMPDIR/t.tsv"
+    assert_failure 2
+}
+
+@test "voc: refuses to start without VOC_ROOT" {
+    run make -s -C "$ROOT/pipelines" voc OUT="$BATS_TEST_TMPDIR/voc"
+    assert_failure
+    assert_output --partial 'set VOC_ROOT'
+    [ ! -e "$BATS_TEST_TMPDIR/voc" ]
+}
+
+@test "demo: every stage, the table, then nothing to redo; a removed stage is redone alone; model-stats" {
+    run make -s -C "$ROOT/pipelines" demo "${TOY[@]}"
+    assert_success
+    assert_output --partial 'pspkd demo (synthetic set): 2 val images'
+    assert_line --regexp '^teacher +resnet50 +[0-9.]+ +[0-9.]+ +49\.08M +2\.32 '
+    assert_line --regexp '^student, no KD +resnet18 +[0-9.]+ +[0-9.]+ +16\.47M +0\.82 '
+    assert_line --regexp '^student, KD +resnet18 +[0-9.]+ +[0-9.]+ +16\.47M +0\.82 '
+    assert_line --regexp '^distillation: [-+][0-9.]+ mIoU over the plain student: '
+    assert_line --regexp '^teacher-dump: 4 images \(4 computed'
+    assert_line --regexp '^  total +[0-9.]+ +[0-9.]+'
+    for f in train.lmdb val.lmdb teacher.safetensors logits.lmdb logits.json \
+             student-nokd.safetensors student-kd.safetensors teacher.eval.json table.txt \
+             pred/teacher/synth_000004.png pred/student-kd/synth_000004_overlay.png \
+             pred/truth/synth_000004.png; do
+        [ -s "$OUT/$f" ] || fail "missing $f"
+    done
+    # Checkpoint dirs go once the model is written; no partial cache is left.
+    [ ! -e "$OUT/teacher.ckpt" ] && [ ! -e "$OUT/logits-partial.lmdb" ]
+    if command -v gnuplot >/dev/null; then [ -s "$OUT/plots/loss.png" ]; fi
+    n=$(runs)
+
+    run make -s -C "$ROOT/pipelines" demo "${TOY[@]}"
+    assert_success
+    assert_line --regexp '^student, KD '
+    [ "$(runs)" = "$n" ] || fail "an up-to-date demo ran tools again"
+
+    rm "$OUT/student-kd.safetensors"
+    run make -s -C "$ROOT/pipelines" demo "${TOY[@]}"
+    assert_success
+    run sh -c "tail -n +$((n + 1)) '$OUT/timings.tsv' | cut -f1 | sort"
+    assert_output $'eval-student-kd\npredict-student-kd\nstudent-kd'
+
+    # model-stats on the demo's models.
+    # The constants were checked against pk_model_num_params's tensors and
+    # pk_model_flops (train forward with the aux head) at 473 and 97.
+    run "$ROOT/scripts/model-stats" -a -s 473 "$OUT/teacher.safetensors" "$OUT/student-kd.safetensors"
+    assert_success
+    assert_line --index 0 "$OUT/teacher.safetensors resnet50 deep 49081578 340.300"
+    assert_line --index 1 "$OUT/student-kd.safetensors resnet18 7x7 16467946 120.706"
+    run "$ROOT/scripts/model-stats" -a -s 97 "$OUT/teacher.safetensors"
+    assert_output "$OUT/teacher.safetensors resnet50 deep 49081578 16.001"
+    run "$ROOT/scripts/model-stats" -s 473 "$OUT/student-kd.safetensors"
+    assert_output "$OUT/student-kd.safetensors resnet18 7x7 16467946 118.563"
+    run "$ROOT/scripts/model-stats" -s 64 "$OUT/teacher.safetensors"
+    assert_failure 2
+    run "$ROOT/scripts/model-stats" "$OUT/teacher.csv"
+    assert_failure 1
+}
+
+@test "demo: a teacher interrupted after a checkpoint resumes from it" {
+    mkdir -p "$OUT"
+    # Stop the teacher as soon as its first checkpoint exists.
+    # A ResNet18 teacher: the same code path with smaller checkpoints.
+    make -s -C "$ROOT/pipelines" demo "${TOY[@]}" T_ARCH=resnet18 T_ITERS=6 CKPT_EVERY=2 \
+        >"$BATS_TEST_TMPDIR/log" 2>&1 &
+    for _ in $(seq 600); do
+        ls "$OUT/teacher.ckpt" 2>/dev/null | grep -q step- && break
+        sleep 0.1
+    done
+    # Only the trainer of this test: its command line starts with its path
+    # and names this test's own directory.
+    pid=$(pgrep -f -- "^$PSPKD_BIN/teacher-train -d $OUT/train.lmdb") && kill -TERM $pid || true
+    wait || true
+    [ -e "$OUT/teacher.ckpt" ] || fail "no checkpoint dir: $(cat "$BATS_TEST_TMPDIR/log")"
+    [ ! -e "$OUT/teacher-train.safetensors" ] || skip "the teacher finished before the signal"
+    run make -C "$ROOT/pipelines" demo "${TOY[@]}" T_ARCH=resnet18 T_ITERS=6 CKPT_EVERY=2
+    assert_success
+    assert_output --regexp 'teacher-train: resuming from .*/teacher\.ckpt/step-0+[1-6]\.safetensors'
+    # The log holds each step once.
+    run awk -F, 'NR > 1 && $3 != "" { print $1 }' "$OUT/teacher.csv"
+    assert_output "$(seq 6)"
+}
