@@ -52,6 +52,7 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
         return pk_fail(e, PK_ENOMEM, "context: out of memory");
     c->device = o.device;
     c->threads = o.threads > 0 ? o.threads : default_threads();
+    c->conv_direct = o.conv_direct != 0;
     int rc = pk_dnnl_check(dnnl_engine_create(&c->engine, dnnl_cpu, 0), "engine create", e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(

@@ -16,6 +16,8 @@ enum pk_scratch_slot {
     PK_SCRATCH_WEIGHTS,  /* weights reordered into the primitive's layout */
     PK_SCRATCH_DWEIGHTS, /* weight gradient in the primitive's layout */
     PK_SCRATCH_DBIAS,    /* bias gradient before it is accumulated */
+    PK_SCRATCH_ACT,      /* conv input/dx in a Winograd primitive's layout */
+    PK_SCRATCH_OUT,      /* conv output/dy in a Winograd primitive's layout */
     PK_SCRATCH_OP0,      /* free for any op */
     PK_SCRATCH_OP1,
     PK_SCRATCH_SLOTS
@@ -32,6 +34,7 @@ typedef struct pk_cache_entry {
 struct pk_ctx {
     pk_device device;
     int threads;
+    int conv_direct; /* pk_ctx_opts.conv_direct */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     pk_cache_entry *cache; /* open addressing, power-of-two capacity */

@@ -24,8 +24,10 @@ void pk_relu_backward(pk_ctx *c, float *dx, const float *dy, const float *y, siz
     PK_ON_CUDA(c, pk_cuda_relu_backward(c, dx, dy, y, n));
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_EW_PAR_MIN)
-    for (long i = 0; i < len; i++)
-        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    for (long i = 0; i < len; i++) {
+        float g = dy[i]; /* loaded unconditionally, so the select vectorizes */
+        dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 void pk_add_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t n)

@@ -267,6 +267,9 @@ int main(void)
         {"7x7 s2 p3 (stem)", pk_conv_desc_make(1, 17, 15, 3, 16, 7, 2, 3, 1, 0)},
         {"3x3 s2 p0 floor", pk_conv_desc_make(1, 8, 10, 4, 4, 3, 2, 0, 1, 1)},
         {"3x3 p1 64->64", pk_conv_desc_make(1, 6, 5, 64, 64, 3, 1, 1, 1, 0)},
+        /* Winograd-eligible (cls/aux head, layer1): several 4x4 tiles, ragged edges */
+        {"3x3 p1 256->272 bias 19x21", pk_conv_desc_make(2, 19, 21, 256, 272, 3, 1, 1, 1, 1)},
+        {"3x3 p1 1024->64 13x13", pk_conv_desc_make(1, 13, 13, 1024, 64, 3, 1, 1, 1, 0)},
     };
     int ncases = (int)(sizeof cases / sizeof *cases);
     case_data *data = calloc((size_t)ncases, sizeof *data);
@@ -285,6 +288,22 @@ int main(void)
     for (int i = 0; i < ncases; i++) /* still right after the rehash */
         fails += run_case(c, &data[i], "after rehash");
     fails += error_checks(c);
+    pk_ctx_destroy(c);
+
+    /* The Winograd path is taken where oneDNN has it (AVX-512 machines), and
+     * conv_direct turns it off; both agree with the reference above. */
+    pk_ctx_opts od = {.device = PK_DEV_CPU, .threads = 2, .conv_direct = 1};
+    pk_err e = {0};
+    PK_CHECK(fails, pk_ctx_create(&c, &od, &e) == PK_OK, "direct ctx: %s", e.msg);
+    PK_CHECK(fails, pk_conv2d_winograd(c, &data[ncases - 2].d, &e) == 0,
+             "conv_direct: no Winograd");
+    fails += run_case(c, &data[ncases - 2], "direct");
+    pk_ctx_destroy(c);
+    c = pk_test_ctx(2);
+    int wino = pk_conv2d_winograd(c, &data[ncases - 2].d, &e);
+    PK_CHECK(fails, wino >= 0, "winograd query: %s", e.msg);
+    PK_CHECK(fails, pk_conv2d_winograd(c, &data[1].d, &e) == 0, "strided/dilated: direct");
+    printf("  info 3x3 p1 256->272 runs %s\n", wino == 1 ? "Winograd" : "direct (no Winograd kernel here)");
     pk_ctx_destroy(c);
 
     /* One thread gives the same answer as two. */
