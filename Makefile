@@ -114,6 +114,7 @@ check: all $(TESTS)
 	@scripts/run-tests $(O)/tests $(BIN)
 
 demo: all
+	@scripts/check-deps --demo
 	$(MAKE) -C pipelines demo BIN=$(CURDIR)/$(BIN)
 
 bench: all $(BENCHES)

@@ -35,13 +35,14 @@ static int team_size(const pk_ctx *c, long P, int C)
     return nt < units ? nt : units;
 }
 
-void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
-                         const float *x, const float *gamma, const float *beta,
-                         float *running_mean, float *running_var, long P, int C,
-                         float momentum, float eps)
+/* ReLU as pk_relu_forward writes it (NaN -> 0). */
+static inline float relu_if(float v, int relu) { return relu && !(v > 0.0f) ? 0.0f : v; }
+
+static void bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                             const float *x, const float *gamma, const float *beta,
+                             float *running_mean, float *running_var, long P, int C,
+                             float momentum, float eps, int relu)
 {
-    PK_ON_CUDA(c, pk_cuda_bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta,
-                                           running_mean, running_var, P, C, momentum, eps));
     if (P <= 0 || C <= 0)
         return;
 #pragma omp parallel num_threads(team_size(c, P, C))
@@ -88,18 +89,42 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
                 float *yr = y + p * C + b0;
 #pragma omp simd
                 for (int j = 0; j < nb; j++)
-                    yr[j] = (xr[j] - mean_f[j]) * scale[j] + bias[j];
+                    yr[j] = relu_if((xr[j] - mean_f[j]) * scale[j] + bias[j], relu);
             }
         }
     }
 }
 
-void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
-                        const float *beta, const float *running_mean,
-                        const float *running_var, long P, int C, float eps)
+void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                         const float *x, const float *gamma, const float *beta,
+                         float *running_mean, float *running_var, long P, int C,
+                         float momentum, float eps)
 {
-    PK_ON_CUDA(c, pk_cuda_bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P,
-                                          C, eps));
+    PK_ON_CUDA(c, pk_cuda_bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta,
+                                           running_mean, running_var, P, C, momentum, eps));
+    bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P,
+                     C, momentum, eps, 0);
+}
+
+void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                              const float *x, const float *gamma, const float *beta,
+                              float *running_mean, float *running_var, long P, int C,
+                              float momentum, float eps)
+{
+    if (pk_ctx_device(c) == PK_DEV_CUDA) { /* two kernels there */
+        pk_bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean,
+                            running_var, P, C, momentum, eps);
+        pk_relu_forward(c, y, y, (size_t)P * (size_t)C);
+        return;
+    }
+    bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P,
+                     C, momentum, eps, 1);
+}
+
+static void bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                            const float *beta, const float *running_mean,
+                            const float *running_var, long P, int C, float eps, int relu)
+{
     if (P <= 0 || C <= 0)
         return;
 #pragma omp parallel num_threads(team_size(c, P, C))
@@ -120,10 +145,31 @@ void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
                 float *yr = y + p * C + b0;
 #pragma omp simd
                 for (int j = 0; j < nb; j++)
-                    yr[j] = xr[j] * scale[j] + offset[j];
+                    yr[j] = relu_if(xr[j] * scale[j] + offset[j], relu);
             }
         }
     }
+}
+
+void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                        const float *beta, const float *running_mean,
+                        const float *running_var, long P, int C, float eps)
+{
+    PK_ON_CUDA(c, pk_cuda_bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P,
+                                          C, eps));
+    bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps, 0);
+}
+
+void pk_bn_relu_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                             const float *beta, const float *running_mean,
+                             const float *running_var, long P, int C, float eps)
+{
+    if (pk_ctx_device(c) == PK_DEV_CUDA) {
+        pk_bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps);
+        pk_relu_forward(c, y, y, (size_t)P * (size_t)C);
+        return;
+    }
+    bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps, 1);
 }
 
 /* With xhat = (x - mean) * rstd:

@@ -103,6 +103,23 @@ __global__ void bn_apply_kernel(float *y, const float *x, const float *scale,
     }
 }
 
+/* Training: y = (x - mean[ch]) * scale[ch] + beta[ch], as bn.c and PyTorch's
+ * training kernel (folding the mean into an offset cancels badly when
+ * |mean| >> std). */
+__global__ void bn_apply_centered_kernel(float *y, const float *x, const float *mean,
+                                         const float *scale, const float *beta, long P, int C)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C)
+        return;
+    float m = mean[ch], sc = scale[ch], b = beta[ch];
+    BN_ROWS_LOOP(P)
+    {
+        size_t i = (size_t)r * C + ch;
+        y[i] = __fadd_rn(__fmul_rn(__fsub_rn(x[i], m), sc), b);
+    }
+}
+
 __global__ void bn_stats_kernel(float *scale, float *offset, float *save_mean, float *save_rstd,
                                 float *running_mean, float *running_var, const double *ps,
                                 const double *pq, const float *x, const float *gamma,
@@ -225,7 +242,8 @@ extern "C" void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean,
     if (!PK_CU_LAUNCH(cs))
         return;
     bn_grid g = bn_apply_grid(P, C);
-    bn_apply_kernel<<<g.grid, g.block, 0, cs->stream>>>(y, x, coef, coef + C, P, C);
+    bn_apply_centered_kernel<<<g.grid, g.block, 0, cs->stream>>>(y, x, save_mean, coef, beta, P,
+                                                                 C);
     PK_CU_LAUNCH(cs);
 }
 

@@ -39,6 +39,21 @@ void pk_add_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t 
         y[i] = a[i] + b[i];
 }
 
+void pk_add_relu_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t n)
+{
+    if (pk_ctx_device(c) == PK_DEV_CUDA) { /* two kernels there */
+        pk_add_forward(c, y, a, b, n);
+        pk_relu_forward(c, y, y, n);
+        return;
+    }
+    long len = (long)n;
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_EW_PAR_MIN)
+    for (long i = 0; i < len; i++) {
+        float v = a[i] + b[i];
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 void pk_accumulate(pk_ctx *c, float *y, const float *x, size_t n)
 {
     PK_ON_CUDA(c, pk_cuda_accumulate(c, y, x, n));

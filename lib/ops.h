@@ -55,6 +55,15 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
 void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
                         const float *beta, const float *running_mean,
                         const float *running_var, long P, int C, float eps);
+/* The same followed by ReLU in one pass over the data (y = max(bn(x), 0)),
+ * for a BN whose only consumer is a ReLU: the model runs these fused. */
+void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                              const float *x, const float *gamma, const float *beta,
+                              float *running_mean, float *running_var, long P, int C,
+                              float momentum, float eps);
+void pk_bn_relu_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                             const float *beta, const float *running_mean,
+                             const float *running_var, long P, int C, float eps);
 /* dx assigned (may alias dy); dgamma, dbeta accumulate. */
 void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                     const float *x, const float *save_mean, const float *save_rstd,
@@ -65,6 +74,8 @@ void pk_relu_forward(pk_ctx *c, float *y, const float *x, size_t n); /* y may ==
 /* dx = dy * (y > 0); dx may == dy. */
 void pk_relu_backward(pk_ctx *c, float *dx, const float *dy, const float *y, size_t n);
 void pk_add_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t n);
+/* y = max(a + b, 0): the residual add and its ReLU in one pass; y may == a. */
+void pk_add_relu_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t n);
 void pk_accumulate(pk_ctx *c, float *y, const float *x, size_t n); /* y += x */
 
 /* ---- pooling ----------------------------------------------------------- */

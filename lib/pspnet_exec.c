@@ -50,13 +50,29 @@ static void copy_value(pk_ctx *c, float *dst, const float *src, const pk_value *
     pk_concat_forward(c, dst, xs, cs, 1, pixels_of(v));
 }
 
+/* The ReLU node that can be fused into node i (a BN or residual add whose
+ * output only that ReLU reads, and which comes right after it), or NULL.
+ * Nothing reads the pre-ReLU value later: BN's backward reads its input and
+ * saved statistics, ReLU's its own output, the add's nothing. */
+static const pk_node *fusable_relu(const pk_plan *p, int i)
+{
+    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
+    if ((nd->kind != PK_N_BN && nd->kind != PK_N_ADD) || !next || next->kind != PK_N_RELU ||
+        next->in[0] != nd->out || p->vals[nd->out].nuse != 1 ||
+        p->vals[nd->out].ext != PK_EXT_NONE)
+        return NULL;
+    return next;
+}
+
 static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
-                        const pk_exec_args *a, pk_err *e)
+                        const pk_node *relu, const pk_exec_args *a, pk_err *e)
 {
     pk_ctx *c = m->ctx;
     float *const *ext = a->ext;
     const pk_value *xv = &p->vals[nd->in[0]], *yv = &p->vals[nd->out];
     float *x = pk_plan_ptr(m, p, ext, nd->in[0]), *y = pk_plan_ptr(m, p, ext, nd->out);
+    if (relu) /* fused: write the ReLU's output directly */
+        y = pk_plan_ptr(m, p, ext, relu->out);
     const pk_layer *L = nd->layer >= 0 ? &m->layers[nd->layer] : NULL;
     switch (nd->kind) {
     case PK_N_CONV: {
@@ -68,14 +84,14 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     }
     case PK_N_BN: {
         bn_ptrs bp = bn_of(m, L);
+        float *sm = pk_plan_ptr(m, p, ext, nd->save0), *sr = pk_plan_ptr(m, p, ext, nd->save1);
         if (a->train)
-            pk_bn_forward_train(c, y, pk_plan_ptr(m, p, ext, nd->save0),
-                                pk_plan_ptr(m, p, ext, nd->save1), x, bp.gamma, bp.beta,
-                                bp.mean, bp.var, pixels_of(xv), xv->c, PK_BN_MOMENTUM,
-                                PK_BN_EPS);
+            (relu ? pk_bn_relu_forward_train : pk_bn_forward_train)(
+                c, y, sm, sr, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv), xv->c,
+                PK_BN_MOMENTUM, PK_BN_EPS);
         else
-            pk_bn_forward_eval(c, y, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv),
-                               xv->c, PK_BN_EPS);
+            (relu ? pk_bn_relu_forward_eval : pk_bn_forward_eval)(
+                c, y, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv), xv->c, PK_BN_EPS);
         break;
     }
     case PK_N_RELU:
@@ -83,7 +99,9 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
         break;
     case PK_N_ADD: {
         const float *b = pk_plan_ptr(m, p, ext, nd->in[1]);
-        if (y == x) /* in place */
+        if (relu)
+            pk_add_relu_forward(c, y, x, b, count_of(xv));
+        else if (y == x) /* in place */
             pk_accumulate(c, y, b, count_of(xv));
         else
             pk_add_forward(c, y, x, b, count_of(xv));
@@ -123,13 +141,14 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
 int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e)
 {
     for (int i = 0; i < p->nnodes; i++) {
-        const pk_node *nd = &p->nodes[i];
+        const pk_node *nd = &p->nodes[i], *relu = fusable_relu(p, i);
         double t0 = m->profile ? pk_prof_now(m) : 0.0;
-        int rc = forward_node(m, p, nd, a, e);
+        int rc = forward_node(m, p, nd, relu, a, e);
         if (rc != PK_OK)
             return rc;
-        if (m->profile)
+        if (m->profile) /* a fused ReLU's time is booked to the BN or add */
             pk_prof_add(m, nd->group, nd->kind, PK_PROF_FWD, pk_prof_now(m) - t0);
+        i += relu != NULL;
     }
     return PK_OK;
 }

@@ -149,6 +149,29 @@ static int main_checks(pk_ctx *c, long P, int C, const char *name)
     snprintf(what, sizeof what, "%s dbeta (+=)", name);
     fails += pk_check_close(what, dbt, wb, (size_t)C, 1e-5);
 
+    /* fused BN + ReLU (train and eval) == BN then ReLU, bitwise, in place too;
+     * the training one updates the running stats like the plain one */
+    float *fy = malloc(n * 4), *frm = malloc((size_t)C * 4), *frv = malloc((size_t)C * 4);
+    float *fm = malloc((size_t)C * 4), *frs = malloc((size_t)C * 4);
+    for (int mode = 0; mode < 2; mode++) {
+        memcpy(frm, rm, (size_t)C * 4), memcpy(frv, rv, (size_t)C * 4);
+        if (mode == 0) {
+            pk_bn_forward_train(c, want, fm, frs, x, g, b, frm, frv, P, C, MOM, EPS);
+            memcpy(frm, rm, (size_t)C * 4), memcpy(frv, rv, (size_t)C * 4);
+            memcpy(fy, x, n * 4);
+            pk_bn_relu_forward_train(c, fy, fm, frs, fy, g, b, frm, frv, P, C, MOM, EPS);
+        } else {
+            pk_bn_forward_eval(c, want, x, g, b, rm, rv, P, C, EPS);
+            memcpy(fy, x, n * 4);
+            pk_bn_relu_forward_eval(c, fy, fy, g, b, rm, rv, P, C, EPS);
+        }
+        pk_relu_forward(c, want, want, n);
+        snprintf(what, sizeof what, "%s %s bn+relu fused, in place", name,
+                 mode ? "eval" : "train");
+        fails += pk_check_close(what, fy, want, n, 0);
+    }
+    free(fy), free(frm), free(frv), free(fm), free(frs);
+
     /* dx may alias dy */
     memcpy(y, dy, n * 4);
     pk_bn_backward(c, y, dg, dbt, y, x, m, rs, g, P, C);

@@ -66,6 +66,27 @@ static int test_relu(pk_ctx *c)
     return fails;
 }
 
+/* The fused residual add + ReLU is bitwise the two ops in sequence, also
+ * in place (y == a) and for NaN (ReLU's x > 0 test sends it to 0). */
+static int test_add_relu(pk_ctx *c)
+{
+    int fails = 0;
+    size_t n = 70001;
+    float *a = falloc(n), *b = falloc(n), *y = falloc(n), *want = falloc(n);
+    pk_test_fill(a, n, 5, 2.0f);
+    pk_test_fill(b, n, 6, 2.0f);
+    a[7] = NAN;
+    pk_add_forward(c, want, a, b, n);
+    pk_relu_forward(c, want, want, n);
+    pk_add_relu_forward(c, y, a, b, n);
+    fails += pk_check_close("add+relu fused", y, want, n, 0.0);
+    PK_CHECK(fails, y[7] == 0.0f, "add+relu of NaN gives 0");
+    pk_add_relu_forward(c, a, a, b, n);
+    fails += pk_check_close("add+relu in place", a, want, n, 0.0);
+    free(a), free(b), free(y), free(want);
+    return fails;
+}
+
 static int test_add_accumulate(pk_ctx *c)
 {
     int fails = 0;
@@ -259,6 +280,7 @@ int main(void)
     int fails = 0;
     fails += test_relu(c2);
     fails += test_add_accumulate(c2);
+    fails += test_add_relu(c2);
     fails += test_concat(c2);
     fails += test_dropout(c1, c2);
     pk_ctx_destroy(c1);

@@ -45,7 +45,7 @@ static void usage(FILE *f)
             "  -n, --limit N         evaluate the first N images only\n"
             "      --save-dir DIR    write DIR/gray/ID.png (indices) and\n"
             "                        DIR/color/ID.png (palette) predictions\n"
-            "  -t, --threads N       compute threads (default: all CPUs)\n"
+            "  -t, --threads N       compute threads (0, the default: all CPUs)\n"
             "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
             "      --json            print the results as JSON\n"
             "  -q, --quiet           no progress line\n"
@@ -151,8 +151,8 @@ static int parse(struct opts *o, int argc, char **argv)
                 return usage_error("--limit takes a count >= 1");
             break;
         case 't':
-            if (parse_long(optarg, 1, 1024, &v))
-                return usage_error("--threads takes 1..1024");
+            if (parse_long(optarg, 0, 1024, &v))
+                return usage_error("--threads takes 0..1024 (0: all CPUs)");
             o->ctx.threads = (int)v;
             break;
         case OPT_DEVICE: device = optarg; break;

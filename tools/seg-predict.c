@@ -38,7 +38,7 @@ static void usage(FILE *f)
             "      --logits FILE     write the raw logits of the (single) image as\n"
             "                        safetensors: input [1,3,Hp,Wp] (normalised, padded),\n"
             "                        main and aux [1,K,Hp,Wp], float32, NCHW\n"
-            "  -t, --threads N       compute threads (default: all CPUs)\n"
+            "  -t, --threads N       compute threads (0, the default: all CPUs)\n"
             "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
             "  -q, --quiet           do not list the files written\n"
             "  -h, --help            this help\n"
@@ -106,8 +106,8 @@ static int parse(struct opts *o, int argc, char **argv)
             break;
         }
         case 't':
-            if (parse_long(optarg, 1, 1024, &v))
-                return usage_error("--threads takes 1..1024");
+            if (parse_long(optarg, 0, 1024, &v))
+                return usage_error("--threads takes 0..1024 (0: all CPUs)");
             o->ctx.threads = (int)v;
             break;
         case OPT_DEVICE: device = optarg; break;

@@ -40,7 +40,7 @@ static void usage(FILE *f)
             "  -d, --data PACK       data pack written by voc-pack\n"
             "  -o, --output FILE     the logits cache to write (resumed when it exists\n"
             "                        and matches the teacher and the pack)\n"
-            "  -t, --threads N       compute threads (default: all CPUs)\n"
+            "  -t, --threads N       compute threads (0, the default: all CPUs)\n"
             "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
             "      --limit N         compute at most N new images, then write the cache\n"
             "  -f, --force           recompute everything, replacing OUTPUT\n"
@@ -100,8 +100,8 @@ static int parse(struct opts *o, int argc, char **argv)
         case 'q': o->quiet = 1; break;
         case OPT_JSON: o->json = 1; break;
         case 't':
-            if (parse_long(optarg, 1, 1024, &v))
-                return usage_error("--threads takes 1..1024");
+            if (parse_long(optarg, 0, 1024, &v))
+                return usage_error("--threads takes 0..1024 (0: all CPUs)");
             o->ctx.threads = (int)v;
             break;
         case OPT_DEVICE: device = optarg; break;
