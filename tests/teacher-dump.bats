@@ -58,7 +58,7 @@ lmdb_keys() {
     run "$TD" --bogus -m a -d b -o c
     assert_failure 2
     assert_line --index 0 "teacher-dump: unknown option '--bogus'"
-    run "$TD" -m a -d b -o c -t 0
+    run "$TD" -m a -d b -o c -t -1
     assert_failure 2
     assert_output --partial '--threads takes'
     run "$TD" -m a -d b -o c --device tpu
