@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tool_opts.h"
 #include "checkpoint.h"
 #include "device_opt.h"
 #include "image.h"
@@ -53,23 +54,6 @@ static void usage(FILE *f)
             "  -V, --version         print the version\n");
 }
 
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* "473" or "473x641" (height x width). */
 static int parse_crop(const char *s, pk_seg_opts *o)
 {
@@ -79,7 +63,7 @@ static int parse_crop(const char *s, pk_seg_opts *o)
     char *x = strchr(buf, 'x');
     if (x)
         *x = '\0';
-    if (parse_long(buf, 1, 8193, &h) || parse_long(x ? x + 1 : buf, 1, 8193, &w) ||
+    if (pk_parse_long(buf, 1, 8193, &h, NULL) || pk_parse_long(x ? x + 1 : buf, 1, 8193, &w, NULL) ||
         (h - 1) % 8 || (w - 1) % 8)
         return -1;
     o->crop_h = (int)h;
@@ -129,30 +113,30 @@ static int parse(struct opts *o, int argc, char **argv)
         case OPT_FLIP: o->seg.flip = 1; break;
         case OPT_NOFLIP: o->seg.flip = 0; break;
         case OPT_BASE:
-            if (parse_long(optarg, 1, 16384, &v))
-                return usage_error("--base-size takes 1..16384");
+            if (pk_parse_long(optarg, 1, 16384, &v, NULL))
+                return pk_usage_error(TOOL, "--base-size takes 1..16384");
             o->seg.base_size = (int)v;
             break;
         case OPT_CROP:
             if (parse_crop(optarg, &o->seg))
-                return usage_error("--crop takes N or HxW with each side 8k+1 (e.g. 473)");
+                return pk_usage_error(TOOL, "--crop takes N or HxW with each side 8k+1 (e.g. 473)");
             break;
         case 's':
             if (pk_seg_parse_scales(&o->seg, optarg, &e))
-                return usage_error(e.msg);
+                return pk_usage_error(TOOL, e.msg);
             break;
         case 'b':
-            if (parse_long(optarg, 1, 256, &v))
-                return usage_error("--batch takes 1..256");
+            if (pk_parse_long(optarg, 1, 256, &v, NULL))
+                return pk_usage_error(TOOL, "--batch takes 1..256");
             o->seg.batch = (int)v;
             break;
         case 'n':
-            if (parse_long(optarg, 1, 1L << 40, &o->limit))
-                return usage_error("--limit takes a count >= 1");
+            if (pk_parse_long(optarg, 1, 1L << 40, &o->limit, NULL))
+                return pk_usage_error(TOOL, "--limit takes a count >= 1");
             break;
         case 't':
-            if (parse_long(optarg, 0, 1024, &v))
-                return usage_error("--threads takes 0..1024 (0: all CPUs)");
+            if (pk_parse_long(optarg, 0, 1024, &v, NULL))
+                return pk_usage_error(TOOL, "--threads takes 0..1024 (0: all CPUs)");
             o->ctx.threads = (int)v;
             break;
         case OPT_DEVICE: device = optarg; break;
@@ -161,27 +145,27 @@ static int parse(struct opts *o, int argc, char **argv)
         case ':': {
             char m[80];
             snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         default: {
             char m[80];
             snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         }
     }
     pk_err de = {0, ""};
     int drc = pk_device_parse(device, &o->ctx, &de);
     if (drc == PK_EINVAL)
-        return usage_error(de.msg);
+        return pk_usage_error(TOOL, de.msg);
     if (drc) {
         fprintf(stderr, TOOL ": %s\n", de.msg);
         return 1;
     }
     if (optind != argc)
-        return usage_error("unexpected argument");
+        return pk_usage_error(TOOL, "unexpected argument");
     if (!o->model || !o->data)
-        return usage_error("need -m MODEL and -d DATA");
+        return pk_usage_error(TOOL, "need -m MODEL and -d DATA");
     return -1;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tool_opts.h"
 #include "checkpoint.h"
 #include "device_opt.h"
 #include "image.h"
@@ -43,23 +44,6 @@ static void usage(FILE *f)
             "  -q, --quiet           do not list the files written\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n");
-}
-
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 struct opts {
@@ -101,13 +85,13 @@ static int parse(struct opts *o, int argc, char **argv)
             errno = 0;
             double a = strtod(optarg, &end);
             if (errno || end == optarg || *end || !(a >= 0.0 && a <= 1.0))
-                return usage_error("--alpha takes a number in [0, 1]");
+                return pk_usage_error(TOOL, "--alpha takes a number in [0, 1]");
             o->alpha = (float)a;
             break;
         }
         case 't':
-            if (parse_long(optarg, 0, 1024, &v))
-                return usage_error("--threads takes 0..1024 (0: all CPUs)");
+            if (pk_parse_long(optarg, 0, 1024, &v, NULL))
+                return pk_usage_error(TOOL, "--threads takes 0..1024 (0: all CPUs)");
             o->ctx.threads = (int)v;
             break;
         case OPT_DEVICE: device = optarg; break;
@@ -116,35 +100,35 @@ static int parse(struct opts *o, int argc, char **argv)
         case ':': {
             char m[80];
             snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         default: {
             char m[80];
             snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         }
     }
     if (!o->model)
-        return usage_error("need -m MODEL");
+        return pk_usage_error(TOOL, "need -m MODEL");
     pk_err de = {0, ""};
     int drc = pk_device_parse(device, &o->ctx, &de);
     if (drc == PK_EINVAL)
-        return usage_error(de.msg);
+        return pk_usage_error(TOOL, de.msg);
     if (drc) {
         fprintf(stderr, TOOL ": %s\n", de.msg);
         return 1;
     }
     if (optind >= argc)
-        return usage_error("no input images (give files, or - to read paths from stdin)");
+        return pk_usage_error(TOOL, "no input images (give files, or - to read paths from stdin)");
     o->inputs = argv + optind;
     o->ninputs = argc - optind;
     o->from_stdin = o->ninputs == 1 && !strcmp(o->inputs[0], "-");
     for (int i = 0; i < o->ninputs && !o->from_stdin; i++)
         if (!strcmp(o->inputs[i], "-"))
-            return usage_error("'-' (read paths from stdin) must be the only input");
+            return pk_usage_error(TOOL, "'-' (read paths from stdin) must be the only input");
     if (o->logits && (o->from_stdin || o->ninputs != 1))
-        return usage_error("--logits takes exactly one input image");
+        return pk_usage_error(TOOL, "--logits takes exactly one input image");
     return -1;
 }
 

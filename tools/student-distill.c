@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tool_opts.h"
 #include "train_cli.h"
 
 #define TOOL "student-distill"
@@ -32,12 +33,6 @@ static void usage(FILE *f)
             "      --arch NAME        resnet18 or resnet50 (resnet18)\n"
             "      --stem 7x7|deep    (7x7 for resnet18, deep for resnet50)\n");
     pk_train_cli_help(f);
-}
-
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
 }
 
 /* The loss settings of a preset. */
@@ -109,42 +104,42 @@ int main(int argc, char **argv)
             if (pk_cli_double(optarg, lo_v, 1000, &val[i])) {
                 snprintf(msg, sizeof msg, "%s takes a number in %g..1000",
                          argv[optind - 1], lo_v);
-                return usage_error(msg);
+                return pk_usage_error(TOOL, msg);
             }
             set[i] = 1;
             break;
         }
         case O_AUXKD:
             if (pk_auxkd_parse(optarg, &auxkd))
-                return usage_error("--aux-kd takes kl, smoothl1 or mse");
+                return pk_usage_error(TOOL, "--aux-kd takes kl, smoothl1 or mse");
             auxkd_set = 1;
             break;
         case ':':
             snprintf(msg, sizeof msg, "option '%s' needs an argument", argv[optind - 1]);
-            return usage_error(msg);
+            return pk_usage_error(TOOL, msg);
         case '?':
             snprintf(msg, sizeof msg, "unknown option '%s'", argv[optind - 1]);
-            return usage_error(msg);
+            return pk_usage_error(TOOL, msg);
         default: {
             int r = pk_train_cli_option(&o, c, optarg, msg, sizeof msg);
             if (r < 0)
-                return usage_error(msg);
+                return pk_usage_error(TOOL, msg);
             if (r == 0)
-                return usage_error("unknown option");
+                return pk_usage_error(TOOL, "unknown option");
         }
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument");
+        return pk_usage_error(TOOL, "unexpected argument");
     if (apply_preset(&o.cfg, preset))
-        return usage_error("--preset takes default or seed");
+        return pk_usage_error(TOOL, "--preset takes default or seed");
     if (set[0]) o.cfg.kd_T = (float)val[0];
     if (set[1]) o.cfg.kd_weight = (float)val[1];
     if (set[2]) o.cfg.ce_weight = (float)val[2];
     if (set[3]) o.cfg.auxkd_weight = (float)val[3];
     if (auxkd_set) o.cfg.auxkd = auxkd;
     if (!!o.logits + !!o.teacher + o.no_kd != 1)
-        return usage_error("give exactly one of -l LOGITS, --teacher MODEL and --no-kd");
+        return pk_usage_error(TOOL, "give exactly one of -l LOGITS, --teacher MODEL and --no-kd");
     if (o.no_kd) {
         /* The plain baseline is semseg's recipe: CE + aux CE, nothing else. */
         o.cfg.kd_weight = o.cfg.auxkd_weight = 0.0f;
@@ -153,7 +148,7 @@ int main(int argc, char **argv)
     }
     int fr = pk_train_cli_finish(&o, msg, sizeof msg);
     if (fr < 0)
-        return usage_error(msg);
+        return pk_usage_error(TOOL, msg);
     if (fr > 0) {
         fprintf(stderr, TOOL ": %s\n", msg);
         return 1;

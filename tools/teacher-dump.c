@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tool_opts.h"
 #include "checkpoint.h"
 #include "device_opt.h"
 #include "lmdb_util.h"
@@ -50,23 +51,6 @@ static void usage(FILE *f)
             "  -V, --version         print the version\n");
 }
 
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 struct opts {
     const char *model, *data, *out;
     pk_ctx_opts ctx;
@@ -100,41 +84,41 @@ static int parse(struct opts *o, int argc, char **argv)
         case 'q': o->quiet = 1; break;
         case OPT_JSON: o->json = 1; break;
         case 't':
-            if (parse_long(optarg, 0, 1024, &v))
-                return usage_error("--threads takes 0..1024 (0: all CPUs)");
+            if (pk_parse_long(optarg, 0, 1024, &v, NULL))
+                return pk_usage_error(TOOL, "--threads takes 0..1024 (0: all CPUs)");
             o->ctx.threads = (int)v;
             break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_LIMIT:
-            if (parse_long(optarg, 0, 1L << 40, &o->limit))
-                return usage_error("--limit takes a count >= 0");
+            if (pk_parse_long(optarg, 0, 1L << 40, &o->limit, NULL))
+                return pk_usage_error(TOOL, "--limit takes a count >= 0");
             break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':': {
             char m[80];
             snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         default: {
             char m[80];
             snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         }
     }
     pk_err de = {0, ""};
     int drc = pk_device_parse(device, &o->ctx, &de);
     if (drc == PK_EINVAL)
-        return usage_error(de.msg);
+        return pk_usage_error(TOOL, de.msg);
     if (drc) {
         fprintf(stderr, TOOL ": %s\n", de.msg);
         return 1;
     }
     if (optind != argc)
-        return usage_error("unexpected argument");
+        return pk_usage_error(TOOL, "unexpected argument");
     if (!o->model || !o->data || !o->out)
-        return usage_error("need -m TEACHER, -d DATA and -o LOGITS");
+        return pk_usage_error(TOOL, "need -m TEACHER, -d DATA and -o LOGITS");
     return -1;
 }
 

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
+#include "tool_opts.h"
 #include "train_cli.h"
 
 #define TOOL "teacher-train"
@@ -19,12 +20,6 @@ static void usage(FILE *f)
             "      --stem deep|7x7    ResNet50 stem: semseg's deep stem or torchvision's (deep)\n"
             "      --freeze-only IN   only freeze the checkpoint IN into OUTPUT, no training\n");
     pk_train_cli_help(f);
-}
-
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
 }
 
 int main(int argc, char **argv)
@@ -50,31 +45,31 @@ int main(int argc, char **argv)
         case O_FREEZE_ONLY: freeze_only = optarg; break;
         case ':':
             snprintf(msg, sizeof msg, "option '%s' needs an argument", argv[optind - 1]);
-            return usage_error(msg);
+            return pk_usage_error(TOOL, msg);
         case '?':
             snprintf(msg, sizeof msg, "unknown option '%s'", argv[optind - 1]);
-            return usage_error(msg);
+            return pk_usage_error(TOOL, msg);
         default: {
             int r = pk_train_cli_option(&o, c, optarg, msg, sizeof msg);
             if (r < 0)
-                return usage_error(msg);
+                return pk_usage_error(TOOL, msg);
             if (r == 0)
-                return usage_error("unknown option");
+                return pk_usage_error(TOOL, "unknown option");
         }
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument");
+        return pk_usage_error(TOOL, "unexpected argument");
     if (freeze_only) {
         if (!o.output)
-            return usage_error("missing -o OUTPUT");
+            return pk_usage_error(TOOL, "missing -o OUTPUT");
         if (o.data)
-            return usage_error("--freeze-only takes no training data");
+            return pk_usage_error(TOOL, "--freeze-only takes no training data");
         return pk_train_freeze_main(TOOL, freeze_only, o.output, o.threads);
     }
     int fr = pk_train_cli_finish(&o, msg, sizeof msg);
     if (fr < 0)
-        return usage_error(msg);
+        return pk_usage_error(TOOL, msg);
     if (fr > 0) {
         fprintf(stderr, TOOL ": %s\n", msg);
         return 1;

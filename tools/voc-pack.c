@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tool_opts.h"
 #include "lmdb_util.h"
 #include "palette.h"
 #include "progress.h"
@@ -113,12 +114,6 @@ static void opt_name(char *m, size_t cap, const char *fmt, int opt, const char *
     snprintf(m, cap, fmt, is_short ? shortopt : arg);
 }
 
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
-}
-
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
@@ -165,41 +160,41 @@ static int parse(struct opts *o, int argc, char **argv)
             else if (!strcmp(optarg, "jpeg"))
                 o->image_enc = PK_IMG_JPEG;
             else
-                return usage_error("--store takes rgb or jpeg");
+                return pk_usage_error(TOOL, "--store takes rgb or jpeg");
             break;
         case 'j':
             if (parse_int(optarg, 1, 256, &o->jobs))
-                return usage_error("--jobs takes 1..256");
+                return pk_usage_error(TOOL, "--jobs takes 1..256");
             break;
         case 'c':
             if (parse_int(optarg, 1, PK_CLASSES_MAX, &o->classes))
-                return usage_error("--classes takes 1..255");
+                return pk_usage_error(TOOL, "--classes takes 1..255");
             break;
         case OPT_BATCH:
             if (parse_int(optarg, 1, 1 << 20, &o->batch))
-                return usage_error("--batch takes a positive count");
+                return pk_usage_error(TOOL, "--batch takes a positive count");
             break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':': {
             char m[80];
             opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         default: {
             char m[80];
             opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
         }
     }
     if (optind != argc - 1)
-        return usage_error(optind >= argc ? "missing VOC_ROOT" : "too many arguments");
+        return pk_usage_error(TOOL, optind >= argc ? "missing VOC_ROOT" : "too many arguments");
     o->root = argv[optind];
     if (!o->out)
-        return usage_error("missing -o OUT");
+        return pk_usage_error(TOOL, "missing -o OUT");
     if (!!o->split == !!o->list)
-        return usage_error("give exactly one of --split and --list");
+        return pk_usage_error(TOOL, "give exactly one of --split and --list");
     return -1;
 }
 

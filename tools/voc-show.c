@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tool_opts.h"
 #include "lmdb_util.h"
 #include "record.h"
 
@@ -39,12 +40,6 @@ static void opt_name(char *m, size_t cap, const char *fmt, int opt, const char *
     char shortopt[3] = {'-', (char)opt, '\0'};
     int is_short = strncmp(arg, "--", 2) && opt > ' ' && opt < 127;
     snprintf(m, cap, fmt, is_short ? shortopt : arg);
-}
-
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
 }
 
 static const char *enc_name(int enc) { return enc == PK_IMG_JPEG ? "jpeg" : "rgb"; }
@@ -391,15 +386,15 @@ int main(int argc, char **argv)
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':':
             opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         default:
             opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
     }
     int nargs = argc - optind;
     if (nargs < 2)
-        return usage_error(nargs ? "missing PACK" : "missing COMMAND");
+        return pk_usage_error(TOOL, nargs ? "missing PACK" : "missing COMMAND");
     const char *cmd = argv[optind], *pack = argv[optind + 1];
     char **recs = argv + optind + 2;
     int nrec = nargs - 2;
@@ -408,14 +403,14 @@ int main(int argc, char **argv)
         strcmp(cmd, "stats")) {
         char m[80];
         snprintf(m, sizeof m, "unknown command '%.40s'", cmd);
-        return usage_error(m);
+        return pk_usage_error(TOOL, m);
     }
     if (!takes_recs && nrec)
-        return usage_error("too many arguments");
+        return pk_usage_error(TOOL, "too many arguments");
     if (takes_recs && !nrec && !(all && !strcmp(cmd, "extract")))
-        return usage_error("missing RECORD");
+        return pk_usage_error(TOOL, "missing RECORD");
     if (all && (strcmp(cmd, "extract") || nrec))
-        return usage_error("--all goes with extract and no RECORD");
+        return pk_usage_error(TOOL, "--all goes with extract and no RECORD");
 
     pk_err e = {0, ""};
     pk_lmdb_reader r;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tool_opts.h"
 #include "image.h"
 #include "palette.h"
 #include "synth.h"
@@ -48,39 +49,18 @@ static void opt_name(char *m, size_t cap, const char *fmt, int opt, const char *
     snprintf(m, cap, fmt, is_short ? shortopt : arg);
 }
 
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, TOOL ": %s\nTry '" TOOL " --help'.\n", msg);
-    return 2;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out, char **endp)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || v < lo || v > hi)
-        return -1;
-    if (!endp && *end)
-        return -1;
-    if (endp)
-        *endp = end;
-    *out = v;
-    return 0;
-}
-
 /* "MIN" or "MIN:MAX". */
 static int parse_range(const char *s, long lo, long hi, int *a, int *b)
 {
     long x, y;
     char *end;
-    if (parse_long(s, lo, hi, &x, &end))
+    if (pk_parse_long(s, lo, hi, &x, &end))
         return -1;
     if (*end == '\0') {
         *a = *b = (int)x;
         return 0;
     }
-    if (*end != ':' || parse_long(end + 1, lo, hi, &y, NULL) || y < x)
+    if (*end != ':' || pk_parse_long(end + 1, lo, hi, &y, NULL) || y < x)
         return -1;
     *a = (int)x;
     *b = (int)y;
@@ -93,7 +73,7 @@ static int parse_classes(const char *s, pk_synth_opts *o)
     while (*s) {
         long v;
         char *end;
-        if (n == PK_SYNTH_MAX_CLASSES || parse_long(s, 1, 254, &v, &end))
+        if (n == PK_SYNTH_MAX_CLASSES || pk_parse_long(s, 1, 254, &v, &end))
             return -1;
         o->class_ids[n++] = (int)v;
         if (*end == ',')
@@ -193,42 +173,42 @@ int main(int argc, char **argv)
         switch (c) {
         case 'o': dir = optarg; break;
         case 'n':
-            if (parse_long(optarg, 0, 1000000, &ntrain, NULL))
-                return usage_error("--train takes 0..1000000");
+            if (pk_parse_long(optarg, 0, 1000000, &ntrain, NULL))
+                return pk_usage_error(TOOL, "--train takes 0..1000000");
             break;
         case OPT_VAL:
-            if (parse_long(optarg, 0, 1000000, &nval, NULL))
-                return usage_error("--val takes 0..1000000");
+            if (pk_parse_long(optarg, 0, 1000000, &nval, NULL))
+                return pk_usage_error(TOOL, "--val takes 0..1000000");
             break;
         case OPT_SIZE:
             if (parse_range(optarg, 16, 4096, &so.min_size, &so.max_size))
-                return usage_error("--size takes MIN[:MAX] within 16..4096");
+                return pk_usage_error(TOOL, "--size takes MIN[:MAX] within 16..4096");
             break;
         case 's': {
             char *end;
             errno = 0;
             unsigned long long s = strtoull(optarg, &end, 0);
             if (errno || end == optarg || *end || optarg[0] == '-')
-                return usage_error("--seed takes a non-negative integer");
+                return pk_usage_error(TOOL, "--seed takes a non-negative integer");
             so.seed = s;
             break;
         }
         case 'c':
             if (parse_classes(optarg, &so))
-                return usage_error("--classes takes 1..8 comma-separated ids in 1..254");
+                return pk_usage_error(TOOL, "--classes takes 1..8 comma-separated ids in 1..254");
             break;
         case OPT_OBJECTS:
             if (parse_range(optarg, 1, 16, &so.min_objects, &so.max_objects))
-                return usage_error("--objects takes MIN[:MAX] within 1..16");
+                return pk_usage_error(TOOL, "--objects takes MIN[:MAX] within 1..16");
             break;
         case OPT_BORDER:
-            if (parse_long(optarg, 0, 8, &v, NULL))
-                return usage_error("--border takes 0..8");
+            if (pk_parse_long(optarg, 0, 8, &v, NULL))
+                return pk_usage_error(TOOL, "--border takes 0..8");
             so.border = (int)v;
             break;
         case OPT_QUALITY:
-            if (parse_long(optarg, 1, 100, &quality, NULL))
-                return usage_error("--quality takes 1..100");
+            if (pk_parse_long(optarg, 1, 100, &quality, NULL))
+                return pk_usage_error(TOOL, "--quality takes 1..100");
             break;
         case OPT_DESCRIBE: describe = 1; break;
         case 'f': force = 1; break;
@@ -237,14 +217,14 @@ int main(int argc, char **argv)
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':':
             opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         default:
             opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
-            return usage_error(m);
+            return pk_usage_error(TOOL, m);
         }
     }
     if (optind != argc)
-        return usage_error("too many arguments");
+        return pk_usage_error(TOOL, "too many arguments");
     pk_err e = {0, ""};
     if (pk_synth_check(&so, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
@@ -258,9 +238,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!dir)
-        return usage_error("missing -o DIR");
+        return pk_usage_error(TOOL, "missing -o DIR");
     if (ntrain + nval == 0)
-        return usage_error("nothing to write: --train and --val are both 0");
+        return pk_usage_error(TOOL, "nothing to write: --train and --val are both 0");
 
     int ne = nonempty_dir(dir);
     if (ne < 0) {

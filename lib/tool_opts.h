@@ -1,0 +1,14 @@
+/* Command-line helpers shared by the tools (the programs in tools/). */
+#ifndef PSPKD_TOOL_OPTS_H
+#define PSPKD_TOOL_OPTS_H
+
+/* "tool: msg" and "Try 'tool --help'." on stderr; returns 2, the usage
+ * error exit status. */
+int pk_usage_error(const char *tool, const char *msg);
+
+/* A base-10 integer in [lo, hi] into *out; 0, or -1 when s is not one.
+ * endp NULL: the whole string must be the number; otherwise *endp gets
+ * where it stopped (e.g. at a ',' of a list). */
+int pk_parse_long(const char *s, long lo, long hi, long *out, char **endp);
+
+#endif
