@@ -9,9 +9,10 @@
  * buffer on every call; the weight gradient is reordered back and
  * accumulated into the caller's OHWI dw by the reorder's sum post-op.
  *
- * Wide 3x3 stride-1 undilated convolutions (PSPNet's cls and aux heads)
- * use oneDNN's Winograd F(4x4, 3x3) kernels where they exist: 1.3-3x
- * faster than direct here (2.5x at the R50 cls head),
+ * Wide 3x3 stride-1 undilated convolutions (PSPNet's cls and aux heads;
+ * the dilated ones of layer3/layer4 too, split into their phases by
+ * conv_phase.c) use oneDNN's Winograd F(4x4, 3x3) kernels where they
+ * exist: 1.3-3x faster than direct here (2.5x at the R50 cls head),
  * with float error ~1e-6 relative, within the parity tolerances. Those
  * kernels only take blocked activations, so x/dx and y/dy are reordered
  * between NHWC and the primitive's layout in two more scratch buffers
@@ -20,6 +21,7 @@
  * Primitives, their memory objects and reorders are built once per shape
  * and kept in the context's cache; the scratchpad is user-managed, so
  * nothing is allocated per call once a shape has been seen. */
+#include "conv_phase.h"
 #include "ctx_impl.h"
 #include "ops.h"
 #include "ops_cuda.h"
@@ -246,13 +248,9 @@ static dnnl_status_t conv_desc_init(dnnl_convolution_desc_t *cd, int kind, dnnl_
                                                                strides, dil, pad, pad);
 }
 
-/* Winograd only for the wide head convolutions (cls: 1024 or 4096 -> 512,
- * aux: 256 or 1024 -> 256), where nearly all of its gain is. Its float
- * error (~1e-6 relative, 10x direct's) also stays out of the backbone that
- * way: ahead of the bin-1 PPM BatchNorm (2 samples per channel at batch 2,
- * badly conditioned) it moved a BN-weight gradient 3x past PyTorch's own
- * float32 error. */
-#define PK_WINO_MIN_CICO (256L * 256L)
+/* Winograd only for wide convolutions (ci*co >= PK_WINO_MIN_CICO: the cls
+ * and aux heads, and layer3/layer4 through conv_phase.c), where nearly all
+ * of its gain is; layer1/layer2 and the stem stay direct. */
 
 /* Tries oneDNN's Winograd kernel for a 3x3 stride-1 undilated convolution
  * (activations in whatever layout it wants); 0 when there is none for this
@@ -558,6 +556,8 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
         return pk_fail(e, PK_EINVAL, "conv: forward: missing %s",
                        !y ? "y" : !x ? "x" : !w ? "w" : "bias");
     PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_forward(c, y, x, w, b, d, e));
+    if (pk_conv_phase_eligible(c, d))
+        return pk_conv_phase_forward(c, y, x, w, b, d, e);
     int saved = pk_ctx_omp_enter(c);
     rc = forward(c, y, x, w, b, d, e);
     pk_ctx_omp_leave(saved);
@@ -631,6 +631,8 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
         return pk_fail(e, PK_EINVAL, "conv: backward: missing %s",
                        !dy ? "dy" : (dx && !w) ? "w" : "x");
     PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_backward(c, dx, dw, db, dy, x, w, d, e));
+    if (pk_conv_phase_eligible(c, d))
+        return pk_conv_phase_backward(c, dx, dw, d->bias ? db : NULL, dy, x, w, d, e);
     int saved = pk_ctx_omp_enter(c);
     if (dx)
         rc = backward_data(c, dx, dy, w, d, e);

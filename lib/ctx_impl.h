@@ -18,6 +18,8 @@ enum pk_scratch_slot {
     PK_SCRATCH_DBIAS,    /* bias gradient before it is accumulated */
     PK_SCRATCH_ACT,      /* conv input/dx in a Winograd primitive's layout */
     PK_SCRATCH_OUT,      /* conv output/dy in a Winograd primitive's layout */
+    PK_SCRATCH_PHASE_X,  /* dilated conv: x or dx split into its phases (conv_phase.c) */
+    PK_SCRATCH_PHASE_Y,  /* dilated conv: y or dy split into its phases */
     PK_SCRATCH_OP0,      /* free for any op */
     PK_SCRATCH_OP1,
     PK_SCRATCH_SLOTS

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "conv_phase.h"
 #include "ops.h"
 #include "support.h"
 
@@ -270,6 +271,10 @@ int main(void)
         /* Winograd-eligible (cls/aux head, layer1): several 4x4 tiles, ragged edges */
         {"3x3 p1 256->272 bias 19x21", pk_conv_desc_make(2, 19, 21, 256, 272, 3, 1, 1, 1, 1)},
         {"3x3 p1 1024->64 13x13", pk_conv_desc_make(1, 13, 13, 1024, 64, 3, 1, 1, 1, 0)},
+        /* dilated and wide: through the phases (conv_phase.c), ragged edges */
+        {"3x3 d2 p2 256->256 11x13 phases", pk_conv_desc_make(2, 11, 13, 256, 256, 3, 1, 2, 2, 0)},
+        {"3x3 d4 p4 256->272 bias 17x15 phases",
+         pk_conv_desc_make(2, 17, 15, 256, 272, 3, 1, 4, 4, 1)},
     };
     int ncases = (int)(sizeof cases / sizeof *cases);
     case_data *data = calloc((size_t)ncases, sizeof *data);
@@ -295,12 +300,19 @@ int main(void)
     pk_ctx_opts od = {.device = PK_DEV_CPU, .threads = 2, .conv_direct = 1};
     pk_err e = {0};
     PK_CHECK(fails, pk_ctx_create(&c, &od, &e) == PK_OK, "direct ctx: %s", e.msg);
-    PK_CHECK(fails, pk_conv2d_winograd(c, &data[ncases - 2].d, &e) == 0,
+    PK_CHECK(fails, pk_conv2d_winograd(c, &data[ncases - 4].d, &e) == 0,
              "conv_direct: no Winograd");
-    fails += run_case(c, &data[ncases - 2], "direct");
+    PK_CHECK(fails, !pk_conv_phase_eligible(c, &data[ncases - 1].d), "conv_direct: no phases");
+    fails += run_case(c, &data[ncases - 4], "direct");
+    fails += run_case(c, &data[ncases - 1], "direct dilated");
     pk_ctx_destroy(c);
     c = pk_test_ctx(2);
-    int wino = pk_conv2d_winograd(c, &data[ncases - 2].d, &e);
+    int wino = pk_conv2d_winograd(c, &data[ncases - 4].d, &e);
+    printf("  info dilated 256->272 d4 runs %s\n", pk_conv_phase_eligible(c, &data[ncases - 1].d)
+                                                     ? "through its phases (Winograd)"
+                                                     : "direct (no Winograd kernel here)");
+    PK_CHECK(fails, pk_conv_phase_eligible(c, &data[ncases - 1].d) == wino,
+             "dilated wide convolutions take the phases wherever Winograd exists");
     PK_CHECK(fails, wino >= 0, "winograd query: %s", e.msg);
     PK_CHECK(fails, pk_conv2d_winograd(c, &data[1].d, &e) == 0, "strided/dilated: direct");
     printf("  info 3x3 p1 256->272 runs %s\n", wino == 1 ? "Winograd" : "direct (no Winograd kernel here)");

@@ -17,7 +17,7 @@
  * relaxed tolerance; any mismatch exits non-zero.
  * Every model runs twice: with direct convolutions only (conv_direct, the
  * algorithm PyTorch uses: the strict check), then with the library's
- * default, which runs the wide head convolutions through Winograd (float
+ * default, which runs the wide 3x3 convolutions through Winograd (float
  * error ~10x direct's, see lib/conv.c); that second pass gives the tensors
  * with a fixture-relaxed tolerance (badly conditioned ones, e.g. the bin-1
  * PPM BatchNorm's gradients) WINO_RELAX times more room, and no others.
@@ -593,7 +593,7 @@ int main(int argc, char **argv)
         pk_err e = {0};
         if (pk_ctx_create(&c, &o, &e) != PK_OK)
             die_pk("context", &e);
-        printf("# %s\n", wino ? "default convolutions (Winograd for the wide 3x3 heads)"
+        printf("# %s\n", wino ? "default convolutions (Winograd for the wide 3x3 ones)"
                               : "direct convolutions only");
         for (int i = 0; i < 3; i++) {
             char path[512];
