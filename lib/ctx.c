@@ -52,7 +52,9 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
         return pk_fail(e, PK_ENOMEM, "context: out of memory");
     c->device = o.device;
     c->threads = o.threads > 0 ? o.threads : default_threads();
-    c->conv_direct = o.conv_direct != 0;
+    /* PSPKD_CONV=direct: the tools' way to ask for PyTorch's algorithm */
+    const char *conv = getenv("PSPKD_CONV");
+    c->conv_direct = o.conv_direct != 0 || (conv && !strcmp(conv, "direct"));
     int rc = pk_dnnl_check(dnnl_engine_create(&c->engine, dnnl_cpu, 0), "engine create", e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(

@@ -15,7 +15,8 @@ typedef struct pk_ctx_opts {
     int device_index; /* CUDA ordinal */
     int threads;      /* 0: all online CPUs (or OMP_NUM_THREADS when set) */
     int tf32;         /* CUDA only: allow TF32 math (PyTorch's default) */
-    int conv_direct;  /* CPU: never use Winograd for 3x3 convolutions (see conv.c) */
+    int conv_direct;  /* CPU: never Winograd for 3x3 convolutions (conv.c); also
+                         when the environment has PSPKD_CONV=direct */
 } pk_ctx_opts;
 
 typedef struct pk_ctx pk_ctx;
