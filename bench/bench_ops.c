@@ -10,6 +10,11 @@
  *                            on a shared machine);
  *   conv_<shape>_ratio_sgemm fwdbwd / conv_<shape>_sgemm (the acceptance
  *                            asks >= 0.85);
+ *   these with oneDNN's direct algorithm (PSPKD_CONV=direct, PyTorch's), and
+ *   where the library's default differs (Winograd for wide 3x3 shapes, the
+ *   dilated ones through their phases) the same again as
+ *   conv_<shape>_default_*, GFLOP/s counted as the direct algorithm's FLOPs
+ *   (the time a user sees);
  *   bn_train_fwdbwd, relu_fwd, resize_x8_fwd  GB/s of compulsory traffic
  *                            (each tensor read or written once per pass). */
 #include <getopt.h>
@@ -21,6 +26,7 @@
 
 #include <dnnl.h>
 
+#include "conv_phase.h"
 #include "ops.h"
 #include "rng.h"
 
@@ -122,7 +128,8 @@ static double bench_sgemm(pk_ctx *c, const gemm_buf *g, int reps)
     return gf;
 }
 
-static void bench_conv(pk_ctx *c, const conv_shape *s, int reps, const gemm_buf *g)
+static void bench_conv(pk_ctx *c, const conv_shape *s, const char *tag, int reps,
+                       const gemm_buf *g)
 {
     pk_conv_desc d = pk_conv_desc_make(BATCH, s->h, s->h, s->ci, s->co, s->k, 1, s->pad, s->dil, 0);
     size_t nx = (size_t)d.n * d.h * d.w * d.ci, ny = (size_t)d.n * d.ho * d.wo * d.co;
@@ -153,14 +160,14 @@ static void bench_conv(pk_ctx *c, const conv_shape *s, int reps, const gemm_buf 
     for (int k = 0; k < 3; k++) {
         double m = median(t[k] + 1, reps);
         total += m;
-        printf("conv_%s_%s %.1f GFLOP/s\n", s->name, kinds[k], f / m * 1e-9);
+        printf("conv_%s%s_%s %.1f GFLOP/s\n", s->name, tag, kinds[k], f / m * 1e-9);
         free(t[k]);
     }
     double fb = 3 * f / total * 1e-9, sg = gemm_gflops(g, median(t[3] + 1, reps));
     free(t[3]);
-    printf("conv_%s_fwdbwd %.1f GFLOP/s\n", s->name, fb);
-    printf("conv_%s_sgemm %.1f GFLOP/s\n", s->name, sg);
-    printf("conv_%s_ratio_sgemm %.2f x\n", s->name, fb / sg);
+    printf("conv_%s%s_fwdbwd %.1f GFLOP/s\n", s->name, tag, fb);
+    printf("conv_%s%s_sgemm %.1f GFLOP/s\n", s->name, tag, sg);
+    printf("conv_%s%s_ratio_sgemm %.2f x\n", s->name, tag, fb / sg);
     fflush(stdout);
     float *ps[] = {x, w, y, dy, dx, dw};
     for (int i = 0; i < 6; i++)
@@ -254,17 +261,31 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    pk_ctx *c = NULL;
+    pk_ctx *c = NULL, *cd = NULL;
     pk_err e = {0};
     pk_ctx_opts o = {.device = PK_DEV_CPU, .threads = threads};
     if (pk_ctx_create(&c, &o, &e) != PK_OK)
+        die("context", &e);
+    o.conv_algo = PK_CONV_DIRECT;
+    if (pk_ctx_create(&cd, &o, &e) != PK_OK)
         die("context", &e);
     printf("threads %d count\n", pk_ctx_threads(c));
     gemm_buf g = gemm_make(c, gemm);
     printf("sgemm_%d %.1f GFLOP/s\n", gemm, bench_sgemm(c, &g, reps));
     fflush(stdout);
-    for (int i = 0; i < NSHAPES; i++)
-        bench_conv(c, &shapes[i], reps, &g);
+    for (int i = 0; i < NSHAPES; i++) {
+        const conv_shape *sh = &shapes[i];
+        bench_conv(cd, sh, "", reps, &g);
+        pk_conv_desc d =
+            pk_conv_desc_make(BATCH, sh->h, sh->h, sh->ci, sh->co, sh->k, 1, sh->pad, sh->dil, 0);
+        int phases = pk_conv_phase_eligible(c, &d), wino = pk_conv2d_winograd(c, &d, &e) == 1;
+        if (phases || wino) {
+            printf("# conv_%s_default: %s\n", sh->name,
+                   phases ? "through its phases, Winograd" : "Winograd");
+            bench_conv(c, sh, "_default", reps, &g);
+        }
+    }
+    pk_ctx_destroy(cd);
     gemm_free(c, &g);
     bench_bn(c, reps);
     bench_relu(c, reps);

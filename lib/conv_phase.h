@@ -8,9 +8,12 @@
 /* Wide 3x3 convolutions (ci*co at least this) take Winograd (conv.c). */
 #define PK_WINO_MIN_CICO (256L * 256L)
 
+/* Whether Winograd beats direct on n maps of h x w (conv.c). */
+int pk_wino_gains(int n, int h, int w);
+
 /* 1 when d (3x3, stride 1, dilation >= 2, padding == dilation, wide) runs
- * faster through its phases: when the undilated phase convolution gets a
- * Winograd kernel and the context allows it (not conv_direct). */
+ * through its phases: when the undilated phase convolution gets a Winograd
+ * kernel (pk_conv2d_winograd: the context's algorithm, the phases' size). */
 int pk_conv_phase_eligible(pk_ctx *c, const pk_conv_desc *d);
 /* As pk_conv2d_forward / pk_conv2d_backward, for an eligible d. */
 int pk_conv_phase_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,

@@ -45,6 +45,8 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
 #endif
     if (o.device != PK_DEV_CPU && o.device != PK_DEV_CUDA)
         return pk_fail(e, PK_EINVAL, "context: unknown device %d", (int)o.device);
+    if (o.conv_algo < PK_CONV_AUTO || o.conv_algo > PK_CONV_WINOGRAD)
+        return pk_fail(e, PK_EINVAL, "context: unknown convolution algorithm %d", o.conv_algo);
     if (o.threads < 0)
         return pk_fail(e, PK_EINVAL, "context: thread count %d is negative", o.threads);
     pk_ctx *c = calloc(1, sizeof *c);
@@ -52,9 +54,13 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
         return pk_fail(e, PK_ENOMEM, "context: out of memory");
     c->device = o.device;
     c->threads = o.threads > 0 ? o.threads : default_threads();
-    /* PSPKD_CONV=direct: the tools' way to ask for PyTorch's algorithm */
+    /* PSPKD_CONV: the tools' way to choose (e.g. direct: PyTorch's algorithm) */
     const char *conv = getenv("PSPKD_CONV");
-    c->conv_direct = o.conv_direct != 0 || (conv && !strcmp(conv, "direct"));
+    c->conv_algo = (pk_conv_algo)o.conv_algo;
+    if (o.conv_algo == PK_CONV_AUTO && conv)
+        c->conv_algo = !strcmp(conv, "direct")     ? PK_CONV_DIRECT
+                       : !strcmp(conv, "winograd") ? PK_CONV_WINOGRAD
+                                                   : PK_CONV_AUTO;
     int rc = pk_dnnl_check(dnnl_engine_create(&c->engine, dnnl_cpu, 0), "engine create", e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(

@@ -10,13 +10,19 @@
 
 typedef enum { PK_DEV_CPU = 0, PK_DEV_CUDA = 1 } pk_device;
 
+/* How CPU 3x3 convolutions run. AUTO: Winograd (dilated ones through their
+ * phases) for wide ones on maps big enough to gain, direct otherwise;
+ * DIRECT: oneDNN's direct algorithm always (PyTorch's); WINOGRAD: Winograd
+ * for every wide one whatever the map size (for tests of its numerics). */
+typedef enum pk_conv_algo { PK_CONV_AUTO = 0, PK_CONV_DIRECT, PK_CONV_WINOGRAD } pk_conv_algo;
+
 typedef struct pk_ctx_opts {
     pk_device device;
     int device_index; /* CUDA ordinal */
     int threads;      /* 0: all online CPUs (or OMP_NUM_THREADS when set) */
     int tf32;         /* CUDA only: allow TF32 math (PyTorch's default) */
-    int conv_direct;  /* CPU: never Winograd for 3x3 convolutions (conv.c); also
-                         when the environment has PSPKD_CONV=direct */
+    int conv_algo;    /* CPU 3x3 convolutions, pk_conv_algo (conv.c); PK_CONV_AUTO
+                         takes the environment's PSPKD_CONV=auto|direct|winograd */
 } pk_ctx_opts;
 
 typedef struct pk_ctx pk_ctx;

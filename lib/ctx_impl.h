@@ -36,7 +36,7 @@ typedef struct pk_cache_entry {
 struct pk_ctx {
     pk_device device;
     int threads;
-    int conv_direct; /* pk_ctx_opts.conv_direct */
+    pk_conv_algo conv_algo; /* never PK_CONV_AUTO's environment lookup: resolved */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     pk_cache_entry *cache; /* open addressing, power-of-two capacity */

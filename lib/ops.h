@@ -40,8 +40,9 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
 int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                        const float *x, const float *w, const pk_conv_desc *d, pk_err *e);
 /* 1 when the CPU forward of this shape runs oneDNN's Winograd kernel (3x3,
- * stride 1, undilated, pad 1, ci*co >= 256*256, unless
- * pk_ctx_opts.conv_direct), 0 when the direct one, -1 with e set when the primitive cannot be built. */
+ * stride 1, undilated, pad 1, ci*co >= 256*256, maps big enough unless
+ * pk_ctx_opts.conv_algo is PK_CONV_WINOGRAD, never with PK_CONV_DIRECT),
+ * 0 when the direct one, -1 with e set when the primitive cannot be built. */
 int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
 
 /* ---- batch normalisation over [P, C] ----------------------------------- */

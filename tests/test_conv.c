@@ -272,9 +272,9 @@ int main(void)
         {"3x3 p1 256->272 bias 19x21", pk_conv_desc_make(2, 19, 21, 256, 272, 3, 1, 1, 1, 1)},
         {"3x3 p1 1024->64 13x13", pk_conv_desc_make(1, 13, 13, 1024, 64, 3, 1, 1, 1, 0)},
         /* dilated and wide: through the phases (conv_phase.c), ragged edges */
-        {"3x3 d2 p2 256->256 11x13 phases", pk_conv_desc_make(2, 11, 13, 256, 256, 3, 1, 2, 2, 0)},
-        {"3x3 d4 p4 256->272 bias 17x15 phases",
-         pk_conv_desc_make(2, 17, 15, 256, 272, 3, 1, 4, 4, 1)},
+        {"3x3 d2 p2 256->256 17x19 phases", pk_conv_desc_make(2, 17, 19, 256, 256, 3, 1, 2, 2, 0)},
+        {"3x3 d4 p4 256->272 bias 33x35 phases",
+         pk_conv_desc_make(1, 33, 35, 256, 272, 3, 1, 4, 4, 1)},
     };
     int ncases = (int)(sizeof cases / sizeof *cases);
     case_data *data = calloc((size_t)ncases, sizeof *data);
@@ -296,13 +296,13 @@ int main(void)
     pk_ctx_destroy(c);
 
     /* The Winograd path is taken where oneDNN has it (AVX-512 machines), and
-     * conv_direct turns it off; both agree with the reference above. */
-    pk_ctx_opts od = {.device = PK_DEV_CPU, .threads = 2, .conv_direct = 1};
+     * PK_CONV_DIRECT turns it off; both agree with the reference above. */
+    pk_ctx_opts od = {.device = PK_DEV_CPU, .threads = 2, .conv_algo = PK_CONV_DIRECT};
     pk_err e = {0};
     PK_CHECK(fails, pk_ctx_create(&c, &od, &e) == PK_OK, "direct ctx: %s", e.msg);
     PK_CHECK(fails, pk_conv2d_winograd(c, &data[ncases - 4].d, &e) == 0,
-             "conv_direct: no Winograd");
-    PK_CHECK(fails, !pk_conv_phase_eligible(c, &data[ncases - 1].d), "conv_direct: no phases");
+             "PK_CONV_DIRECT: no Winograd");
+    PK_CHECK(fails, !pk_conv_phase_eligible(c, &data[ncases - 1].d), "PK_CONV_DIRECT: no phases");
     fails += run_case(c, &data[ncases - 4], "direct");
     fails += run_case(c, &data[ncases - 1], "direct dilated");
     pk_ctx_destroy(c);
@@ -315,6 +315,17 @@ int main(void)
              "dilated wide convolutions take the phases wherever Winograd exists");
     PK_CHECK(fails, wino >= 0, "winograd query: %s", e.msg);
     PK_CHECK(fails, pk_conv2d_winograd(c, &data[1].d, &e) == 0, "strided/dilated: direct");
+    /* too few 4x4 tiles to gain: direct by default, Winograd when forced */
+    pk_conv_desc small = pk_conv_desc_make(1, 9, 9, 256, 256, 3, 1, 1, 1, 0);
+    PK_CHECK(fails, pk_conv2d_winograd(c, &small, &e) == 0, "1 map of 9x9: direct");
+    pk_ctx_destroy(c);
+    pk_ctx_opts ow = {.device = PK_DEV_CPU, .threads = 2, .conv_algo = PK_CONV_WINOGRAD};
+    PK_CHECK(fails, pk_ctx_create(&c, &ow, &e) == PK_OK, "winograd ctx: %s", e.msg);
+    PK_CHECK(fails, pk_conv2d_winograd(c, &small, &e) == wino, "PK_CONV_WINOGRAD: 9x9 too");
+    case_data sm;
+    case_init(&sm, small, 777);
+    fails += run_case(c, &sm, "forced Winograd 9x9");
+    case_free(&sm);
     printf("  info 3x3 p1 256->272 runs %s\n", wino == 1 ? "Winograd" : "direct (no Winograd kernel here)");
     pk_ctx_destroy(c);
 
