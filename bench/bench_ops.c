@@ -242,7 +242,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    int reps = 5, threads = 0, gemm = 2048;
+    int reps = 9, threads = 0, gemm = 2048;
     static const struct option longopts[] = {{"reps", required_argument, 0, 'r'},
                                              {"threads", required_argument, 0, 't'},
                                              {"gemm", required_argument, 0, 'g'},
