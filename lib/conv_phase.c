@@ -29,9 +29,10 @@ static phase_geo geo_of(const pk_conv_desc *d, int c)
     return (phase_geo){d->n, d->h, d->w, c, s, (d->h + s - 1) / s, (d->w + s - 1) / s};
 }
 
-/* full [n, h, w, c] -> phases [n*d*d, hp, wp, c] (zero past the edge), or
- * back (to_full, dropping what lies past the edge). */
-static void shuffle(pk_ctx *c, float *full, float *ph, const phase_geo *g, int to_full)
+/* Split (src: full [n, h, w, c] -> ph: phases [n*d*d, hp, wp, c], zero past
+ * the edge) when dst is NULL; else merge (ph -> dst, dropping what lies past
+ * the edge). */
+static void shuffle(pk_ctx *c, const float *src, float *dst, float *ph, const phase_geo *g)
 {
     long rows = (long)g->n * g->d * g->d * g->hp; /* phase rows */
     size_t vec = (size_t)g->c * sizeof(float);
@@ -44,15 +45,14 @@ static void shuffle(pk_ctx *c, float *full, float *ph, const phase_geo *g, int t
         for (int j = 0; j < g->wp; j++) {
             long x = (long)j * g->d + b;
             float *pv = prow + (size_t)j * g->c;
-            int inside = y < g->h && x < g->w;
-            float *fv = inside ? full + (((size_t)n * g->h + y) * g->w + x) * g->c : NULL;
-            if (to_full) {
-                if (inside)
-                    memcpy(fv, pv, vec);
-            } else if (inside) {
-                memcpy(pv, fv, vec);
+            size_t at = (((size_t)n * g->h + y) * g->w + x) * g->c;
+            if (y >= g->h || x >= g->w) {
+                if (!dst)
+                    memset(pv, 0, vec);
+            } else if (dst) {
+                memcpy(dst + at, pv, vec);
             } else {
-                memset(pv, 0, vec);
+                memcpy(pv, src + at, vec);
             }
         }
     }
@@ -90,11 +90,11 @@ int pk_conv_phase_forward(pk_ctx *c, float *y, const float *x, const float *w, c
     float *ys = xs ? phase_buf(c, PK_SCRATCH_PHASE_Y, &gy, e) : NULL;
     if (!ys)
         return PK_ENOMEM;
-    shuffle(c, (float *)(uintptr_t)x, xs, &gx, 0); /* reads x only */
+    shuffle(c, x, NULL, xs, &gx);
     pk_conv_desc pd = phase_desc(d);
     int rc = pk_conv2d_forward(c, ys, xs, w, b, &pd, e);
     if (rc == PK_OK)
-        shuffle(c, y, ys, &gy, 1);
+        shuffle(c, NULL, y, ys, &gy);
     return rc;
 }
 
@@ -107,16 +107,16 @@ int pk_conv_phase_backward(pk_ctx *c, float *dx, float *dw, float *db, const flo
     if (!dys)
         return PK_ENOMEM;
     pk_conv_desc pd = phase_desc(d);
-    shuffle(c, (float *)(uintptr_t)dy, dys, &gy, 0);
+    shuffle(c, dy, NULL, dys, &gy);
     int rc = PK_OK;
     if (dw) { /* before dx: the weight gradient needs x's phases in xs */
-        shuffle(c, (float *)(uintptr_t)x, xs, &gx, 0);
+        shuffle(c, x, NULL, xs, &gx);
         rc = pk_conv2d_backward(c, NULL, dw, db, dys, xs, w, &pd, e);
     }
     if (rc == PK_OK && dx) {
         rc = pk_conv2d_backward(c, xs, NULL, NULL, dys, NULL, w, &pd, e);
         if (rc == PK_OK)
-            shuffle(c, dx, xs, &gx, 1);
+            shuffle(c, NULL, dx, xs, &gx);
     }
     return rc;
 }
