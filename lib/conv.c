@@ -16,7 +16,7 @@
  * with float error ~1e-6 relative, within the parity tolerances. Those
  * kernels only take blocked activations, so x/dx and y/dy are reordered
  * between NHWC and the primitive's layout in two more scratch buffers
- * (a few ms against hundreds). pk_ctx_opts.conv_direct turns this off.
+ * (a few ms against hundreds). pk_ctx_opts.conv_algo (PSPKD_CONV) chooses.
  *
  * Primitives, their memory objects and reorders are built once per shape
  * and kept in the context's cache; the scratchpad is user-managed, so
