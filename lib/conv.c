@@ -76,15 +76,16 @@ typedef struct conv_key {
 } conv_key;
 #define CONV_KEY_TAG 0x636f6e76 /* "conv" */
 
-/* A reorder between a caller's NHWC tensor (user) and a Winograd
- * primitive's blocked copy of it (blk); to_user gives the direction. */
-typedef struct act_reorder {
-    dnnl_primitive_desc_t pd;
+/* A reorder between a caller's tensor (user: OHWI weights, NHWC
+ * activations) and the primitive's copy of it; to_user gives the direction.
+ * For activations (Winograd), the copy lives in scratch slot `slot`. */
+typedef struct user_reorder {
+    dnnl_primitive_desc_t pd; /* NULL: none, the primitive takes the user's */
     dnnl_primitive_t prim;
     dnnl_memory_t user, scratch;
     size_t blk_bytes, scratch_bytes;
     int to_user, slot;
-} act_reorder;
+} user_reorder;
 
 typedef struct conv_prim {
     dnnl_primitive_desc_t pd; /* also the hint for the backward descriptors */
@@ -93,20 +94,17 @@ typedef struct conv_prim {
      * in the primitive's layout, bias = b or db. */
     dnnl_memory_t act, out, wei, bias, scratch;
     size_t scratch_bytes, wei_bytes;
-    /* OHWI <-> wei; NULL when the primitive takes OHWI itself (never for
+    /* OHWI <-> wei; none when the primitive takes OHWI itself (never for
      * the weight gradient, whose reorder also does the accumulation). */
-    dnnl_primitive_desc_t reorder_pd;
-    dnnl_primitive_t reorder;
-    dnnl_memory_t user_w, reorder_scratch;
-    size_t reorder_scratch_bytes;
+    user_reorder wr;
     /* Winograd: act and out are in the primitive's blocked layout, in the
      * PK_SCRATCH_ACT / PK_SCRATCH_OUT buffers, and these reorder them from
      * or to the caller's NHWC tensors. */
     int wino;
-    act_reorder ra, ro;
+    user_reorder ra, ro;
 } conv_prim;
 
-static void act_reorder_drop(act_reorder *r)
+static void user_reorder_drop(user_reorder *r)
 {
     if (r->user)
         dnnl_memory_destroy(r->user);
@@ -123,10 +121,10 @@ static void conv_prim_drop(void *v)
     conv_prim *p = v;
     if (!p)
         return;
-    act_reorder_drop(&p->ra);
-    act_reorder_drop(&p->ro);
-    dnnl_memory_t mems[] = {p->act, p->out, p->wei, p->bias, p->scratch, p->user_w,
-                            p->reorder_scratch};
+    user_reorder_drop(&p->wr);
+    user_reorder_drop(&p->ra);
+    user_reorder_drop(&p->ro);
+    dnnl_memory_t mems[] = {p->act, p->out, p->wei, p->bias, p->scratch};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
@@ -134,10 +132,6 @@ static void conv_prim_drop(void *v)
         dnnl_primitive_destroy(p->prim);
     if (p->pd)
         dnnl_primitive_desc_destroy(p->pd);
-    if (p->reorder)
-        dnnl_primitive_destroy(p->reorder);
-    if (p->reorder_pd)
-        dnnl_primitive_desc_destroy(p->reorder_pd);
     free(p);
 }
 
@@ -174,51 +168,23 @@ static size_t scratch_size(const_dnnl_primitive_desc_t pd)
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
-/* The reorder between the caller's OHWI weights and the primitive's layout
- * `wmd`: OHWI -> wmd for the forward and backward-data weights, and
- * wmd -> OHWI with dst += src for the weight gradient. */
-static int build_reorder(pk_ctx *c, conv_prim *p, const dnnl_memory_desc_t *user_md,
-                         const dnnl_memory_desc_t *wmd, int to_user, pk_err *e)
-{
-    dnnl_primitive_attr_t attr = NULL;
-    int rc = make_attr(&attr, to_user, e);
-    if (rc == PK_OK)
-        rc = pk_dnnl_check(to_user ? dnnl_reorder_primitive_desc_create(
-                                         &p->reorder_pd, wmd, c->engine, user_md, c->engine, attr)
-                                   : dnnl_reorder_primitive_desc_create(
-                                         &p->reorder_pd, user_md, c->engine, wmd, c->engine, attr),
-                           "weights reorder descriptor", e);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (rc == PK_OK)
-        rc = pk_dnnl_check(dnnl_primitive_create(&p->reorder, p->reorder_pd), "reorder create", e);
-    if (rc == PK_OK)
-        rc = new_mem(c, &p->user_w, user_md, e);
-    p->reorder_scratch_bytes = rc == PK_OK ? scratch_size(p->reorder_pd) : 0;
-    if (rc == PK_OK && p->reorder_scratch_bytes)
-        rc = new_mem(c, &p->reorder_scratch,
-                     dnnl_primitive_desc_query_md(p->reorder_pd, dnnl_query_scratchpad_md, 0), e);
-    return rc;
-}
-
-/* The reorder between a caller's NHWC activation (user_md) and a Winograd
- * primitive's blocked layout (blk_md), in the direction to_user gives. */
-static int build_act_reorder(pk_ctx *c, act_reorder *r, const dnnl_memory_desc_t *user_md,
-                             const dnnl_memory_desc_t *blk_md, int to_user, int slot,
-                             pk_err *e)
+/* The reorder between a caller's tensor (user_md) and the primitive's layout
+ * prim_md: user -> primitive, or back when to_user, then with dst += src
+ * when accumulate (the weight gradient into the caller's dw). */
+static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc_t *user_md,
+                              const dnnl_memory_desc_t *prim_md, int to_user, int accumulate,
+                              pk_err *e)
 {
     r->to_user = to_user;
-    r->slot = slot;
-    r->blk_bytes = dnnl_memory_desc_get_size(blk_md);
     dnnl_primitive_attr_t attr = NULL;
-    int rc = make_attr(&attr, 0, e);
+    int rc = make_attr(&attr, accumulate, e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(
-            to_user ? dnnl_reorder_primitive_desc_create(&r->pd, blk_md, c->engine, user_md,
+            to_user ? dnnl_reorder_primitive_desc_create(&r->pd, prim_md, c->engine, user_md,
                                                          c->engine, attr)
-                    : dnnl_reorder_primitive_desc_create(&r->pd, user_md, c->engine, blk_md,
+                    : dnnl_reorder_primitive_desc_create(&r->pd, user_md, c->engine, prim_md,
                                                          c->engine, attr),
-            "activation reorder descriptor", e);
+            "reorder descriptor", e);
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     if (rc == PK_OK)
@@ -230,6 +196,17 @@ static int build_act_reorder(pk_ctx *c, act_reorder *r, const dnnl_memory_desc_t
         rc = new_mem(c, &r->scratch,
                      dnnl_primitive_desc_query_md(r->pd, dnnl_query_scratchpad_md, 0), e);
     return rc;
+}
+
+/* A Winograd primitive's NHWC <-> blocked activation reorder, its blocked
+ * copy in scratch slot `slot`. */
+static int build_act_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc_t *user_md,
+                             const dnnl_memory_desc_t *blk_md, int to_user, int slot,
+                             pk_err *e)
+{
+    r->slot = slot;
+    r->blk_bytes = dnnl_memory_desc_get_size(blk_md);
+    return build_user_reorder(c, r, user_md, blk_md, to_user, 0, e);
 }
 
 static dnnl_status_t conv_desc_init(dnnl_convolution_desc_t *cd, int kind, dnnl_alg_kind_t alg,
@@ -382,7 +359,8 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
         rc = new_mem(c, &p->scratch,
                      dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
     if (rc == PK_OK && (kind == CONV_BWD_WEIGHTS || !dnnl_memory_desc_equal(wmd, &wuser)))
-        rc = build_reorder(c, p, &wuser, wmd, kind == CONV_BWD_WEIGHTS, e);
+        rc = build_user_reorder(c, &p->wr, &wuser, wmd, kind == CONV_BWD_WEIGHTS,
+                                kind == CONV_BWD_WEIGHTS, e);
     return rc;
 }
 
@@ -429,9 +407,9 @@ static int set_handle(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e)
  * one after the other) and the weights buffer in the primitive's layout. */
 static int bind_scratch(pk_ctx *c, conv_prim *p, int wslot, const void *user_w, pk_err *e)
 {
-    size_t sizes[] = {p->scratch_bytes, p->reorder_scratch_bytes, p->ra.scratch_bytes,
+    size_t sizes[] = {p->scratch_bytes, p->wr.scratch_bytes, p->ra.scratch_bytes,
                       p->ro.scratch_bytes};
-    dnnl_memory_t mems[] = {p->scratch, p->reorder_scratch, p->ra.scratch, p->ro.scratch};
+    dnnl_memory_t mems[] = {p->scratch, p->wr.scratch, p->ra.scratch, p->ro.scratch};
     size_t sb = 0;
     for (int i = 0; i < 4; i++)
         sb = sizes[i] > sb ? sizes[i] : sb;
@@ -446,15 +424,28 @@ static int bind_scratch(pk_ctx *c, conv_prim *p, int wslot, const void *user_w, 
     }
     if (rc != PK_OK)
         return rc;
-    if (!p->reorder) /* the primitive takes OHWI as it is */
+    if (!p->wr.prim) /* the primitive takes OHWI as it is */
         return set_handle(c, p->wei, user_w, e);
     void *wbuf = pk_ctx_scratch(c, wslot, p->wei_bytes, e);
     if (!wbuf)
         return PK_ENOMEM;
     rc = set_handle(c, p->wei, wbuf, e);
     if (rc == PK_OK)
-        rc = set_handle(c, p->user_w, user_w, e);
+        rc = set_handle(c, p->wr.user, user_w, e);
     return rc;
+}
+
+/* Runs r between the caller's tensor and prim_mem, the primitive's copy. */
+static int run_user_reorder(pk_ctx *c, const user_reorder *r, dnnl_memory_t prim_mem,
+                            pk_err *e)
+{
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, r->to_user ? prim_mem : r->user},
+                               {DNNL_ARG_TO, r->to_user ? r->user : prim_mem}};
+    int nargs = 2;
+    if (r->scratch)
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, r->scratch};
+    return pk_dnnl_check(dnnl_primitive_execute(r->prim, c->stream, nargs, args), "reorder",
+                         e);
 }
 
 /* Binds the caller's activation (x or dx) and output (y or dy): directly,
@@ -466,7 +457,7 @@ static int bind_acts(pk_ctx *c, conv_prim *p, const void *act, const void *out, 
         int rc = set_handle(c, p->act, act, e);
         return rc == PK_OK ? set_handle(c, p->out, out, e) : rc;
     }
-    act_reorder *rs[2] = {&p->ra, &p->ro};
+    user_reorder *rs[2] = {&p->ra, &p->ro};
     dnnl_memory_t blk[2] = {p->act, p->out};
     const void *user[2] = {act, out};
     for (int i = 0; i < 2; i++) {
@@ -488,34 +479,16 @@ static int run_act_reorders(pk_ctx *c, conv_prim *p, int to_user, pk_err *e)
 {
     if (!p->wino)
         return PK_OK;
-    act_reorder *rs[2] = {&p->ra, &p->ro};
+    const user_reorder *rs[2] = {&p->ra, &p->ro};
     dnnl_memory_t blk[2] = {p->act, p->out};
     for (int i = 0; i < 2; i++) {
-        if (rs[i]->to_user != to_user)
-            continue;
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, to_user ? blk[i] : rs[i]->user},
-                                   {DNNL_ARG_TO, to_user ? rs[i]->user : blk[i]}};
-        int nargs = 2;
-        if (rs[i]->scratch)
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, rs[i]->scratch};
-        int rc = pk_dnnl_check(dnnl_primitive_execute(rs[i]->prim, c->stream, nargs, args),
-                               "activation reorder", e);
+        int rc = rs[i]->to_user == to_user ? run_user_reorder(c, rs[i], blk[i], e) : PK_OK;
         if (rc != PK_OK)
             return rc;
     }
     return to_user ? pk_dnnl_check(dnnl_stream_wait(c->stream), "stream wait", e) : PK_OK;
 }
 
-static int run_reorder(pk_ctx *c, conv_prim *p, dnnl_memory_t from, dnnl_memory_t to,
-                       pk_err *e)
-{
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-    int nargs = 2;
-    if (p->reorder_scratch)
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->reorder_scratch};
-    return pk_dnnl_check(dnnl_primitive_execute(p->reorder, c->stream, nargs, args),
-                         "weights reorder", e);
-}
 
 static int run_conv(pk_ctx *c, conv_prim *p, dnnl_exec_arg_t *args, int nargs, pk_err *e)
 {
@@ -535,8 +508,8 @@ static int forward(pk_ctx *c, float *y, const float *x, const float *w, const fl
     int rc = get_prim(c, d, CONV_FWD, &p, e);
     if (rc == PK_OK)
         rc = bind_scratch(c, p, PK_SCRATCH_WEIGHTS, w, e);
-    if (rc == PK_OK && p->reorder)
-        rc = run_reorder(c, p, p->user_w, p->wei, e);
+    if (rc == PK_OK && p->wr.prim)
+        rc = run_user_reorder(c, &p->wr, p->wei, e);
     if (rc == PK_OK)
         rc = bind_acts(c, p, x, y, e);
     if (rc == PK_OK && p->bias)
@@ -579,8 +552,8 @@ static int backward_data(pk_ctx *c, float *dx, const float *dy, const float *w,
     int rc = get_prim(c, d, CONV_BWD_DATA, &p, e);
     if (rc == PK_OK)
         rc = bind_scratch(c, p, PK_SCRATCH_WEIGHTS, w, e);
-    if (rc == PK_OK && p->reorder)
-        rc = run_reorder(c, p, p->user_w, p->wei, e);
+    if (rc == PK_OK && p->wr.prim)
+        rc = run_user_reorder(c, &p->wr, p->wei, e);
     if (rc == PK_OK)
         rc = bind_acts(c, p, dx, dy, e);
     if (rc == PK_OK)
@@ -618,7 +591,7 @@ static int backward_weights(pk_ctx *c, float *dw, float *db, const float *dy, co
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, p->bias};
     rc = run_conv(c, p, args, nargs, e);
     if (rc == PK_OK) /* dw += the gradient, through the reorder's sum post-op */
-        rc = run_reorder(c, p, p->wei, p->user_w, e);
+        rc = run_user_reorder(c, &p->wr, p->wei, e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(dnnl_stream_wait(c->stream), "stream wait", e);
     if (rc == PK_OK && db)
