@@ -127,9 +127,10 @@ EOF
     assert_output --partial "\"padded_height\":\"$ph\""
 }
 
-@test "PyTorch parity of --logits, and the mask is their argmax (needs /usr/bin/python3 with torch)" {
-    have_torch || skip "Debian's python3-torch is not installed"
-    run "$SP" "${M[@]}" -q -o "$D" --logits "$D/l.safetensors" "$IMG1"
+# Once with the default convolutions, once with Winograd forced on every wide
+# 3x3 one (PSPKD_CONV=winograd: at this size the default keeps them direct).
+parity_of_logits() {
+    run env PSPKD_CONV="$1" "$SP" "${M[@]}" -q -o "$D" --logits "$D/l.safetensors" "$IMG1"
     assert_success
     run /usr/bin/python3 - "$BATS_TEST_DIRNAME/fixtures" "$DATA/model.safetensors" \
         "$D/l.safetensors" "$D/$(name_of "$IMG1").png" <<'EOF'
@@ -166,6 +167,12 @@ assert mask.shape == want.shape
 assert (mask == want).all(), int((mask != want).sum())
 EOF
     assert_success
+}
+
+@test "PyTorch parity of --logits, and the mask is their argmax (needs /usr/bin/python3 with torch)" {
+    have_torch || skip "Debian's python3-torch is not installed"
+    parity_of_logits auto
+    parity_of_logits winograd
 }
 
 @test "grey PNG photos are accepted; corrupt, truncated and unsupported images are errors" {
