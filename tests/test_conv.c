@@ -264,6 +264,7 @@ int main(void)
         {"3x3 s2 p2 d2 odd", pk_conv_desc_make(2, 11, 9, 6, 4, 3, 2, 2, 2, 1)},
         {"3x3 d4 p4 (layer4)", pk_conv_desc_make(1, 10, 10, 16, 20, 3, 1, 4, 4, 0)},
         {"1x1 ci>co", pk_conv_desc_make(2, 5, 6, 33, 17, 1, 1, 0, 1, 0)},
+        {"1x1 1024->40 (backward as GEMMs)", pk_conv_desc_make(2, 7, 9, 1024, 40, 1, 1, 0, 1, 0)},
         {"1x1 s2 (downsample)", pk_conv_desc_make(1, 9, 7, 8, 24, 1, 2, 0, 1, 0)},
         {"7x7 s2 p3 (stem)", pk_conv_desc_make(1, 17, 15, 3, 16, 7, 2, 3, 1, 0)},
         {"3x3 s2 p0 floor", pk_conv_desc_make(1, 8, 10, 4, 4, 3, 2, 0, 1, 1)},
