@@ -114,7 +114,8 @@ void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, in
 void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t *keep, int n,
                            long hw, int ch, float p);
 
-/* ---- losses (double accumulation; see the convention above) ------------ */
+/* ---- losses (float per pixel, double over pixels; convention above) ---- */
+/* K is at most 256 (labels are uint8); larger K: returns 0, adds nothing. */
 /* Softmax cross-entropy over [P, K] logits, labels uint8 (ignore -> skipped),
  * mean over valid pixels; no valid pixel: returns 0, adds nothing. */
 float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *labels,

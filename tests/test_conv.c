@@ -311,7 +311,7 @@ int main(void)
     int wino = pk_conv2d_winograd(c, &data[ncases - 4].d, &e);
     printf("  info dilated 256->272 d4 runs %s\n", pk_conv_phase_eligible(c, &data[ncases - 1].d)
                                                      ? "through its phases (Winograd)"
-                                                     : "direct (no Winograd kernel here)");
+                                                     : "direct (PSPKD_CONV=direct, or no Winograd kernel here)");
     PK_CHECK(fails, pk_conv_phase_eligible(c, &data[ncases - 1].d) == wino,
              "dilated wide convolutions take the phases wherever Winograd exists");
     PK_CHECK(fails, wino >= 0, "winograd query: %s", e.msg);
@@ -327,7 +327,7 @@ int main(void)
     case_init(&sm, small, 777);
     fails += run_case(c, &sm, "forced Winograd 9x9");
     case_free(&sm);
-    printf("  info 3x3 p1 256->272 runs %s\n", wino == 1 ? "Winograd" : "direct (no Winograd kernel here)");
+    printf("  info 3x3 p1 256->272 runs %s\n", wino == 1 ? "Winograd" : "direct (PSPKD_CONV=direct, or no Winograd kernel here)");
     pk_ctx_destroy(c);
 
     /* One thread gives the same answer as two. */
