@@ -60,7 +60,6 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-
 /* Synthetic inputs: normalised-looking pixels, labels with some ignore
  * pixels, teacher logits of a plausible scale. Host memory: the bench runs
  * on the CPU context. */

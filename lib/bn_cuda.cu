@@ -120,11 +120,10 @@ __global__ void bn_apply_centered_kernel(float *y, const float *x, const float *
     }
 }
 
-__global__ void bn_stats_kernel(float *scale, float *offset, float *save_mean, float *save_rstd,
+__global__ void bn_stats_kernel(float *scale, float *save_mean, float *save_rstd,
                                 float *running_mean, float *running_var, const double *ps,
-                                const double *pq, const float *x, const float *gamma,
-                                const float *beta, long P, int C, int chunks, float momentum,
-                                float eps)
+                                const double *pq, const float *x, const float *gamma, long P,
+                                int C, int chunks, float momentum, float eps)
 {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= C)
@@ -147,9 +146,7 @@ __global__ void bn_stats_kernel(float *scale, float *offset, float *save_mean, f
         __fadd_rn(__fmul_rn(keep, running_mean[ch]), __fmul_rn(momentum, (float)mean));
     running_var[ch] =
         __fadd_rn(__fmul_rn(keep, running_var[ch]), __fmul_rn(momentum, (float)unbiased));
-    float sc = __fmul_rn(gamma[ch], rstd);
-    scale[ch] = sc;
-    offset[ch] = __fsub_rn(beta[ch], __fmul_rn((float)mean, sc));
+    scale[ch] = __fmul_rn(gamma[ch], rstd);
 }
 
 __global__ void bn_eval_coef_kernel(float *scale, float *offset, const float *gamma,
@@ -229,7 +226,7 @@ extern "C" void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean,
     int chunks = bn_chunks(P, C), tiles = (C + BN_TX - 1) / BN_TX;
     double *ps, *pq;
     float *coef;
-    if (!bn_workspace(cs, chunks, C, 2 * C, &ps, &pq, &coef))
+    if (!bn_workspace(cs, chunks, C, C, &ps, &pq, &coef))
         return;
     long rpc = (P + chunks - 1) / chunks;
     bn_reduce_kernel<0><<<dim3(tiles, chunks), dim3(BN_TX, BN_TY), 0, cs->stream>>>(
@@ -237,8 +234,8 @@ extern "C" void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean,
     if (!PK_CU_LAUNCH(cs))
         return;
     bn_stats_kernel<<<(C + 127) / 128, 128, 0, cs->stream>>>(
-        coef, coef + C, save_mean, save_rstd, running_mean, running_var, ps, pq, x, gamma, beta,
-        P, C, chunks, momentum, eps);
+        coef, save_mean, save_rstd, running_mean, running_var, ps, pq, x, gamma, P, C, chunks,
+        momentum, eps);
     if (!PK_CU_LAUNCH(cs))
         return;
     bn_grid g = bn_apply_grid(P, C);

@@ -36,7 +36,8 @@ static void shuffle(pk_ctx *c, const float *src, float *dst, float *ph, const ph
 {
     long rows = (long)g->n * g->d * g->d * g->hp; /* phase rows */
     size_t vec = (size_t)g->c * sizeof(float);
-#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * g->wp * g->c > 65536)
+    int team = rows * g->wp * g->c > 65536 ? pk_ctx_threads(c) : 1;
+#pragma omp parallel for num_threads(team) schedule(static)
     for (long r = 0; r < rows; r++) {
         long i = r % g->hp, q = r / g->hp; /* q = (n*d + a)*d + b */
         int b = (int)(q % g->d), a = (int)(q / g->d % g->d);

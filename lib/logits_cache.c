@@ -21,7 +21,6 @@
 #define PLANES 2
 #define DIM_MAX 65535
 
-
 /* ---- geometry ---- */
 
 static int padded(int n) { return n + (8 - (n - 1) % 8) % 8; }

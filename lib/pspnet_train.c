@@ -64,6 +64,16 @@ static int check_shape(int n, int h, int w, pk_err *e)
     return PK_OK;
 }
 
+/* Training also needs two images: the bin-1 PPM BatchNorm normalises over
+ * the batch alone. */
+static int check_train_shape(int n, int h, int w, pk_err *e)
+{
+    int rc = check_shape(n, h, w, e);
+    if (rc == PK_OK && n < 2)
+        rc = pk_fail(e, PK_EINVAL, "training needs batch >= 2 (BatchNorm over the 1x1 PPM bin)");
+    return rc;
+}
+
 /* The cached plan for this shape, rebuilt only when the shape changes. */
 static int get_plan(pk_model *m, pk_plan *p, int train, int n, int h, int w, int upsample,
                     int with_aux, pk_err *e)
@@ -129,11 +139,9 @@ static void losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tr
 int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg *t,
                               long iter, pk_losses *out, pk_err *e)
 {
-    int rc = check_shape(b->n, b->h, b->w, e);
+    int rc = check_train_shape(b->n, b->h, b->w, e);
     if (rc != PK_OK)
         return rc;
-    if (b->n < 2)
-        return pk_fail(e, PK_EINVAL, "training needs batch >= 2 (BatchNorm over the 1x1 PPM bin)");
     if (!b->image || !b->label)
         return pk_fail(e, PK_EINVAL, "model: a training batch needs an image and labels");
     if (t->auxkd != PK_AUXKD_KL && t->auxkd != PK_AUXKD_SMOOTHL1 && t->auxkd != PK_AUXKD_MSE)
@@ -220,9 +228,7 @@ size_t pk_model_arena_bytes(const pk_model *m)
 int pk_model_plan(pk_model *m, int train, int n, int h, int w, size_t *bytes_per_image,
                   pk_err *e)
 {
-    int rc = check_shape(n, h, w, e);
-    if (rc == PK_OK && train && n < 2)
-        rc = pk_fail(e, PK_EINVAL, "training needs batch >= 2 (BatchNorm over the 1x1 PPM bin)");
+    int rc = train ? check_train_shape(n, h, w, e) : check_shape(n, h, w, e);
     if (rc == PK_OK)
         rc = get_plan(m, train ? &m->train_plan : &m->infer_plan, train, n, h, w, !train, 1, e);
     if (rc == PK_OK && bytes_per_image)

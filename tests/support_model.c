@@ -1,6 +1,7 @@
 #include "support_model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "rng.h"
@@ -126,4 +127,47 @@ int pk_test_model_read(pk_model *m, const pk_tensor_info *t, int which, float *d
         dst[i] = tmp[pk_test_buffer_index(t, (size_t)i)];
     free(tmp);
     return 0;
+}
+
+void *pk_test_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "test: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+pk_test_batch pk_test_batch_make(int n, int h, int w, int K, uint64_t image_stream)
+{
+    size_t P = (size_t)n * h * w, logits = P * (size_t)K * sizeof(float);
+    pk_test_batch b = {n,
+                       h,
+                       w,
+                       pk_test_xmalloc(P * 3 * sizeof(float)),
+                       pk_test_xmalloc(logits),
+                       pk_test_xmalloc(logits),
+                       pk_test_xmalloc(P),
+                       pk_test_xmalloc(P)};
+    pk_test_formula_fill(b.image, P * 3, image_stream, -2.0, 2.0);
+    pk_test_formula_fill(b.tmain, P * K, 100003, -4.0, 4.0);
+    pk_test_formula_fill(b.taux, P * K, 100004, -4.0, 4.0);
+    pk_test_formula_labels(b.label, P, 100002, K);
+    memset(b.valid, 1, P);
+    return b;
+}
+
+void pk_test_batch_free(pk_test_batch *b)
+{
+    free(b->image);
+    free(b->tmain);
+    free(b->taux);
+    free(b->label);
+    free(b->valid);
+}
+
+pk_batch pk_test_batch_view(const pk_test_batch *b)
+{
+    return (pk_batch){b->n, b->h, b->w, b->image, b->label, b->valid, b->tmain, b->taux};
 }

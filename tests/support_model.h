@@ -34,4 +34,22 @@ int pk_test_model_fill(pk_model *m, int kinkfree);
  * (RUNNING tensors) in PyTorch layout into host dst[t->count]. */
 int pk_test_model_read(pk_model *m, const pk_tensor_info *t, int which, float *dst);
 
+/* malloc that exits the test with a message when out of memory. */
+void *pk_test_xmalloc(size_t n);
+
+/* A formula training batch in host memory, as gen_model.py draws it: image
+ * U(-2, 2) from image_stream (100001 for the standard batch), labels from
+ * stream 100002, teacher main / aux logits U(-4, 4) from 100003 / 100004;
+ * valid all 1 (callers set their masks). Exits when out of memory. */
+typedef struct pk_test_batch {
+    int n, h, w;
+    float *image, *tmain, *taux;
+    uint8_t *label, *valid;
+} pk_test_batch;
+#define PK_TEST_STREAM_IMAGE 100001
+pk_test_batch pk_test_batch_make(int n, int h, int w, int K, uint64_t image_stream);
+void pk_test_batch_free(pk_test_batch *b);
+/* The model's view of it (all of its planes). */
+pk_batch pk_test_batch_view(const pk_test_batch *b);
+
 #endif

@@ -25,49 +25,14 @@ static pk_model *make(pk_ctx *c, pk_arch arch, pk_stem stem, float dropout)
     return m;
 }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "test_model: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
-/* A formula batch (host memory: these tests run on a CPU context). */
-typedef struct data {
-    int n, h, w;
-    float *image, *tmain, *taux;
-    uint8_t *label, *valid;
-} data;
-
-static data make_data(int n, int h, int w)
+/* The formula batch with every 7th pixel out of the KD mask. */
+static pk_test_batch make_data(int n, int h, int w)
 {
-    size_t P = (size_t)n * h * w;
-    data d = {n, h, w, xmalloc(P * 3 * 4), xmalloc(P * K * 4), xmalloc(P * K * 4), xmalloc(P),
-              xmalloc(P)};
-    pk_test_formula_fill(d.image, P * 3, 100001, -2.0, 2.0);
-    pk_test_formula_fill(d.tmain, P * K, 100003, -4.0, 4.0);
-    pk_test_formula_fill(d.taux, P * K, 100004, -4.0, 4.0);
-    pk_test_formula_labels(d.label, P, 100002, K);
-    for (size_t i = 0; i < P; i++)
+    pk_test_batch d = pk_test_batch_make(n, h, w, K, PK_TEST_STREAM_IMAGE);
+    for (size_t i = 0; i < (size_t)n * h * w; i++)
         d.valid[i] = i % 7 != 0;
     return d;
-}
-
-static void free_data(data *d)
-{
-    free(d->image);
-    free(d->tmain);
-    free(d->taux);
-    free(d->label);
-    free(d->valid);
-}
-
-static pk_batch batch_of(const data *d)
-{
-    return (pk_batch){d->n, d->h, d->w, d->image, d->label, d->valid, d->tmain, d->taux};
 }
 
 static pk_train_cfg kd_cfg(void)
@@ -139,8 +104,8 @@ static int test_refusals(pk_ctx *c)
 {
     int fails = 0;
     pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
-    data d = make_data(2, 17, 17);
-    pk_batch b = batch_of(&d);
+    pk_test_batch d = make_data(2, 17, 17);
+    pk_batch b = pk_test_batch_view(&d);
     pk_train_cfg t = kd_cfg();
     pk_err e = {0};
     b.n = 1;
@@ -155,7 +120,7 @@ static int test_refusals(pk_ctx *c)
     float out[K];
     rc = pk_model_infer(m, out, NULL, d.image, 1, 17, 20, 1, &e);
     PK_CHECK(fails, rc == PK_EINVAL, "infer 17x20 accepted");
-    free_data(&d);
+    pk_test_batch_free(&d);
     pk_model_destroy(m);
     return fails;
 }
@@ -174,10 +139,10 @@ static int test_infer_sizes(pk_ctx *c)
     pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
     if (pk_test_model_fill(m, 0))
         exit(1);
-    data d = make_data(n, h, w);
+    pk_test_batch d = make_data(n, h, w);
     size_t full = (size_t)n * h * w * K, low = (size_t)n * h8 * w8 * K;
-    float *main = xmalloc((full + 64) * 4), *aux = xmalloc((full + 64) * 4);
-    float *main2 = xmalloc((full + 64) * 4), *low_m = xmalloc((full + 64) * 4);
+    float *main = pk_test_xmalloc((full + 64) * 4), *aux = pk_test_xmalloc((full + 64) * 4);
+    float *main2 = pk_test_xmalloc((full + 64) * 4), *low_m = pk_test_xmalloc((full + 64) * 4);
     pk_err e = {0};
     for (size_t i = 0; i < full + 64; i++)
         main[i] = aux[i] = main2[i] = low_m[i] = NAN;
@@ -208,7 +173,7 @@ static int test_infer_sizes(pk_ctx *c)
     free(aux);
     free(main2);
     free(low_m);
-    free_data(&d);
+    pk_test_batch_free(&d);
     pk_model_destroy(m);
     return fails;
 }
@@ -219,8 +184,8 @@ static int test_arena_and_modes(pk_ctx *c)
     pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
     if (pk_test_model_fill(m, 0))
         exit(1);
-    data d = make_data(2, 33, 33);
-    pk_batch b = batch_of(&d);
+    pk_test_batch d = make_data(2, 33, 33);
+    pk_batch b = pk_test_batch_view(&d);
     pk_train_cfg t = kd_cfg();
     pk_err e = {0};
     pk_losses l1, l2, l3;
@@ -234,7 +199,8 @@ static int test_arena_and_modes(pk_ctx *c)
              "losses %g %g lr %g %g", l1.total, l2.total, l1.lr, l2.lr);
     /* eval mode (running stats, no dropout) differs from the train-mode step */
     size_t full = (size_t)2 * 33 * 33 * K, low = (size_t)2 * 5 * 5 * K;
-    float *ev = xmalloc(full * 4), *tr = xmalloc(low * 4), *ev2 = xmalloc(full * 4);
+    float *ev = pk_test_xmalloc(full * 4), *tr = pk_test_xmalloc(low * 4);
+    float *ev2 = pk_test_xmalloc(full * 4);
     memcpy(tr, pk_model_last_logits(m, 0), low * 4); /* stride 8 */
     PK_CHECK(fails, pk_model_infer(m, ev, NULL, d.image, 2, 33, 33, 0, &e) == PK_OK, "%s", e.msg);
     double diff = pk_norm_err(ev, tr, low);
@@ -287,7 +253,7 @@ static int test_arena_and_modes(pk_ctx *c)
     free(ev);
     free(ev2);
     free(tr);
-    free_data(&d);
+    pk_test_batch_free(&d);
     pk_model_destroy(m0);
     pk_model_destroy(m);
     return fails;
@@ -339,21 +305,21 @@ static int test_finite_differences(pk_ctx *c)
     pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.0f);
     if (pk_test_model_fill(m, 1))
         exit(1);
-    data d = make_data(4, 17, 17);
-    fd_ctx f = {m, batch_of(&d), kd_cfg()};
+    pk_test_batch d = make_data(4, 17, 17);
+    fd_ctx f = {m, pk_test_batch_view(&d), kd_cfg()};
     loss_at(&f);
     /* all gradients first: every later loss_at overwrites them */
     float *g[16];
     for (int i = 0; i < n; i++) {
         const pk_tensor_info *t = pk_model_find(m, names[i]);
-        g[i] = xmalloc(t->count * 4);
+        g[i] = pk_test_xmalloc(t->count * 4);
         if (pk_test_model_read(m, t, 1, g[i]))
             exit(1);
     }
     double worst = 0.0;
     for (int i = 0; i < n; i++) {
         const pk_tensor_info *t = pk_model_find(m, names[i]);
-        float *w = xmalloc(t->count * 4), *tmp = xmalloc(t->count * 4);
+        float *w = pk_test_xmalloc(t->count * 4), *tmp = pk_test_xmalloc(t->count * 4);
         if (pk_test_model_read(m, t, 0, w))
             exit(1);
         double gn = 0.0, wn = 0.0;
@@ -387,7 +353,7 @@ static int test_finite_differences(pk_ctx *c)
     printf("  %s finite differences of the whole loss along the gradient, %d tensors: "
            "worst rel err %.3g (tol 2e-2)\n",
            fails ? "FAIL" : "ok  ", n, worst);
-    free_data(&d);
+    pk_test_batch_free(&d);
     pk_model_destroy(m);
     return fails;
 }
@@ -442,7 +408,7 @@ static void rd(replay *r, int v, const char *when, int node)
 static int check_plan(const pk_plan *p)
 {
     replay r = {p, NULL, p->arena_floats / 16, 0};
-    r.owner = xmalloc((r.blocks ? r.blocks : 1) * sizeof *r.owner);
+    r.owner = pk_test_xmalloc((r.blocks ? r.blocks : 1) * sizeof *r.owner);
     for (size_t b = 0; b < r.blocks; b++)
         r.owner[b] = -1;
     for (int i = 0; i < p->nnodes; i++) {

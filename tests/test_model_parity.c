@@ -39,10 +39,6 @@
 #define TOL_GRAD 1e-3
 #define TOL_WEIGHTS 1e-4
 #define TOL_DELTA 1e-3
-#define STREAM_IMAGE 100001
-#define STREAM_LABEL 100002
-#define STREAM_TMAIN 100003
-#define STREAM_TAUX 100004
 
 typedef struct group_stat { /* worst error of a group of checks */
     const char *what;
@@ -63,15 +59,6 @@ typedef struct fx {
 
 #define WINO_RELAX 4.0
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "test_model_parity: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 static double meta(const fx *x, const char *key)
 {
@@ -138,7 +125,7 @@ static const pk_st_tensor *need(fx *x, const char *key)
 static float *read_f32(fx *x, const char *key, size_t *n)
 {
     const pk_st_tensor *t = need(x, key);
-    float *p = xmalloc(t->numel * sizeof *p);
+    float *p = pk_test_xmalloc(t->numel * sizeof *p);
     pk_err e = {0};
     if (pk_st_read_f32(x->f, key, p, t->numel, &e) != PK_OK) {
         fprintf(stderr, "test_model_parity: %s\n", e.msg);
@@ -187,7 +174,7 @@ static void compare_ft(fx *x, group_stat *g, const char *name, const char *key,
             fprintf(stderr, "test_model_parity: %s: %zu values, C has %zu\n", key, n, count);
             exit(1);
         }
-        float *gd = xmalloc(n * sizeof *gd);
+        float *gd = pk_test_xmalloc(n * sizeof *gd);
         for (size_t i = 0; i < n; i++) {
             float b = base ? at(base, lay, i) : 0.0f;
             gd[i] = at(got, lay, i) - b;
@@ -206,7 +193,7 @@ static void compare_ft(fx *x, group_stat *g, const char *name, const char *key,
         fprintf(stderr, "test_model_parity: %s: bad index tensor\n", k);
         exit(1);
     }
-    float *gs = xmalloc(n * sizeof *gs);
+    float *gs = pk_test_xmalloc(n * sizeof *gs);
     for (size_t i = 0; i < n; i++) {
         int64_t j;
         memcpy(&j, (const char *)it->data + 8 * i, 8);
@@ -274,47 +261,17 @@ static void compare_scalar(fx *x, group_stat *g, const char *key, float got)
     free(want);
 }
 
-typedef struct inputs {
-    int n, h, w, K;
-    float *image, *tmain, *taux;
-    uint8_t *label, *valid;
-} inputs;
-
-static inputs make_inputs(int n, int h, int w, int K, uint64_t image_stream)
+/* The fixture's batch: gen_model.py's formula inputs and valid_mask (image
+ * 0 loses its top 3 rows, image 1 its right 5 columns). */
+static pk_test_batch make_inputs(int n, int h, int w, int K, uint64_t image_stream)
 {
-    inputs in = {n, h, w, K, NULL, NULL, NULL, NULL, NULL};
-    size_t P = (size_t)n * h * w;
-    in.image = xmalloc(P * 3 * sizeof(float));
-    in.tmain = xmalloc(P * K * sizeof(float));
-    in.taux = xmalloc(P * K * sizeof(float));
-    in.label = xmalloc(P);
-    in.valid = xmalloc(P);
-    pk_test_formula_fill(in.image, P * 3, image_stream, -2.0, 2.0);
-    pk_test_formula_fill(in.tmain, P * K, STREAM_TMAIN, -4.0, 4.0);
-    pk_test_formula_fill(in.taux, P * K, STREAM_TAUX, -4.0, 4.0);
-    pk_test_formula_labels(in.label, P, STREAM_LABEL, K);
-    /* as gen_model.py's valid_mask: image 0 loses its top 3 rows, image 1
-     * its right 5 columns */
+    pk_test_batch in = pk_test_batch_make(n, h, w, K, image_stream);
     for (int b = 0; b < n; b++)
         for (int y = 0; y < h; y++)
             for (int xx = 0; xx < w; xx++)
                 in.valid[((size_t)b * h + y) * w + xx] =
                     !((b == 0 && y < 3) || (b == 1 && xx >= w - 5));
     return in;
-}
-
-static void free_inputs(inputs *in)
-{
-    free(in->image);
-    free(in->tmain);
-    free(in->taux);
-    free(in->label);
-    free(in->valid);
-}
-
-static pk_batch batch_of(const inputs *in)
-{
-    return (pk_batch){in->n, in->h, in->w, in->image, in->label, in->valid, in->tmain, in->taux};
 }
 
 static pk_train_cfg train_cfg(const fx *x, pk_auxkd mode)
@@ -349,11 +306,11 @@ static void check_logits_losses(fx *x, pk_model *m, const char *pre, int n, int 
 {
     pk_ctx *c = pk_model_ctx(m);
     int K = pk_model_config(m)->classes, h8 = (h - 1) / 8 + 1, w8 = (w - 1) / 8 + 1;
-    inputs in = make_inputs(n, h, w, K, STREAM_IMAGE);
+    pk_test_batch in = make_inputs(n, h, w, K, PK_TEST_STREAM_IMAGE);
     size_t full = (size_t)n * h * w * K, low = (size_t)n * h8 * w8 * K;
     float *dimg = pk_dev_alloc(c, (size_t)n * h * w * 3 * sizeof(float));
     float *dm = pk_dev_alloc(c, full * sizeof(float)), *da = pk_dev_alloc(c, full * sizeof(float));
-    float *hm = xmalloc(full * sizeof(float)), *ha = xmalloc(full * sizeof(float));
+    float *hm = pk_test_xmalloc(full * sizeof(float)), *ha = pk_test_xmalloc(full * sizeof(float));
     if (!dimg || !dm || !da) {
         fprintf(stderr, "test_model_parity: out of device memory\n");
         exit(1);
@@ -385,7 +342,7 @@ static void check_logits_losses(fx *x, pk_model *m, const char *pre, int n, int 
     static const pk_auxkd modes[3] = {PK_AUXKD_KL, PK_AUXKD_SMOOTHL1, PK_AUXKD_MSE};
     for (int k = 0; k < (sampled ? 3 : 1); k++) {
         pk_train_cfg t = train_cfg(x, modes[k]);
-        pk_batch b = batch_of(&in);
+        pk_batch b = pk_test_batch_view(&in);
         pk_losses l;
         if (pk_model_forward_backward(m, &b, &t, 0, &l, &e) != PK_OK)
             die_pk("forward_backward", &e);
@@ -412,7 +369,7 @@ static void check_logits_losses(fx *x, pk_model *m, const char *pre, int n, int 
             snprintf(key, sizeof key, "%strain.%s8", pre, aux ? "aux" : "main");
             compare(x, gl, key, key, hl, low, NULL);
             if (sampled) {
-                float *up = xmalloc(full * sizeof *up);
+                float *up = pk_test_xmalloc(full * sizeof *up);
                 pk_resize_forward(c, up, hl, n, h8, w8, K, h, w); /* a CPU context */
                 snprintf(key, sizeof key, "%strain.%s", pre, aux ? "aux" : "main");
                 compare(x, gl, key, key, up, full, NULL);
@@ -425,11 +382,11 @@ static void check_logits_losses(fx *x, pk_model *m, const char *pre, int n, int 
     pk_dev_free(c, da);
     free(hm);
     free(ha);
-    free_inputs(&in);
+    pk_test_batch_free(&in);
 }
 
 /* The kink-free batch of the gradient and SGD-step fixtures. */
-static inputs grad_inputs(const fx *x, int K)
+static pk_test_batch grad_inputs(const fx *x, int K)
 {
     int n = (int)meta(x, "grad_n"), hw = (int)meta(x, "grad_hw");
     return make_inputs(n, hw, hw, K, (uint64_t)meta(x, "grad_image_stream"));
@@ -444,7 +401,7 @@ static void die_oom(void)
 /* A host copy of one of the model's buffers (grads or params, or state). */
 static float *download(pk_model *m, const float *buf, size_t count)
 {
-    float *h = xmalloc(count * sizeof *h);
+    float *h = pk_test_xmalloc(count * sizeof *h);
     pk_dev_download(pk_model_ctx(m), h, buf, count * sizeof *h);
     return h;
 }
@@ -471,8 +428,8 @@ static void check_grads(fx *x, pk_model *m, group_stat *g)
 static void check_gradients(fx *x, pk_model *m, group_stat *gs, group_stat *gg)
 {
     static const pk_auxkd modes[3] = {PK_AUXKD_SMOOTHL1, PK_AUXKD_MSE, PK_AUXKD_KL};
-    inputs in = grad_inputs(x, pk_model_config(m)->classes);
-    pk_batch b = batch_of(&in);
+    pk_test_batch in = grad_inputs(x, pk_model_config(m)->classes);
+    pk_batch b = pk_test_batch_view(&in);
     pk_err e = {0};
     char key[64];
     if (pk_test_model_fill(m, 1))
@@ -486,7 +443,7 @@ static void check_gradients(fx *x, pk_model *m, group_stat *gs, group_stat *gg)
         compare_scalar(x, gs, key, l.aux_kd);
         if (modes[k] != PK_AUXKD_KL) {
             const pk_tensor_info *t = pk_model_find(m, "aux.4.bias");
-            float *got = xmalloc(t->count * sizeof *got);
+            float *got = pk_test_xmalloc(t->count * sizeof *got);
             if (pk_test_model_read(m, t, 1, got))
                 die_oom();
             snprintf(key, sizeof key, "grad_%s.aux.4.bias", pk_auxkd_name(modes[k]));
@@ -500,14 +457,14 @@ static void check_gradients(fx *x, pk_model *m, group_stat *gs, group_stat *gg)
         compare_scalar(x, gs, "kf.loss.total", l.total);
         check_grads(x, m, gg);
     }
-    free_inputs(&in);
+    pk_test_batch_free(&in);
 }
 
 static void check_steps(fx *x, pk_model *m, group_stat *gw, group_stat *gd)
 {
     int steps = (int)meta(x, "steps");
-    inputs in = grad_inputs(x, pk_model_config(m)->classes);
-    pk_batch b = batch_of(&in);
+    pk_test_batch in = grad_inputs(x, pk_model_config(m)->classes);
+    pk_batch b = pk_test_batch_view(&in);
     pk_train_cfg t = train_cfg(x, PK_AUXKD_SMOOTHL1);
     pk_err e = {0};
     /* the initial values, to check the change as well */
@@ -540,7 +497,7 @@ static void check_steps(fx *x, pk_model *m, group_stat *gw, group_stat *gd)
     group_stat gn = {"num_batches", 0, "", 0, 0, 0.0, 0, 0.0};
     record(x, &gn, "num_batches_tracked",
            pk_model_num_batches_tracked(m) == steps ? 0.0 : INFINITY);
-    free_inputs(&in);
+    pk_test_batch_free(&in);
 }
 
 static void run_model(fx *x, pk_ctx *c)
