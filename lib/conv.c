@@ -11,17 +11,15 @@
  *
  * Wide 3x3 stride-1 undilated convolutions (PSPNet's cls and aux heads;
  * the dilated ones of layer3/layer4 too, split into their phases by
- * conv_phase.c) use oneDNN's Winograd F(4x4, 3x3) kernels where they
- * exist: 1.3-3x faster than direct here (2.5x at the R50 cls head),
- * with float error ~1e-6 relative, within the parity tolerances. Those
- * kernels only take blocked activations, so x/dx and y/dy are reordered
- * between NHWC and the primitive's layout in two more scratch buffers
- * (a few ms against hundreds). pk_ctx_opts.conv_algo (PSPKD_CONV) chooses.
+ * conv_phase.c) run by Winograd F(4x4, 3x3) (conv_wino.c) where it gains,
+ * with float error ~1e-6 relative, within the parity tolerances.
+ * pk_ctx_opts.conv_algo (PSPKD_CONV) chooses.
  *
  * Primitives, their memory objects and reorders are built once per shape
  * and kept in the context's cache; the scratchpad is user-managed, so
  * nothing is allocated per call once a shape has been seen. */
 #include "conv_phase.h"
+#include "conv_wino.h"
 #include "ctx_impl.h"
 #include "ops.h"
 #include "ops_cuda.h"
@@ -76,15 +74,14 @@ typedef struct conv_key {
 } conv_key;
 #define CONV_KEY_TAG 0x636f6e76 /* "conv" */
 
-/* A reorder between a caller's tensor (user: OHWI weights, NHWC
- * activations) and the primitive's copy of it; to_user gives the direction.
- * For activations (Winograd), the copy lives in scratch slot `slot`. */
+/* A reorder between the caller's OHWI weights and the primitive's copy of
+ * them; to_user gives the direction. */
 typedef struct user_reorder {
     dnnl_primitive_desc_t pd; /* NULL: none, the primitive takes the user's */
     dnnl_primitive_t prim;
     dnnl_memory_t user, scratch;
-    size_t blk_bytes, scratch_bytes;
-    int to_user, slot;
+    size_t scratch_bytes;
+    int to_user;
 } user_reorder;
 
 typedef struct conv_prim {
@@ -97,11 +94,6 @@ typedef struct conv_prim {
     /* OHWI <-> wei; none when the primitive takes OHWI itself (never for
      * the weight gradient, whose reorder also does the accumulation). */
     user_reorder wr;
-    /* Winograd: act and out are in the primitive's blocked layout, in the
-     * PK_SCRATCH_ACT / PK_SCRATCH_OUT buffers, and these reorder them from
-     * or to the caller's NHWC tensors. */
-    int wino;
-    user_reorder ra, ro;
 } conv_prim;
 
 static void user_reorder_drop(user_reorder *r)
@@ -122,8 +114,6 @@ static void conv_prim_drop(void *v)
     if (!p)
         return;
     user_reorder_drop(&p->wr);
-    user_reorder_drop(&p->ra);
-    user_reorder_drop(&p->ro);
     dnnl_memory_t mems[] = {p->act, p->out, p->wei, p->bias, p->scratch};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i])
@@ -168,7 +158,7 @@ static size_t scratch_size(const_dnnl_primitive_desc_t pd)
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
-/* The reorder between a caller's tensor (user_md) and the primitive's layout
+/* The reorder between the caller's weights (user_md) and the primitive's layout
  * prim_md: user -> primitive, or back when to_user, then with dst += src
  * when accumulate (the weight gradient into the caller's dw). */
 static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc_t *user_md,
@@ -198,17 +188,6 @@ static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc
     return rc;
 }
 
-/* A Winograd primitive's NHWC <-> blocked activation reorder, its blocked
- * copy in scratch slot `slot`. */
-static int build_act_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc_t *user_md,
-                             const dnnl_memory_desc_t *blk_md, int to_user, int slot,
-                             pk_err *e)
-{
-    r->slot = slot;
-    r->blk_bytes = dnnl_memory_desc_get_size(blk_md);
-    return build_user_reorder(c, r, user_md, blk_md, to_user, 0, e);
-}
-
 static dnnl_status_t conv_desc_init(dnnl_convolution_desc_t *cd, int kind, dnnl_alg_kind_t alg,
                                     const dnnl_memory_desc_t *act, const dnnl_memory_desc_t *wei,
                                     const dnnl_memory_desc_t *bias,
@@ -227,43 +206,25 @@ static dnnl_status_t conv_desc_init(dnnl_convolution_desc_t *cd, int kind, dnnl_
 
 /* Winograd only for wide convolutions (ci*co >= PK_WINO_MIN_CICO: the cls
  * and aux heads, and layer3/layer4 through conv_phase.c), where nearly all
- * of its gain is; layer1/layer2 and the stem stay direct. And only on maps
- * with enough whole 4x4 tiles: measured here (2 threads, 4096->512), 8 maps
- * of 8x8 run 1.2-1.8x faster than direct, 2 of 15x15 the same, 1 of 9x9
- * 2-4x slower, 8 of 4x4 2-3x slower; 2 of 29x29 or 1 of 60x60 2-3x faster. */
+ * of its gain is; layer1/layer2 and the stem stay direct. And only with
+ * enough 4x4 output tiles: at least 32, or 16 of which at least half the
+ * outputs fall inside the map. Measured here (2 threads, forward+backward
+ * against direct): 4096->512 on 2 maps of 29x29 (128 tiles) 2.2x faster,
+ * 1 of 60x60 3.2x, 8 of 8x8 (32) 1.6x, 2 of 15x15 (32) 1.1x, 8 of 4x4 (8)
+ * 0.9x, 1 of 9x9 (9) 0.5x; 512->512 on 16 maps of 4x4 1.2x, 64 or 128 of
+ * 2x2 1.7-1.8x, 4 of 5x5 (16 tiles, 39% inside) 0.6x, 16 of 2x2 0.9x. */
 int pk_wino_gains(int n, int h, int w)
 {
-    return h >= 8 && w >= 8 && (long)n * h * w >= 512;
+    long tiles = (long)n * ((h + 3) / 4) * ((w + 3) / 4);
+    return tiles >= 32 || (tiles >= 16 && 2L * n * h * w >= tiles * 16);
 }
 
-/* Tries oneDNN's Winograd kernel for a 3x3 stride-1 undilated convolution
- * (activations in whatever layout it wants); 0 when there is none for this
- * shape or machine, and the caller builds the direct one. */
-static int try_winograd(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p,
-                        const dnnl_memory_desc_t *wany, const dnnl_memory_desc_t *bmd,
-                        const dnnl_dims_t adims, const dnnl_dims_t odims,
-                        const dnnl_dims_t strides, const dnnl_dims_t dil,
-                        const dnnl_dims_t pad, dnnl_primitive_attr_t attr,
-                        const_dnnl_primitive_desc_t hint)
+/* 1 when d runs through conv_wino.c. */
+static int use_winograd(const pk_ctx *c, const pk_conv_desc *d)
 {
-    if (c->conv_algo == PK_CONV_DIRECT || d->k != 3 || d->stride != 1 || d->dil != 1 ||
-        d->pad != 1 || (long)d->ci * d->co < PK_WINO_MIN_CICO ||
-        (c->conv_algo == PK_CONV_AUTO && !pk_wino_gains(d->n, d->ho, d->wo)))
-        return 0;
-    dnnl_memory_desc_t aany, oany;
-    dnnl_convolution_desc_t cd;
-    if (dnnl_memory_desc_init_by_tag(&aany, 4, adims, dnnl_f32, dnnl_format_tag_any) !=
-            dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&oany, 4, odims, dnnl_f32, dnnl_format_tag_any) !=
-            dnnl_success ||
-        conv_desc_init(&cd, kind, dnnl_convolution_winograd, &aany, wany, bmd, &oany, strides,
-                       dil, pad) != dnnl_success)
-        return 0;
-    if (dnnl_primitive_desc_create(&p->pd, &cd, attr, c->engine, hint) != dnnl_success) {
-        p->pd = NULL;
-        return 0;
-    }
-    return 1;
+    return c->conv_algo != PK_CONV_DIRECT && d->k == 3 && d->stride == 1 && d->dil == 1 &&
+           d->pad == 1 && (long)d->ci * d->co >= PK_WINO_MIN_CICO &&
+           (c->conv_algo == PK_CONV_WINOGRAD || pk_wino_gains(d->n, d->ho, d->wo));
 }
 
 static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e);
@@ -307,10 +268,7 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
     const dnnl_memory_desc_t *bmd = with_bias ? &bias : NULL;
     dnnl_primitive_attr_t attr = NULL;
     rc = make_attr(&attr, 0, e);
-    if (rc == PK_OK)
-        p->wino = try_winograd(c, d, kind, p, &wany, bmd, adims, odims, strides, dil, pad, attr,
-                               hint);
-    if (rc == PK_OK && !p->wino) {
+    if (rc == PK_OK) {
         dnnl_convolution_desc_t cd;
         rc = pk_dnnl_check(conv_desc_init(&cd, kind, dnnl_convolution_direct, &act, &wany, bmd,
                                           &out, strides, dil, pad),
@@ -332,25 +290,9 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
         return pk_fail(e, PK_EBACKEND, "oneDNN: convolution has no weights descriptor");
     p->wei_bytes = dnnl_memory_desc_get_size(wmd);
     p->scratch_bytes = scratch_size(p->pd);
-    /* Direct primitives work on the caller's NHWC tensors; Winograd ones on
-     * blocked copies, with reorders from and to NHWC. */
-    const dnnl_memory_desc_t *amd = &act, *omd = &out;
-    if (p->wino) {
-        amd = dnnl_primitive_desc_query_md(
-            p->pd, kind == CONV_BWD_DATA ? dnnl_query_diff_src_md : dnnl_query_src_md, 0);
-        omd = dnnl_primitive_desc_query_md(
-            p->pd, kind == CONV_FWD ? dnnl_query_dst_md : dnnl_query_diff_dst_md, 0);
-        if (!amd || !omd)
-            return pk_fail(e, PK_EBACKEND, "oneDNN: Winograd convolution has no activation "
-                                           "descriptor");
-        rc = build_act_reorder(c, &p->ra, &act, amd, kind == CONV_BWD_DATA, PK_SCRATCH_ACT, e);
-        if (rc == PK_OK)
-            rc = build_act_reorder(c, &p->ro, &out, omd, kind == CONV_FWD, PK_SCRATCH_OUT, e);
-    }
+    rc = new_mem(c, &p->act, &act, e);
     if (rc == PK_OK)
-        rc = new_mem(c, &p->act, amd, e);
-    if (rc == PK_OK)
-        rc = new_mem(c, &p->out, omd, e);
+        rc = new_mem(c, &p->out, &out, e);
     if (rc == PK_OK)
         rc = new_mem(c, &p->wei, wmd, e);
     if (rc == PK_OK && with_bias)
@@ -389,10 +331,7 @@ static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out,
 
 int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e)
 {
-    conv_prim *p;
-    if (check_desc(d, e) != PK_OK || get_prim(c, d, CONV_FWD, &p, e) != PK_OK)
-        return -1;
-    return p->wino;
+    return check_desc(d, e) == PK_OK ? use_winograd(c, d) : -1;
 }
 
 /* ---- execution ---------------------------------------------------------- */
@@ -407,18 +346,14 @@ static int set_handle(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e)
  * one after the other) and the weights buffer in the primitive's layout. */
 static int bind_scratch(pk_ctx *c, conv_prim *p, int wslot, const void *user_w, pk_err *e)
 {
-    size_t sizes[] = {p->scratch_bytes, p->wr.scratch_bytes, p->ra.scratch_bytes,
-                      p->ro.scratch_bytes};
-    dnnl_memory_t mems[] = {p->scratch, p->wr.scratch, p->ra.scratch, p->ro.scratch};
-    size_t sb = 0;
-    for (int i = 0; i < 4; i++)
-        sb = sizes[i] > sb ? sizes[i] : sb;
+    size_t sb = p->scratch_bytes > p->wr.scratch_bytes ? p->scratch_bytes : p->wr.scratch_bytes;
+    dnnl_memory_t mems[] = {p->scratch, p->wr.scratch};
     int rc = PK_OK;
     if (sb) {
         void *s = pk_ctx_scratch(c, PK_SCRATCH_DNNL, sb, e);
         if (!s)
             return PK_ENOMEM;
-        for (int i = 0; i < 4 && rc == PK_OK; i++)
+        for (int i = 0; i < 2 && rc == PK_OK; i++)
             if (mems[i])
                 rc = set_handle(c, mems[i], s, e);
     }
@@ -448,47 +383,12 @@ static int run_user_reorder(pk_ctx *c, const user_reorder *r, dnnl_memory_t prim
                          e);
 }
 
-/* Binds the caller's activation (x or dx) and output (y or dy): directly,
- * or for a Winograd primitive as the NHWC ends of its reorders, with the
- * blocked copies in their scratch slots. */
+/* Binds the caller's activation (x or dx) and output (y or dy). */
 static int bind_acts(pk_ctx *c, conv_prim *p, const void *act, const void *out, pk_err *e)
 {
-    if (!p->wino) {
-        int rc = set_handle(c, p->act, act, e);
-        return rc == PK_OK ? set_handle(c, p->out, out, e) : rc;
-    }
-    user_reorder *rs[2] = {&p->ra, &p->ro};
-    dnnl_memory_t blk[2] = {p->act, p->out};
-    const void *user[2] = {act, out};
-    for (int i = 0; i < 2; i++) {
-        void *buf = pk_ctx_scratch(c, rs[i]->slot, rs[i]->blk_bytes, e);
-        if (!buf)
-            return PK_ENOMEM;
-        int rc = set_handle(c, blk[i], buf, e);
-        if (rc == PK_OK)
-            rc = set_handle(c, rs[i]->user, user[i], e);
-        if (rc != PK_OK)
-            return rc;
-    }
-    return PK_OK;
+    int rc = set_handle(c, p->act, act, e);
+    return rc == PK_OK ? set_handle(c, p->out, out, e) : rc;
 }
-
-/* Runs a Winograd primitive's activation reorders of one direction: into
- * its layout before the convolution (to_user 0), back to NHWC after (1). */
-static int run_act_reorders(pk_ctx *c, conv_prim *p, int to_user, pk_err *e)
-{
-    if (!p->wino)
-        return PK_OK;
-    const user_reorder *rs[2] = {&p->ra, &p->ro};
-    dnnl_memory_t blk[2] = {p->act, p->out};
-    for (int i = 0; i < 2; i++) {
-        int rc = rs[i]->to_user == to_user ? run_user_reorder(c, rs[i], blk[i], e) : PK_OK;
-        if (rc != PK_OK)
-            return rc;
-    }
-    return to_user ? pk_dnnl_check(dnnl_stream_wait(c->stream), "stream wait", e) : PK_OK;
-}
-
 
 static int run_conv(pk_ctx *c, conv_prim *p, dnnl_exec_arg_t *args, int nargs, pk_err *e)
 {
@@ -514,8 +414,6 @@ static int forward(pk_ctx *c, float *y, const float *x, const float *w, const fl
         rc = bind_acts(c, p, x, y, e);
     if (rc == PK_OK && p->bias)
         rc = set_handle(c, p->bias, b, e);
-    if (rc == PK_OK)
-        rc = run_act_reorders(c, p, 0, e);
     if (rc != PK_OK)
         return rc;
     dnnl_exec_arg_t args[5] = {
@@ -523,8 +421,7 @@ static int forward(pk_ctx *c, float *y, const float *x, const float *w, const fl
     int nargs = 3;
     if (p->bias)
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
-    rc = run_conv(c, p, args, nargs, e);
-    return rc == PK_OK ? run_act_reorders(c, p, 1, e) : rc;
+    return run_conv(c, p, args, nargs, e);
 }
 
 int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
@@ -540,7 +437,10 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
     if (pk_conv_phase_eligible(c, d))
         return pk_conv_phase_forward(c, y, x, w, b, d, e);
     int saved = pk_ctx_omp_enter(c);
-    rc = forward(c, y, x, w, b, d, e);
+    if (use_winograd(c, d))
+        rc = pk_wino_forward(c, y, x, w, b, d, e);
+    else
+        rc = forward(c, y, x, w, b, d, e);
     pk_ctx_omp_leave(saved);
     return rc;
 }
@@ -556,14 +456,11 @@ static int backward_data(pk_ctx *c, float *dx, const float *dy, const float *w,
         rc = run_user_reorder(c, &p->wr, p->wei, e);
     if (rc == PK_OK)
         rc = bind_acts(c, p, dx, dy, e);
-    if (rc == PK_OK)
-        rc = run_act_reorders(c, p, 0, e);
     if (rc != PK_OK)
         return rc;
     dnnl_exec_arg_t args[4] = {
         {DNNL_ARG_DIFF_DST, p->out}, {DNNL_ARG_WEIGHTS, p->wei}, {DNNL_ARG_DIFF_SRC, p->act}};
-    rc = run_conv(c, p, args, 3, e);
-    return rc == PK_OK ? run_act_reorders(c, p, 1, e) : rc;
+    return run_conv(c, p, args, 3, e);
 }
 
 static int backward_weights(pk_ctx *c, float *dw, float *db, const float *dy, const float *x,
@@ -575,8 +472,6 @@ static int backward_weights(pk_ctx *c, float *dw, float *db, const float *dy, co
         rc = bind_scratch(c, p, PK_SCRATCH_DWEIGHTS, dw, e);
     if (rc == PK_OK)
         rc = bind_acts(c, p, x, dy, e);
-    if (rc == PK_OK)
-        rc = run_act_reorders(c, p, 0, e);
     float *dbias = NULL;
     if (rc == PK_OK && p->bias) {
         dbias = pk_ctx_scratch(c, PK_SCRATCH_DBIAS, (size_t)d->co * sizeof *dbias, e);
@@ -640,6 +535,11 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
     if (pk_conv_phase_eligible(c, d))
         return pk_conv_phase_backward(c, dx, dw, d->bias ? db : NULL, dy, x, w, d, e);
     int saved = pk_ctx_omp_enter(c);
+    if (use_winograd(c, d)) {
+        rc = pk_wino_backward(c, dx, dw, d->bias ? db : NULL, dy, x, w, d, e);
+        pk_ctx_omp_leave(saved);
+        return rc;
+    }
     if (gemm_1x1(c, d)) {
         rc = gemm_1x1_backward(dx, dw, dy, x, w, d, e); /* team: pk_ctx_omp_enter */
         pk_ctx_omp_leave(saved);

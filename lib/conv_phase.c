@@ -1,5 +1,6 @@
 /* Dilated 3x3 convolutions as undilated ones on the input's phases, so that
- * they can run through Winograd (conv.c), which oneDNN only has undilated.
+ * they can run through Winograd F(4x4, 3x3) (conv_wino.c), which works on
+ * undilated ones.
  *
  * With dilation d and padding d (PSPNet's layer3/layer4 "same" convolutions)
  * output pixel (i*d+a, j*d+b) only reads input pixels of the same phase

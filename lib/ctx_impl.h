@@ -13,11 +13,11 @@
  * the same time; a slot's contents do not survive the next op. */
 enum pk_scratch_slot {
     PK_SCRATCH_DNNL = 0, /* oneDNN scratchpad (user-managed mode) */
-    PK_SCRATCH_WEIGHTS,  /* weights reordered into the primitive's layout */
+    PK_SCRATCH_WEIGHTS,  /* weights reordered into the primitive's layout; Winograd U/dU */
     PK_SCRATCH_DWEIGHTS, /* weight gradient in the primitive's layout */
     PK_SCRATCH_DBIAS,    /* bias gradient before it is accumulated */
-    PK_SCRATCH_ACT,      /* conv input/dx in a Winograd primitive's layout */
-    PK_SCRATCH_OUT,      /* conv output/dy in a Winograd primitive's layout */
+    PK_SCRATCH_ACT,      /* Winograd: the input's transform V, or dV (conv_wino.c) */
+    PK_SCRATCH_OUT,      /* Winograd: the output's transform M, or dM */
     PK_SCRATCH_PHASE_X,  /* dilated conv: x or dx split into its phases (conv_phase.c) */
     PK_SCRATCH_PHASE_Y,  /* dilated conv: y or dy split into its phases */
     PK_SCRATCH_OP0,      /* free for any op */

@@ -39,10 +39,10 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
 /* dx (assigned; NULL to skip), dw += , db += (NULL when no bias). */
 int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                        const float *x, const float *w, const pk_conv_desc *d, pk_err *e);
-/* 1 when the CPU forward of this shape runs oneDNN's Winograd kernel (3x3,
- * stride 1, undilated, pad 1, ci*co >= 256*256, maps big enough unless
+/* 1 when this shape runs on the CPU by Winograd F(4x4, 3x3) (conv_wino.c:
+ * 3x3, stride 1, undilated, pad 1, ci*co >= 256*256, maps big enough unless
  * pk_ctx_opts.conv_algo is PK_CONV_WINOGRAD, never with PK_CONV_DIRECT),
- * 0 when the direct one, -1 with e set when the primitive cannot be built. */
+ * 0 when by oneDNN's direct kernel, -1 with e set for a bad shape. */
 int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
 
 /* ---- batch normalisation over [P, C] ----------------------------------- */

@@ -221,7 +221,7 @@ static int error_checks(pk_ctx *c)
 }
 
 /* Enough distinct shapes to make the cache rehash (64 slots at most half
- * full; the cases before this one fill 29), each checked against the
+ * full; the cases before this one fill 31), each checked against the
  * reference. */
 static int many_shapes(pk_ctx *c)
 {
@@ -270,6 +270,8 @@ int main(void)
         {"3x3 s2 p0 floor", pk_conv_desc_make(1, 8, 10, 4, 4, 3, 2, 0, 1, 1)},
         {"3x3 p1 64->64", pk_conv_desc_make(1, 6, 5, 64, 64, 3, 1, 1, 1, 0)},
         /* Winograd-eligible (cls/aux head, layer1): several 4x4 tiles, ragged edges */
+        {"3x3 p1 300->250 bias 11x13 (partial channel blocks)",
+         pk_conv_desc_make(2, 11, 13, 300, 250, 3, 1, 1, 1, 1)},
         {"3x3 p1 256->272 bias 19x21", pk_conv_desc_make(2, 19, 21, 256, 272, 3, 1, 1, 1, 1)},
         {"3x3 p1 1024->64 13x13", pk_conv_desc_make(1, 13, 13, 1024, 64, 3, 1, 1, 1, 0)},
         /* dilated and wide: through the phases (conv_phase.c), ragged edges */
@@ -296,8 +298,9 @@ int main(void)
     fails += error_checks(c);
     pk_ctx_destroy(c);
 
-    /* The Winograd path is taken where oneDNN has it (AVX-512 machines), and
-     * PK_CONV_DIRECT turns it off; both agree with the reference above. */
+    /* Winograd (conv_wino.c) is taken by default for wide convolutions with
+     * enough tiles, PK_CONV_DIRECT turns it off; both agree with the
+     * reference above. */
     pk_ctx_opts od = {.device = PK_DEV_CPU, .threads = 2, .conv_algo = PK_CONV_DIRECT};
     pk_err e = {0};
     PK_CHECK(fails, pk_ctx_create(&c, &od, &e) == PK_OK, "direct ctx: %s", e.msg);
@@ -311,7 +314,7 @@ int main(void)
     int wino = pk_conv2d_winograd(c, &data[ncases - 4].d, &e);
     printf("  info dilated 256->272 d4 runs %s\n", pk_conv_phase_eligible(c, &data[ncases - 1].d)
                                                      ? "through its phases (Winograd)"
-                                                     : "direct (PSPKD_CONV=direct, or no Winograd kernel here)");
+                                                     : "direct (PSPKD_CONV=direct)");
     PK_CHECK(fails, pk_conv_phase_eligible(c, &data[ncases - 1].d) == wino,
              "dilated wide convolutions take the phases wherever Winograd exists");
     PK_CHECK(fails, wino >= 0, "winograd query: %s", e.msg);
@@ -319,6 +322,13 @@ int main(void)
     /* too few 4x4 tiles to gain: direct by default, Winograd when forced */
     pk_conv_desc small = pk_conv_desc_make(1, 9, 9, 256, 256, 3, 1, 1, 1, 0);
     PK_CHECK(fails, pk_conv2d_winograd(c, &small, &e) == 0, "1 map of 9x9: direct");
+    /* the default's rule: at least 32 tiles, or 16 at least half inside */
+    PK_CHECK(fails, pk_wino_gains(2, 29, 29) && pk_wino_gains(8, 8, 8) && pk_wino_gains(64, 2, 2) &&
+                        pk_wino_gains(16, 4, 4),
+             "enough tiles: Winograd");
+    PK_CHECK(fails, !pk_wino_gains(1, 9, 9) && !pk_wino_gains(8, 4, 4) &&
+                        !pk_wino_gains(16, 2, 2) && !pk_wino_gains(4, 5, 5),
+             "too few tiles, or too ragged: direct");
     pk_ctx_destroy(c);
     pk_ctx_opts ow = {.device = PK_DEV_CPU, .threads = 2, .conv_algo = PK_CONV_WINOGRAD};
     PK_CHECK(fails, pk_ctx_create(&c, &ow, &e) == PK_OK, "winograd ctx: %s", e.msg);
@@ -327,13 +337,13 @@ int main(void)
     case_init(&sm, small, 777);
     fails += run_case(c, &sm, "forced Winograd 9x9");
     case_free(&sm);
-    printf("  info 3x3 p1 256->272 runs %s\n",
-           wino == 1 ? "Winograd" : "direct (PSPKD_CONV=direct, or no Winograd kernel here)");
+    printf("  info 3x3 p1 256->272 runs %s\n", wino == 1 ? "Winograd" : "direct (PSPKD_CONV=direct)");
     pk_ctx_destroy(c);
 
     /* One thread gives the same answer as two. */
     c = pk_test_ctx(1);
     fails += run_case(c, &data[1], "1 thread");
+    fails += run_case(c, &data[ncases - 5], "1 thread, Winograd");
     pk_ctx_destroy(c);
     for (int i = 0; i < ncases; i++)
         case_free(&data[i]);

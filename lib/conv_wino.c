@@ -1,0 +1,441 @@
+/* Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional
+ * Neural Networks", with other points) for 3x3 stride-1 padding-1 convolutions, on NHWC
+ * activations and OHWI weights as they are.
+ *
+ * Each 4x4 block of output pixels is computed from the 6x6 input patch
+ * around it: V = Bt d B (per channel), U = G g Gt (per kernel),
+ * M = sum over input channels of V . U at each of the 36 points, and
+ * y = At M A. The sum over channels is, per point, one matrix product
+ * [tiles x ci] . [ci x co]: 36 sgemm calls (oneDNN's), spread over the
+ * threads, carry 4x fewer multiplications than the direct convolution.
+ * The backward passes are the exact adjoints of those steps: dM = A dy At,
+ * dV = dM . U and dx += B dV Bt (patches overlap), dU = dM^T . V and
+ * dw += Gt dU G. So the gradients are those of the computed forward, and
+ * all of them differ from the direct convolution's only by float rounding
+ * (a few 1e-6 of the largest value; test_conv checks against a naive loop).
+ *
+ * Why not oneDNN's own Winograd kernel: at PSPNet's shapes (tiles of a few
+ * 29x29 or 8x8 maps, 256-4096 channels) its training kernels ran 1.5-2x
+ * slower than this, and they want blocked activations, which cost two
+ * more copies of x and y per call.
+ *
+ * Buffers, in the context's scratch slots: U or dU [co][36][ci] (WEIGHTS),
+ * V or dV [tiles][36][ci] (ACT), M or dM [tiles][36][co] (OUT): point-inner,
+ * so that each transform writes or reads one contiguous run per tile or
+ * kernel, and the products take the points' matrices with a leading
+ * dimension of 36 rows. Channels go 16 at a time (one AVX-512 register),
+ * zero-padded past the end. */
+#include "conv_wino.h"
+#include "ctx_impl.h"
+
+#include <omp.h>
+#include <string.h>
+
+#define TI 6  /* input patch side */
+#define TO 4  /* output block side */
+#define NP 36 /* transform points */
+#define CB 16 /* channels per block */
+
+/* F(4x4, 3x3) by Toom-Cook at the points 0, +-3/2, +-2/3 and infinity, and
+ * the transposes the adjoints need; scripts/winograd-matrices derives them
+ * (and says why these points: 5x less float error than Lavin's 0, +-1, +-2). */
+/* clang-format off */
+static const float BT[6 * 6] = {
+    1, 0, -97.0f / 36, 0, 1, 0,
+    0, -16.0f / 195, -32.0f / 585, 12.0f / 65, 8.0f / 65, 0,
+    0, 16.0f / 195, -32.0f / 585, -12.0f / 65, 8.0f / 65, 0,
+    0, 243.0f / 260, 729.0f / 520, -27.0f / 65, -81.0f / 130, 0,
+    0, -243.0f / 260, 729.0f / 520, 27.0f / 65, -81.0f / 130, 0,
+    0, 1, 0, -97.0f / 36, 0, 1};
+static const float B[6 * 6] = {
+    1, 0, 0, 0, 0, 0,
+    0, -16.0f / 195, 16.0f / 195, 243.0f / 260, -243.0f / 260, 1,
+    -97.0f / 36, -32.0f / 585, -32.0f / 585, 729.0f / 520, 729.0f / 520, 0,
+    0, 12.0f / 65, -12.0f / 65, -27.0f / 65, 27.0f / 65, -97.0f / 36,
+    1, 8.0f / 65, 8.0f / 65, -81.0f / 130, -81.0f / 130, 0,
+    0, 0, 0, 0, 0, 1};
+static const float G[6 * 3] = {
+    1, 0, 0,
+    1, 3.0f / 2, 9.0f / 4,
+    1, -3.0f / 2, 9.0f / 4,
+    1, 2.0f / 3, 4.0f / 9,
+    1, -2.0f / 3, 4.0f / 9,
+    0, 0, 1};
+static const float GT[3 * 6] = {
+    1, 1, 1, 1, 1, 0,
+    0, 3.0f / 2, -3.0f / 2, 2.0f / 3, -2.0f / 3, 0,
+    0, 9.0f / 4, 9.0f / 4, 4.0f / 9, 4.0f / 9, 1};
+static const float AT[4 * 6] = {
+    1, 1, 1, 1, 1, 0,
+    0, 3.0f / 2, -3.0f / 2, 2.0f / 3, -2.0f / 3, 0,
+    0, 9.0f / 4, 9.0f / 4, 4.0f / 9, 4.0f / 9, 0,
+    0, 27.0f / 8, -27.0f / 8, 8.0f / 27, -8.0f / 27, 1};
+static const float A[6 * 4] = {
+    1, 0, 0, 0,
+    1, 3.0f / 2, 9.0f / 4, 27.0f / 8,
+    1, -3.0f / 2, 9.0f / 4, -27.0f / 8,
+    1, 2.0f / 3, 4.0f / 9, 8.0f / 27,
+    1, -2.0f / 3, 4.0f / 9, -8.0f / 27,
+    0, 0, 0, 1};
+/* clang-format on */
+
+/* out[r*ors + s*oss][:] = sum over k of L[r][k] in[k*iks + s*iss][:], for
+ * r < P, s < S, k < K (L is P x K, row-major), on blocks of CB channels. */
+static inline __attribute__((always_inline)) void left_mul(float *restrict out, int ors, int oss,
+                                                           const float *restrict in, int iks,
+                                                           int iss, const float *L, int P,
+                                                           int K, int S)
+{
+#pragma GCC unroll 6
+    for (int r = 0; r < P; r++)
+#pragma GCC unroll 6
+        for (int s = 0; s < S; s++) {
+            float *ov = out + (r * ors + s * oss) * CB;
+#pragma omp simd
+            for (int c = 0; c < CB; c++)
+                ov[c] = 0.0f;
+#pragma GCC unroll 6
+            for (int k = 0; k < K; k++) {
+                float l = L[r * K + k];
+                if (l == 0.0f)
+                    continue;
+                const float *iv = in + (k * iks + s * iss) * CB;
+#pragma omp simd
+                for (int c = 0; c < CB; c++)
+                    ov[c] += l * iv[c];
+            }
+        }
+}
+
+/* out[p][q][:] = sum over i, j of L[p][i] R[q][j] in[i][j][:]: in is I x J
+ * blocks of CB channels, out P x Q; L is P x I and R is Q x J, row-major.
+ * Always inlined with constant matrices and unrolled, so that each call
+ * becomes straight-line vector code with the zero terms gone. */
+static inline __attribute__((always_inline)) void sandwich(float *restrict out,
+                                                           const float *restrict in,
+                                                           const float *L, int P, int I,
+                                                           const float *R, int Q, int J)
+{
+    float t[TI * TI * CB];                    /* t[p][j] = sum_i L[p][i] in[i][j] */
+    left_mul(t, J, 1, in, J, 1, L, P, I, J);  /* rows: L . in */
+    left_mul(out, 1, Q, t, 1, J, R, Q, J, P); /* columns: out[p][q] = sum_j R[q][j] t[p][j] */
+}
+
+/* Tiling of a convolution: th x tw output blocks per image. */
+typedef struct tiling {
+    int n, h, w, th, tw;
+    long tiles;
+} tiling;
+
+static tiling tiling_of(const pk_conv_desc *d)
+{
+    tiling t = {d->n, d->h, d->w, (d->h + TO - 1) / TO, (d->w + TO - 1) / TO, 0};
+    t.tiles = (long)t.n * t.th * t.tw;
+    return t;
+}
+
+static int team(const pk_ctx *c, double work)
+{
+    return work < 65536.0 ? 1 : pk_ctx_threads(c);
+}
+
+static int blocks(int ch) { return (ch + CB - 1) / CB; }
+
+/* dst[0..CB) = src[0..nc), zeros after: one vector move for whole blocks. */
+static inline void load_block(float *restrict dst, const float *restrict src, int nc)
+{
+    if (nc == CB) {
+#pragma omp simd
+        for (int k = 0; k < CB; k++)
+            dst[k] = src[k];
+        return;
+    }
+    for (int k = 0; k < CB; k++)
+        dst[k] = k < nc ? src[k] : 0.0f;
+}
+
+static inline void store_block(float *restrict dst, const float *restrict src, int nc)
+{
+    if (nc == CB) {
+#pragma omp simd
+        for (int k = 0; k < CB; k++)
+            dst[k] = src[k];
+        return;
+    }
+    for (int k = 0; k < nc; k++)
+        dst[k] = src[k];
+}
+
+static inline void zero_block(float *dst)
+{
+#pragma omp simd
+    for (int k = 0; k < CB; k++)
+        dst[k] = 0.0f;
+}
+
+/* v[i][j][:] = the nc channels from c0 of pixel (y0 + i, x0 + j) of image
+ * n of the NHWC tensor src (ch channels), zero outside the image and past
+ * nc; side x side pixels. */
+static void load_patch(float *v, const float *src, const tiling *t, int ch, int n, int y0,
+                       int x0, int side, int c0, int nc)
+{
+    for (int i = 0; i < side; i++)
+        for (int j = 0; j < side; j++) {
+            float *pv = v + (i * side + j) * CB;
+            int y = y0 + i, x = x0 + j;
+            if (y >= 0 && y < t->h && x >= 0 && x < t->w)
+                load_block(pv, src + (((size_t)n * t->h + y) * t->w + x) * ch + c0, nc);
+            else
+                zero_block(pv);
+        }
+}
+
+/* Tile index tile -> image n and the top-left output pixel (y0, x0). */
+static void tile_pos(const tiling *t, long tile, int *n, int *y0, int *x0)
+{
+    *x0 = (int)(tile % t->tw) * TO;
+    *y0 = (int)(tile / t->tw % t->th) * TO;
+    *n = (int)(tile / ((long)t->tw * t->th));
+}
+
+/* dst[tile][p][c0..] for the 36 points p from v[p][:]. */
+static void store_points(float *dst, const float *v, long tile, int ch, int c0, int nc)
+{
+    for (int p = 0; p < NP; p++)
+        store_block(dst + ((size_t)tile * NP + p) * ch + c0, v + p * CB, nc);
+}
+
+static void load_points(float *v, const float *src, long tile, int ch, int c0, int nc)
+{
+    for (int p = 0; p < NP; p++)
+        load_block(v + p * CB, src + ((size_t)tile * NP + p) * ch + c0, nc);
+}
+
+/* V[tiles][36][ch] = Bt d B of every input patch of x. */
+static void input_transform(const pk_ctx *c, float *V, const float *x, const tiling *t, int ch)
+{
+    long nb = blocks(ch), jobs = t->tiles * nb;
+#pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
+    for (long j = 0; j < jobs; j++) {
+        long tile = j / nb;
+        int c0 = (int)(j % nb) * CB, nc = ch - c0 < CB ? ch - c0 : CB, n, y0, x0;
+        float d[NP * CB], v[NP * CB];
+        tile_pos(t, tile, &n, &y0, &x0);
+        load_patch(d, x, t, ch, n, y0 - 1, x0 - 1, TI, c0, nc);
+        sandwich(v, d, BT, 6, 6, BT, 6, 6);
+        store_points(V, v, tile, ch, c0, nc);
+    }
+}
+
+/* dM[tiles][36][ch] = A dy At of every output block of dy (the adjoint of
+ * the output transform). */
+static void output_grad_transform(const pk_ctx *c, float *dM, const float *dy, const tiling *t,
+                                  int ch)
+{
+    long nb = blocks(ch), jobs = t->tiles * nb;
+#pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
+    for (long j = 0; j < jobs; j++) {
+        long tile = j / nb;
+        int c0 = (int)(j % nb) * CB, nc = ch - c0 < CB ? ch - c0 : CB, n, y0, x0;
+        float g[TO * TO * CB], m[NP * CB];
+        tile_pos(t, tile, &n, &y0, &x0);
+        load_patch(g, dy, t, ch, n, y0, x0, TO, c0, nc);
+        sandwich(m, g, A, 6, 4, A, 6, 4);
+        store_points(dM, m, tile, ch, c0, nc);
+    }
+}
+
+/* y = At M A (+ b) for every output block. */
+static void output_transform(const pk_ctx *c, float *y, const float *M, const float *b,
+                             const tiling *t, int ch)
+{
+    long nb = blocks(ch), jobs = t->tiles * nb;
+#pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
+    for (long j = 0; j < jobs; j++) {
+        long tile = j / nb;
+        int c0 = (int)(j % nb) * CB, nc = ch - c0 < CB ? ch - c0 : CB, n, y0, x0;
+        float m[NP * CB], o[TO * TO * CB];
+        tile_pos(t, tile, &n, &y0, &x0);
+        load_points(m, M, tile, ch, c0, nc);
+        sandwich(o, m, AT, 4, 6, AT, 4, 6);
+        for (int i = 0; i < TO && y0 + i < t->h; i++)
+            for (int k = 0; k < TO && x0 + k < t->w; k++) {
+                const float *ov = o + (i * TO + k) * CB;
+                float *dst = y + (((size_t)n * t->h + y0 + i) * t->w + x0 + k) * ch + c0;
+#pragma omp simd
+                for (int q = 0; q < nc; q++)
+                    dst[q] = ov[q] + (b ? b[c0 + q] : 0.0f);
+            }
+    }
+}
+
+/* dx = the sum over patches of B dV Bt (the adjoint of the input
+ * transform). Patches overlap their neighbours by two pixels: a thread
+ * takes whole rows of tiles, first the even ones and then the odd ones, so
+ * no two threads add into the same pixel. */
+static void input_grad_transform(const pk_ctx *c, float *dx, const float *dV, const tiling *t,
+                                 int ch)
+{
+    size_t bytes = (size_t)t->n * t->h * t->w * ch * sizeof *dx;
+    memset(dx, 0, bytes);
+    long rows = (long)t->n * t->th, nb = blocks(ch);
+    for (int parity = 0; parity < 2; parity++) {
+#pragma omp parallel for num_threads(team(c, (double)t->tiles * nb * NP * CB)) schedule(static)
+        for (long r = 0; r < rows; r++) {
+            if ((int)(r % t->th) % 2 != parity)
+                continue;
+            for (long tile = r * t->tw; tile < (r + 1) * t->tw; tile++) {
+                int n, y0, x0;
+                tile_pos(t, tile, &n, &y0, &x0);
+                for (int c0 = 0; c0 < ch; c0 += CB) {
+                    int nc = ch - c0 < CB ? ch - c0 : CB;
+                    float v[NP * CB], dd[NP * CB];
+                    load_points(v, dV, tile, ch, c0, nc);
+                    sandwich(dd, v, B, 6, 6, B, 6, 6);
+                    for (int i = 0; i < TI; i++) {
+                        int yy = y0 - 1 + i;
+                        if (yy < 0 || yy >= t->h)
+                            continue;
+                        for (int k = 0; k < TI; k++) {
+                            int xx = x0 - 1 + k;
+                            if (xx < 0 || xx >= t->w)
+                                continue;
+                            float *dst = dx + (((size_t)n * t->h + yy) * t->w + xx) * ch + c0;
+                            const float *sv = dd + (i * TI + k) * CB;
+#pragma omp simd
+                            for (int q = 0; q < nc; q++)
+                                dst[q] += sv[q];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* U[co][36][ci] = G g Gt of every OHWI kernel. */
+static void weight_transform(const pk_ctx *c, float *U, const float *w, int co, int ci)
+{
+    long nb = blocks(ci), jobs = (long)co * nb;
+#pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
+    for (long j = 0; j < jobs; j++) {
+        int o = (int)(j / nb), c0 = (int)(j % nb) * CB, nc = ci - c0 < CB ? ci - c0 : CB;
+        float g[9 * CB], u[NP * CB];
+        for (int k = 0; k < 9; k++)
+            load_block(g + k * CB, w + ((size_t)o * 9 + k) * ci + c0, nc);
+        sandwich(u, g, G, 6, 3, G, 6, 3);
+        store_points(U, u, o, ci, c0, nc);
+    }
+}
+
+/* dw += Gt dU G (the adjoint of the weight transform). */
+static void weight_grad_transform(const pk_ctx *c, float *dw, const float *dU, int co, int ci)
+{
+    long nb = blocks(ci), jobs = (long)co * nb;
+#pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
+    for (long j = 0; j < jobs; j++) {
+        int o = (int)(j / nb), c0 = (int)(j % nb) * CB, nc = ci - c0 < CB ? ci - c0 : CB;
+        float u[NP * CB], g[9 * CB];
+        load_points(u, dU, o, ci, c0, nc);
+        sandwich(g, u, GT, 3, 6, GT, 3, 6);
+        for (int k = 0; k < 9; k++) {
+            float *dst = dw + ((size_t)o * 9 + k) * ci + c0;
+#pragma omp simd
+            for (int q = 0; q < nc; q++)
+                dst[q] += g[k * CB + q];
+        }
+    }
+}
+
+/* The 36 per-point products C_p = op(A_p) op(B_p) (row-major, like
+ * dnnl_sgemm), one sgemm per point, the points shared out over the
+ * threads (each sgemm runs on its caller's thread). */
+typedef struct point_gemm {
+    char ta, tb;
+    long m, n, k;
+    const float *a, *b;
+    float *c;
+    long lda, ldb, ldc;
+    size_t sa, sb, sc; /* per-point offsets, in floats */
+} point_gemm;
+
+static int run_point_gemms(const pk_ctx *c, const point_gemm *g, pk_err *e)
+{
+    int bad = 0;
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(dynamic) reduction(| : bad)
+    for (int p = 0; p < NP; p++)
+        bad |= dnnl_sgemm(g->ta, g->tb, g->m, g->n, g->k, 1.0f, g->a + p * g->sa, g->lda,
+                          g->b + p * g->sb, g->ldb, 0.0f, g->c + p * g->sc, g->ldc) !=
+               dnnl_success;
+    return bad ? pk_fail(e, PK_EBACKEND, "oneDNN: sgemm failed (Winograd convolution)") : PK_OK;
+}
+
+static float *slot(pk_ctx *c, int s, size_t floats, pk_err *e)
+{
+    return pk_ctx_scratch(c, s, floats * sizeof(float), e);
+}
+
+int pk_wino_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+                    const pk_conv_desc *d, pk_err *e)
+{
+    tiling t = tiling_of(d);
+    size_t ci = (size_t)d->ci, co = (size_t)d->co;
+    float *U = slot(c, PK_SCRATCH_WEIGHTS, NP * co * ci, e);
+    float *V = U ? slot(c, PK_SCRATCH_ACT, NP * t.tiles * ci, e) : NULL;
+    float *M = V ? slot(c, PK_SCRATCH_OUT, NP * t.tiles * co, e) : NULL;
+    if (!M)
+        return PK_ENOMEM;
+    weight_transform(c, U, w, d->co, d->ci);
+    input_transform(c, V, x, &t, d->ci);
+    /* M_p [tiles x co] = V_p [tiles x ci] . U_p^T */
+    point_gemm g = {'N', 'T', t.tiles, d->co, d->ci, V, U, M, NP * ci, NP * ci, NP * co,
+                    ci, ci, co};
+    int rc = run_point_gemms(c, &g, e);
+    if (rc == PK_OK)
+        output_transform(c, y, M, d->bias ? b : NULL, &t, d->co);
+    return rc;
+}
+
+/* db += the sum of dy over every pixel. */
+static void bias_grad(float *db, const float *dy, long P, int co)
+{
+    for (int o = 0; o < co; o++) {
+        double s = 0;
+        for (long p = 0; p < P; p++)
+            s += dy[p * co + o];
+        db[o] += (float)s;
+    }
+}
+
+int pk_wino_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
+                     const float *x, const float *w, const pk_conv_desc *d, pk_err *e)
+{
+    tiling t = tiling_of(d);
+    size_t ci = (size_t)d->ci, co = (size_t)d->co;
+    float *U = slot(c, PK_SCRATCH_WEIGHTS, NP * co * ci, e);
+    float *V = U ? slot(c, PK_SCRATCH_ACT, NP * t.tiles * ci, e) : NULL;
+    float *M = V ? slot(c, PK_SCRATCH_OUT, NP * t.tiles * co, e) : NULL;
+    if (!M)
+        return PK_ENOMEM;
+    output_grad_transform(c, M, dy, &t, d->co);
+    int rc = PK_OK;
+    if (dw) { /* dU_p [co x ci] = dM_p^T . V_p, in U's buffer */
+        input_transform(c, V, x, &t, d->ci);
+        point_gemm g = {'T', 'N', d->co, d->ci, t.tiles, M, V, U, NP * co, NP * ci, NP * ci,
+                        co, ci, ci};
+        rc = run_point_gemms(c, &g, e);
+        if (rc == PK_OK)
+            weight_grad_transform(c, dw, U, d->co, d->ci);
+        if (rc == PK_OK && d->bias && db)
+            bias_grad(db, dy, (long)d->n * d->h * d->w, d->co);
+    }
+    if (rc == PK_OK && dx) { /* dV_p [tiles x ci] = dM_p . U_p, in V's buffer */
+        weight_transform(c, U, w, d->co, d->ci);
+        point_gemm g = {'N', 'N', t.tiles, d->ci, d->co, M, U, V, NP * co, NP * ci, NP * ci,
+                        co, ci, ci};
+        rc = run_point_gemms(c, &g, e);
+        if (rc == PK_OK)
+            input_grad_transform(c, dx, V, &t, d->ci);
+    }
+    return rc;
+}
