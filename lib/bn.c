@@ -172,15 +172,22 @@ void pk_bn_relu_forward_eval(pk_ctx *c, float *y, const float *x, const float *g
     bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps, 1);
 }
 
+/* dy where the ReLU after the BN let it through (relu_y > 0), as
+ * pk_relu_backward gives it; dy itself without a ReLU. */
+static inline float relu_grad(const float *relu_y, const float *dy, long i)
+{
+    float g = dy[i]; /* loaded unconditionally, so the select vectorizes */
+    return relu_y && !(relu_y[i] > 0.0f) ? 0.0f : g;
+}
+
 /* With xhat = (x - mean) * rstd:
  *   dbeta += sum dy,  dgamma += sum dy*xhat,
- *   dx = gamma*rstd * (dy - mean(dy) - xhat * mean(dy*xhat)). */
-void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
-                    const float *x, const float *save_mean, const float *save_rstd,
-                    const float *gamma, long P, int C)
+ *   dx = gamma*rstd * (dy - mean(dy) - xhat * mean(dy*xhat)),
+ * dy first masked by the following ReLU's output when relu_y is given. */
+static void bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                        const float *relu_y, const float *x, const float *save_mean,
+                        const float *save_rstd, const float *gamma, long P, int C)
 {
-    PK_ON_CUDA(c, pk_cuda_bn_backward(c, dx, dgamma, dbeta, dy, x, save_mean, save_rstd, gamma,
-                                      P, C));
     if (P <= 0 || C <= 0)
         return;
 #pragma omp parallel num_threads(team_size(c, P, C))
@@ -194,10 +201,10 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
             for (int j = 0; j < nb; j++)
                 mean[j] = save_mean[b0 + j];
             for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0, *gr = dy + p * C + b0;
+                const float *xr = x + p * C + b0;
 #pragma omp simd
                 for (int j = 0; j < nb; j++) {
-                    double g = gr[j];
+                    double g = relu_grad(relu_y, dy, p * C + b0 + j);
                     sdy[j] += g;
                     sdyx[j] += g * ((double)xr[j] - mean[j]);
                 }
@@ -216,12 +223,34 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
             if (!dx)
                 continue;
             for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0, *gr = dy + p * C + b0;
+                const float *xr = x + p * C + b0;
                 float *dr = dx + p * C + b0;
 #pragma omp simd
                 for (int j = 0; j < nb; j++)
-                    dr[j] = a[j] * gr[j] + k1[j] * (xr[j] - mean[j]) + k2[j];
+                    dr[j] = a[j] * relu_grad(relu_y, dy, p * C + b0 + j) +
+                            k1[j] * (xr[j] - mean[j]) + k2[j];
             }
         }
     }
+}
+
+void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                    const float *x, const float *save_mean, const float *save_rstd,
+                    const float *gamma, long P, int C)
+{
+    PK_ON_CUDA(c, pk_cuda_bn_backward(c, dx, dgamma, dbeta, dy, x, save_mean, save_rstd, gamma,
+                                      P, C));
+    bn_backward(c, dx, dgamma, dbeta, dy, NULL, x, save_mean, save_rstd, gamma, P, C);
+}
+
+void pk_bn_relu_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                         const float *relu_y, const float *x, const float *save_mean,
+                         const float *save_rstd, const float *gamma, long P, int C)
+{
+    if (pk_ctx_device(c) == PK_DEV_CUDA) { /* no fused kernel: ReLU's backward into dx first */
+        pk_relu_backward(c, dx, dy, relu_y, (size_t)P * (size_t)C);
+        pk_bn_backward(c, dx, dgamma, dbeta, dx, x, save_mean, save_rstd, gamma, P, C);
+        return;
+    }
+    bn_backward(c, dx, dgamma, dbeta, dy, relu_y, x, save_mean, save_rstd, gamma, P, C);
 }

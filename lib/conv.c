@@ -495,17 +495,17 @@ static int backward_weights(pk_ctx *c, float *dw, float *db, const float *dy, co
     return rc;
 }
 
-/* The backward of a wide-input 1x1 convolution (layer3/layer4's
- * 1024/2048 -> 256/512 and the downsample) as the two GEMMs it is on NHWC
- * tensors: dx[P,ci] = dy[P,co] w[co,ci], dw[co,ci] += dy^T x. oneDNN's sgemm
- * ran them 1.2-2.2x faster than its backward convolution kernels at these
- * shapes (2 threads: 2048->512 on 2x29x29, weights 27 -> 13 ms), and no
- * slower at the other wide ones measured; narrower inputs stay on the
- * convolution kernels, which won there. */
+/* The backward of a wide-input 1x1 convolution (layer2-4's 512/1024/2048 ->
+ * 128/256/512, layer4's 512 -> 2048 and the downsamples) as the two GEMMs
+ * it is on NHWC tensors: dx[P,ci] = dy[P,co] w[co,ci], dw[co,ci] += dy^T x.
+ * oneDNN's sgemm ran them 1.15-2.2x faster than its backward convolution
+ * kernels at these shapes (2 threads, 2x29x29: 2048->512 weights 27 -> 13
+ * ms; 512->2048 both 31 -> 25 ms); with 256 or fewer input channels the
+ * convolution kernels were as fast or faster (0.91-1.08), so they stay. */
 static int gemm_1x1(const pk_ctx *c, const pk_conv_desc *d)
 {
     return c->conv_algo != PK_CONV_DIRECT && d->k == 1 && d->stride == 1 && d->pad == 0 &&
-           d->dil == 1 && !d->bias && d->ci >= 1024;
+           d->dil == 1 && !d->bias && d->ci >= 512;
 }
 
 static int gemm_1x1_backward(float *dx, float *dw, const float *dy, const float *x,

@@ -153,8 +153,20 @@ int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err
     return PK_OK;
 }
 
+/* The ReLU node whose backward can be fused into BN node i's (see
+ * fusable_relu; the ReLU's input gradient then never materialises), or NULL:
+ * on the CPU, and when the ReLU writes that gradient directly. */
+static const pk_node *fusable_relu_backward(const pk_model *m, const pk_plan *p, int i)
+{
+    const pk_node *relu = fusable_relu(p, i);
+    if (!relu || p->nodes[i].kind != PK_N_BN || relu->gacc[0] ||
+        pk_ctx_device(m->ctx) != PK_DEV_CPU)
+        return NULL;
+    return relu;
+}
+
 static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
-                         const pk_exec_args *a, pk_err *e)
+                         const pk_node *relu, const pk_exec_args *a, pk_err *e)
 {
     pk_ctx *c = m->ctx;
     float *const *ext = a->ext;
@@ -174,8 +186,15 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     }
     case PK_N_BN: {
         bn_ptrs bp = bn_of(m, L);
-        pk_bn_backward(c, dx, bp.dgamma, bp.dbeta, dy, x, pk_plan_ptr(m, p, ext, nd->save0),
-                       pk_plan_ptr(m, p, ext, nd->save1), bp.gamma, pixels_of(xv), xv->c);
+        const float *sm = pk_plan_ptr(m, p, ext, nd->save0), *sr = pk_plan_ptr(m, p, ext, nd->save1);
+        if (relu) /* the ReLU's output gradient and output, for its backward fused here */
+            pk_bn_relu_backward(c, dx, bp.dgamma, bp.dbeta,
+                                pk_plan_ptr(m, p, ext, p->vals[relu->out].grad),
+                                pk_plan_ptr(m, p, ext, relu->out), x, sm, sr, bp.gamma,
+                                pixels_of(xv), xv->c);
+        else
+            pk_bn_backward(c, dx, bp.dgamma, bp.dbeta, dy, x, sm, sr, bp.gamma, pixels_of(xv),
+                           xv->c);
         break;
     }
     case PK_N_RELU:
@@ -230,10 +249,15 @@ int pk_exec_backward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_er
 {
     for (int i = p->nnodes - 1; i >= 0; i--) {
         const pk_node *nd = &p->nodes[i];
+        /* a BN+ReLU pair: the ReLU's backward runs inside the BN's (and is
+         * booked to it), its input gradient skipped */
+        const pk_node *relu = fusable_relu_backward(m, p, i);
+        if (i > 0 && fusable_relu_backward(m, p, i - 1) == nd)
+            continue;
         if (p->vals[nd->out].grad < 0)
             continue;
         double t0 = m->profile ? pk_prof_now(m) : 0.0;
-        int rc = backward_node(m, p, nd, a, e);
+        int rc = backward_node(m, p, nd, relu, a, e);
         if (rc != PK_OK)
             return rc;
         if (m->profile)

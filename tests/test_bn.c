@@ -178,6 +178,29 @@ static int main_checks(pk_ctx *c, long P, int C, const char *name)
     snprintf(what, sizeof what, "%s dx in place", name);
     fails += pk_check_close(what, y, dx, n, 0);
 
+    /* fused ReLU + BN backward == ReLU's backward then BN's, bitwise (dx,
+     * dgamma, dbeta), also with dx over dy or over the ReLU's output; the
+     * ReLU output is the BN output of x, so about half the pixels pass */
+    float *ry = malloc(n * 4), *rdy = malloc(n * 4), *fdx = malloc(n * 4), *ty = malloc(n * 4);
+    float *ug = calloc((size_t)C, 4), *ub = calloc((size_t)C, 4);
+    float *fg = calloc((size_t)C, 4), *fb = calloc((size_t)C, 4);
+    pk_bn_relu_forward_eval(c, ry, x, g, b, rm, rv, P, C, EPS);
+    pk_relu_backward(c, rdy, dy, ry, n);
+    pk_bn_backward(c, dx, ug, ub, rdy, x, m, rs, g, P, C);
+    for (int alias = 0; alias < 3; alias++) {
+        memset(fg, 0, (size_t)C * 4), memset(fb, 0, (size_t)C * 4);
+        memcpy(rdy, dy, n * 4);
+        memcpy(ty, ry, n * 4);
+        float *out = alias == 1 ? rdy : alias == 2 ? ty : fdx;
+        pk_bn_relu_backward(c, out, fg, fb, rdy, ty, x, m, rs, g, P, C);
+        snprintf(what, sizeof what, "%s bn+relu backward fused%s", name,
+                 alias == 1 ? ", dx over dy" : alias == 2 ? ", dx over the ReLU output" : "");
+        fails += pk_check_close(what, out, dx, n, 0);
+        fails += pk_check_close(what, fg, ug, (size_t)C, 0);
+        fails += pk_check_close(what, fb, ub, (size_t)C, 0);
+    }
+    free(ry), free(rdy), free(fdx), free(ty), free(ug), free(ub), free(fg), free(fb);
+
     free(r.mean), free(r.var), free(wrm), free(wrv);
     float *ps[] = {x, y, dy, dx, want, g, b, rm, rv, m, rs, dg, dbt, wg, wb, tmp};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
