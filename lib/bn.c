@@ -172,12 +172,20 @@ void pk_bn_relu_forward_eval(pk_ctx *c, float *y, const float *x, const float *g
     bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps, 1);
 }
 
-/* dy where the ReLU after the BN let it through (relu_y > 0), as
- * pk_relu_backward gives it; dy itself without a ReLU. */
-static inline float relu_grad(const float *relu_y, const float *dy, long i)
+/* nb values of dy from off, where the ReLU after the BN let them through
+ * (relu_y > 0) as pk_relu_backward gives them, in buf; dy itself without a
+ * ReLU. */
+static inline const float *grad_row(const float *dy, const float *relu_y, long off, int nb,
+                                    float *buf)
 {
-    float g = dy[i]; /* loaded unconditionally, so the select vectorizes */
-    return relu_y && !(relu_y[i] > 0.0f) ? 0.0f : g;
+    if (!relu_y)
+        return dy + off;
+#pragma omp simd
+    for (int j = 0; j < nb; j++) {
+        float g = dy[off + j]; /* loaded unconditionally, so the select vectorizes */
+        buf[j] = relu_y[off + j] > 0.0f ? g : 0.0f;
+    }
+    return buf;
 }
 
 /* With xhat = (x - mean) * rstd:
@@ -197,14 +205,14 @@ static void bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const
         for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
             int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
             double sdy[BN_BLOCK] = {0}, sdyx[BN_BLOCK] = {0};
-            float mean[BN_BLOCK], a[BN_BLOCK], k1[BN_BLOCK], k2[BN_BLOCK];
+            float mean[BN_BLOCK], a[BN_BLOCK], k1[BN_BLOCK], k2[BN_BLOCK], buf[BN_BLOCK];
             for (int j = 0; j < nb; j++)
                 mean[j] = save_mean[b0 + j];
             for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0;
+                const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
 #pragma omp simd
                 for (int j = 0; j < nb; j++) {
-                    double g = relu_grad(relu_y, dy, p * C + b0 + j);
+                    double g = gr[j];
                     sdy[j] += g;
                     sdyx[j] += g * ((double)xr[j] - mean[j]);
                 }
@@ -223,12 +231,11 @@ static void bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const
             if (!dx)
                 continue;
             for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0;
+                const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
                 float *dr = dx + p * C + b0;
 #pragma omp simd
                 for (int j = 0; j < nb; j++)
-                    dr[j] = a[j] * relu_grad(relu_y, dy, p * C + b0 + j) +
-                            k1[j] * (xr[j] - mean[j]) + k2[j];
+                    dr[j] = a[j] * gr[j] + k1[j] * (xr[j] - mean[j]) + k2[j];
             }
         }
     }
