@@ -1,6 +1,6 @@
 /* Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional
- * Neural Networks", with other points) for 3x3 stride-1 padding-1 convolutions, on NHWC
- * activations and OHWI weights as they are.
+ * Neural Networks", with other points) for 3x3 stride-1 padding-1
+ * convolutions, on NHWC activations and OHWI weights as they are.
  *
  * Each 4x4 block of output pixels is computed from the 6x6 input patch
  * around it: V = Bt d B (per channel), U = G g Gt (per kernel),
@@ -14,10 +14,10 @@
  * all of them differ from the direct convolution's only by float rounding
  * (a few 1e-6 of the largest value; test_conv checks against a naive loop).
  *
- * Why not oneDNN's own Winograd kernel: at PSPNet's shapes (tiles of a few
- * 29x29 or 8x8 maps, 256-4096 channels) its training kernels ran 1.5-2x
- * slower than this, and they want blocked activations, which cost two
- * more copies of x and y per call.
+ * Why not oneDNN's own Winograd kernel: in the R50 train step (batch 2 at
+ * 225) its training kernels took 514, 208, 109 and 67 ms per step at the
+ * cls head, layer4, layer3 and the aux head, against 378, 166, 86 and 53
+ * here; and they want blocked activations, two more copies of x and y.
  *
  * The input channels go in slices of CI_SLICE: per slice, U or dU
  * [co][36][slice] (scratch slot WEIGHTS) and V or dV [tiles][36][slice]
