@@ -12,8 +12,9 @@
  * the same way, the weight gradient summing over the stacked batch. Nothing
  * is approximated: the result differs from the dilated direct convolution
  * only by Winograd's float rounding. The split and merge are one copy of
- * each tensor (a few ms at 60x60x512) against 1.5-3x less convolution time
- * at these shapes (layer4 of R50 at 60x60: 97 -> 50 ms forward). */
+ * each tensor (a few ms at 60x60x512) against 1.6-2x less convolution time
+ * at these shapes (make bench-ops: layer4 of R50 at 29x29 and 60x60, layer3
+ * at 60x60, forward and backward). */
 #include "conv_phase.h"
 #include "ctx_impl.h"
 

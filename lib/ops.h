@@ -71,7 +71,8 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
                     const float *gamma, long P, int C);
 /* The same as pk_relu_backward(dy, relu_y) and then pk_bn_backward, in one
  * pass, for a BN whose only consumer is a ReLU with output relu_y and
- * output gradient dy; dx may alias dy or relu_y. Bitwise the same. */
+ * output gradient dy; dx may alias dy or relu_y. Bitwise the same. On CUDA
+ * it runs those two ops, the ReLU's gradient in dx, which must be given. */
 void pk_bn_relu_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                          const float *relu_y, const float *x, const float *save_mean,
                          const float *save_rstd, const float *gamma, long P, int C);

@@ -186,7 +186,8 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     }
     case PK_N_BN: {
         bn_ptrs bp = bn_of(m, L);
-        const float *sm = pk_plan_ptr(m, p, ext, nd->save0), *sr = pk_plan_ptr(m, p, ext, nd->save1);
+        const float *sm = pk_plan_ptr(m, p, ext, nd->save0);
+        const float *sr = pk_plan_ptr(m, p, ext, nd->save1);
         if (relu) /* the ReLU's output gradient and output, for its backward fused here */
             pk_bn_relu_backward(c, dx, bp.dgamma, bp.dbeta,
                                 pk_plan_ptr(m, p, ext, p->vals[relu->out].grad),

@@ -337,7 +337,8 @@ int main(void)
     case_init(&sm, small, 777);
     fails += run_case(c, &sm, "forced Winograd 9x9");
     case_free(&sm);
-    printf("  info 3x3 p1 256->272 runs %s\n", wino == 1 ? "Winograd" : "direct (PSPKD_CONV=direct)");
+    printf("  info 3x3 p1 256->272 runs %s\n",
+           wino == 1 ? "Winograd" : "direct (PSPKD_CONV=direct)");
     pk_ctx_destroy(c);
 
     /* One thread gives the same answer as two. */
