@@ -30,7 +30,6 @@
 #include "conv_wino.h"
 #include "ctx_impl.h"
 
-#include <omp.h>
 #include <string.h>
 
 #define TI 6  /* input patch side */
