@@ -75,7 +75,7 @@ typedef struct conv_key {
 #define CONV_KEY_TAG 0x636f6e76 /* "conv" */
 
 /* A reorder between the caller's OHWI weights and the primitive's copy of
- * them; to_user gives the direction. */
+ * them; to_user: back to the caller's (the weight gradient, accumulated). */
 typedef struct user_reorder {
     dnnl_primitive_desc_t pd; /* NULL: none, the primitive takes the user's */
     dnnl_primitive_t prim;
@@ -158,16 +158,15 @@ static size_t scratch_size(const_dnnl_primitive_desc_t pd)
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
-/* The reorder between the caller's weights (user_md) and the primitive's layout
- * prim_md: user -> primitive, or back when to_user, then with dst += src
- * when accumulate (the weight gradient into the caller's dw). */
+/* The reorder between the caller's weights (user_md) and the primitive's
+ * layout prim_md: user -> primitive, or back when to_user, then with
+ * dst += src (the weight gradient into the caller's dw). */
 static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc_t *user_md,
-                              const dnnl_memory_desc_t *prim_md, int to_user, int accumulate,
-                              pk_err *e)
+                              const dnnl_memory_desc_t *prim_md, int to_user, pk_err *e)
 {
     r->to_user = to_user;
     dnnl_primitive_attr_t attr = NULL;
-    int rc = make_attr(&attr, accumulate, e);
+    int rc = make_attr(&attr, to_user, e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(
             to_user ? dnnl_reorder_primitive_desc_create(&r->pd, prim_md, c->engine, user_md,
@@ -304,8 +303,7 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
         rc = new_mem(c, &p->scratch,
                      dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
     if (rc == PK_OK && (kind == CONV_BWD_WEIGHTS || !dnnl_memory_desc_equal(wmd, &wuser)))
-        rc = build_user_reorder(c, &p->wr, &wuser, wmd, kind == CONV_BWD_WEIGHTS,
-                                kind == CONV_BWD_WEIGHTS, e);
+        rc = build_user_reorder(c, &p->wr, &wuser, wmd, kind == CONV_BWD_WEIGHTS, e);
     return rc;
 }
 
@@ -540,18 +538,14 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
     int saved = pk_ctx_omp_enter(c);
     if (use_winograd(c, d)) {
         rc = pk_wino_backward(c, dx, dw, d->bias ? db : NULL, dy, x, w, d, e);
-        pk_ctx_omp_leave(saved);
-        return rc;
-    }
-    if (gemm_1x1(c, d)) {
+    } else if (gemm_1x1(c, d)) {
         rc = gemm_1x1_backward(dx, dw, dy, x, w, d, e); /* team: pk_ctx_omp_enter */
-        pk_ctx_omp_leave(saved);
-        return rc;
+    } else {
+        if (dx)
+            rc = backward_data(c, dx, dy, w, d, e);
+        if (rc == PK_OK && dw)
+            rc = backward_weights(c, dw, d->bias ? db : NULL, dy, x, d, e);
     }
-    if (dx)
-        rc = backward_data(c, dx, dy, w, d, e);
-    if (rc == PK_OK && dw)
-        rc = backward_weights(c, dw, d->bias ? db : NULL, dy, x, d, e);
     pk_ctx_omp_leave(saved);
     return rc;
 }

@@ -71,8 +71,7 @@ static pk_conv_desc phase_desc(const pk_conv_desc *d)
 
 int pk_conv_phase_eligible(pk_ctx *c, const pk_conv_desc *d)
 {
-    if (c->conv_algo == PK_CONV_DIRECT || d->k != 3 || d->stride != 1 || d->dil < 2 ||
-        d->pad != d->dil || (long)d->ci * d->co < PK_WINO_MIN_CICO)
+    if (d->k != 3 || d->stride != 1 || d->dil < 2 || d->pad != d->dil)
         return 0;
     pk_conv_desc pd = phase_desc(d);
     pk_err e = {0};

@@ -5,14 +5,7 @@
 
 #include "ops.h"
 
-/* Wide 3x3 convolutions (ci*co at least this) take Winograd (conv.c). */
-#define PK_WINO_MIN_CICO (256L * 256L)
-
-/* Whether Winograd beats direct on n maps of h x w (conv.c): enough 4x4
- * output tiles. */
-int pk_wino_gains(int n, int h, int w);
-
-/* 1 when d (3x3, stride 1, dilation >= 2, padding == dilation, wide) runs
+/* 1 when d (3x3, stride 1, dilation >= 2, padding == dilation) runs
  * through its phases: when the undilated phase convolution gets a Winograd
  * kernel (pk_conv2d_winograd: the context's algorithm, the phases' size). */
 int pk_conv_phase_eligible(pk_ctx *c, const pk_conv_desc *d);

@@ -142,19 +142,7 @@ static int team(const pk_ctx *c, double work)
 
 static int blocks(int ch) { return (ch + CB - 1) / CB; }
 
-/* dst[0..CB) = src[0..nc), zeros after: one vector move for whole blocks. */
-static inline void load_block(float *restrict dst, const float *restrict src, int nc)
-{
-    if (nc == CB) {
-#pragma omp simd
-        for (int k = 0; k < CB; k++)
-            dst[k] = src[k];
-        return;
-    }
-    for (int k = 0; k < CB; k++)
-        dst[k] = k < nc ? src[k] : 0.0f;
-}
-
+/* dst[0..nc) = src[0..nc): one vector move for a whole block. */
 static inline void store_block(float *restrict dst, const float *restrict src, int nc)
 {
     if (nc == CB) {
@@ -165,6 +153,14 @@ static inline void store_block(float *restrict dst, const float *restrict src, i
     }
     for (int k = 0; k < nc; k++)
         dst[k] = src[k];
+}
+
+/* The same, then zeros up to CB. */
+static inline void load_block(float *restrict dst, const float *restrict src, int nc)
+{
+    store_block(dst, src, nc);
+    for (int k = nc; k < CB; k++)
+        dst[k] = 0.0f;
 }
 
 static inline void zero_block(float *dst)

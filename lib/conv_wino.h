@@ -7,6 +7,11 @@
 
 #include "ops.h"
 
+/* When conv.c takes this path: wide 3x3 convolutions (ci*co at least
+ * this), on n maps of h x w with enough 4x4 output tiles (pk_wino_gains). */
+#define PK_WINO_MIN_CICO (256L * 256L)
+int pk_wino_gains(int n, int h, int w);
+
 /* d must be 3x3, stride 1, padding 1, dilation 1. The same contracts as
  * pk_conv2d_forward / pk_conv2d_backward: y and dx are overwritten, dw and
  * db accumulated; dx == NULL or dw == NULL skips that gradient. */

@@ -249,12 +249,11 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
 int pk_exec_backward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e)
 {
     for (int i = p->nnodes - 1; i >= 0; i--) {
-        const pk_node *nd = &p->nodes[i];
+        const pk_node *nd = &p->nodes[i], *relu = NULL;
         /* a BN+ReLU pair: the ReLU's backward runs inside the BN's (and is
          * booked to it), its input gradient skipped */
-        const pk_node *relu = fusable_relu_backward(m, p, i);
-        if (i > 0 && fusable_relu_backward(m, p, i - 1) == nd)
-            continue;
+        if (i > 0 && (relu = fusable_relu_backward(m, p, i - 1)) != NULL)
+            nd = &p->nodes[--i];
         if (p->vals[nd->out].grad < 0)
             continue;
         double t0 = m->profile ? pk_prof_now(m) : 0.0;

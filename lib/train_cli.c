@@ -2,13 +2,13 @@
 #include "train_cli.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "device_opt.h"
 #include "pack_meta.h"
+#include "tool_opts.h"
 
 enum {
     O_ARCH = PK_TRAIN_OPT_BASE, O_STEM, O_CLASSES, O_DROPOUT, O_INIT, O_RESUME, O_ITERS,
@@ -90,28 +90,6 @@ void pk_train_cli_help(FILE *f)
           f);
 }
 
-int pk_cli_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-int pk_cli_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 #define BAD(...) (snprintf(msg, cap, __VA_ARGS__), -1)
 
 static int parse_crop(const char *s, int *h, int *w)
@@ -120,7 +98,7 @@ static int parse_crop(const char *s, int *h, int *w)
     const char *x = strchr(s, 'x');
     long vh, vw;
     if (!x) {
-        if (pk_cli_long(s, 9, 4097, &vh))
+        if (pk_parse_long(s, 9, 4097, &vh, NULL))
             return -1;
         vw = vh;
     } else {
@@ -128,7 +106,7 @@ static int parse_crop(const char *s, int *h, int *w)
             return -1;
         memcpy(a, s, (size_t)(x - s));
         a[x - s] = 0;
-        if (pk_cli_long(a, 9, 4097, &vh) || pk_cli_long(x + 1, 9, 4097, &vw))
+        if (pk_parse_long(a, 9, 4097, &vh, NULL) || pk_parse_long(x + 1, 9, 4097, &vw, NULL))
             return -1;
     }
     if ((vh - 1) % 8 || (vw - 1) % 8)
@@ -147,7 +125,7 @@ static int parse_scale(const char *s, float *lo, float *hi)
         return -1;
     memcpy(a, s, (size_t)(c - s));
     a[c - s] = 0;
-    if (pk_cli_double(a, 0.01, 100, &x) || pk_cli_double(c + 1, 0.01, 100, &y) || x > y)
+    if (pk_parse_double(a, 0.01, 100, &x) || pk_parse_double(c + 1, 0.01, 100, &y) || x > y)
         return -1;
     *lo = (float)x;
     *hi = (float)y;
@@ -163,7 +141,7 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, 
     case 'o': o->output = arg; return 1;
     case 'q': o->quiet = 1; return 1;
     case 'b':
-        if (pk_cli_long(arg, 2, 4096, &l))
+        if (pk_parse_long(arg, 2, 4096, &l, NULL))
             return BAD("--batch takes 2..4096 (BatchNorm needs 2 images)");
         o->batch = (int)l;
         return 1;
@@ -177,24 +155,24 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, 
         o->stem_set = 1;
         return 1;
     case O_CLASSES:
-        if (pk_cli_long(arg, 1, 255, &l))
+        if (pk_parse_long(arg, 1, 255, &l, NULL))
             return BAD("--classes takes 1..255");
         o->classes = (int)l;
         return 1;
     case O_DROPOUT:
-        if (pk_cli_double(arg, 0, 0.99, &x))
+        if (pk_parse_double(arg, 0, 0.99, &x))
             return BAD("--dropout takes 0..0.99");
         o->dropout = (float)x;
         return 1;
     case O_INIT: o->init = arg; return 1;
     case O_RESUME: o->resume = arg; return 1;
     case O_ITERS:
-        if (pk_cli_long(arg, 1, 99999999L, &l))
+        if (pk_parse_long(arg, 1, 99999999L, &l, NULL))
             return BAD("--iters takes 1..99999999");
         o->iters = l;
         return 1;
     case O_EPOCHS:
-        if (pk_cli_long(arg, 1, 100000, &l))
+        if (pk_parse_long(arg, 1, 100000, &l, NULL))
             return BAD("--epochs takes 1..100000");
         o->epochs = (int)l;
         return 1;
@@ -207,7 +185,7 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, 
             return BAD("--scale takes MIN,MAX with 0.01 <= MIN <= MAX <= 100");
         return 1;
     case O_ROTATE:
-        if (pk_cli_double(arg, 0, 180, &x))
+        if (pk_parse_double(arg, 0, 180, &x))
             return BAD("--rotate takes 0..180 degrees");
         o->rotate = (float)x;
         return 1;
@@ -229,7 +207,7 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, 
         float *dst[] = {&o->cfg.base_lr, &o->cfg.momentum, &o->cfg.weight_decay,
                         &o->cfg.power, &o->cfg.aux_weight};
         int i = code - O_LR;
-        if (pk_cli_double(arg, 0, 1000, &x))
+        if (pk_parse_double(arg, 0, 1000, &x))
             return BAD("%s takes a number in 0..1000", names[i]);
         *dst[i] = (float)x;
         return 1;
@@ -244,36 +222,36 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, 
         return 1;
     }
     case O_THREADS:
-        if (pk_cli_long(arg, 0, 1024, &l))
+        if (pk_parse_long(arg, 0, 1024, &l, NULL))
             return BAD("--threads takes 0..1024");
         o->threads = (int)l;
         return 1;
     case O_WORKERS:
-        if (pk_cli_long(arg, 1, 256, &l))
+        if (pk_parse_long(arg, 1, 256, &l, NULL))
             return BAD("--workers takes 1..256");
         o->workers = (int)l;
         return 1;
     case O_DEVICE: o->device_arg = arg; return 1;
     case O_CKPT_DIR: o->ckpt_dir = arg; return 1;
     case O_CKPT_EVERY:
-        if (pk_cli_long(arg, 0, 99999999L, &l))
+        if (pk_parse_long(arg, 0, 99999999L, &l, NULL))
             return BAD("--ckpt-every takes 0..99999999 steps");
         o->ckpt_every = l;
         return 1;
     case O_KEEP:
-        if (pk_cli_long(arg, 1, 1000000, &l))
+        if (pk_parse_long(arg, 1, 1000000, &l, NULL))
             return BAD("--keep takes 1..1000000");
         o->keep = (int)l;
         return 1;
     case O_LOG: o->log = arg; return 1;
     case O_VAL: o->val = arg; return 1;
     case O_VAL_EVERY:
-        if (pk_cli_long(arg, 1, 100000, &l))
+        if (pk_parse_long(arg, 1, 100000, &l, NULL))
             return BAD("--val-every takes 1..100000 epochs");
         o->val_every = (int)l;
         return 1;
     case O_PROGRESS:
-        if (pk_cli_double(arg, 0, 1e6, &x))
+        if (pk_parse_double(arg, 0, 1e6, &x))
             return BAD("--progress-every takes 0..1e6 seconds");
         o->progress_every = x;
         return 1;

@@ -29,10 +29,6 @@ int pk_train_cli_finish(pk_train_opts *o, char *msg, size_t cap);
 /* The common options' help lines. */
 void pk_train_cli_help(FILE *f);
 
-/* Parses "X" as a number in [lo, hi]: 0 on success. */
-int pk_cli_double(const char *s, double lo, double hi, double *out);
-int pk_cli_long(const char *s, long lo, long hi, long *out);
-
 /* Builds the context, the model (--init) and the teacher, checks classes,
  * runs the loop and reports. Returns the exit status: 0, 1 on a runtime
  * failure ("tool: message" printed), 128 + signal when a signal stopped the

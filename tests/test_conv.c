@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "conv_phase.h"
+#include "conv_wino.h"
 #include "ops.h"
 #include "support.h"
 

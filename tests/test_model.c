@@ -25,7 +25,6 @@ static pk_model *make(pk_ctx *c, pk_arch arch, pk_stem stem, float dropout)
     return m;
 }
 
-
 /* The formula batch with every 7th pixel out of the KD mask. */
 static pk_test_batch make_data(int n, int h, int w)
 {

@@ -59,7 +59,6 @@ typedef struct fx {
 
 #define WINO_RELAX 4.0
 
-
 static double meta(const fx *x, const char *key)
 {
     const char *v = pk_st_meta(x->f, key);

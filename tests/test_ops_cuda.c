@@ -29,6 +29,7 @@
 #include "pspnet.h"
 #include "rng.h"
 #include "support.h"
+#include "support_model.h"
 
 #ifndef PSPKD_CUDA
 int main(void)
@@ -53,14 +54,6 @@ static void die(const char *what)
 {
     fprintf(stderr, "test_ops_cuda: %s\n", what);
     exit(1);
-}
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p)
-        die("out of host memory");
-    return p;
 }
 
 /* ---- buffers ---------------------------------------------------------------- */
@@ -98,7 +91,7 @@ static void *up_bytes(harness *H, const void *host, size_t bytes)
 
 static float *nan_host(size_t n)
 {
-    float *h = xmalloc(n * sizeof *h);
+    float *h = pk_test_xmalloc(n * sizeof *h);
     for (size_t i = 0; i < n; i++)
         h[i] = NAN;
     return h;
@@ -114,7 +107,7 @@ static float *poisoned(harness *H, size_t n)
 
 static float *rand_host(size_t n, unsigned long long seed, float a)
 {
-    float *h = xmalloc(n * sizeof *h);
+    float *h = pk_test_xmalloc(n * sizeof *h);
     pk_test_fill(h, n, seed, a);
     return h;
 }
@@ -134,7 +127,7 @@ static void check(harness *H, const char *what, const float *dev, const float *w
                   double tol)
 {
     check_status(H, what);
-    float *got = xmalloc(n * sizeof *got);
+    float *got = pk_test_xmalloc(n * sizeof *got);
     pk_dev_download(H->gpu, got, dev, n * sizeof *got);
     char label[160];
     snprintf(label, sizeof label, "[%s] %s", H->tag, what);
@@ -146,7 +139,7 @@ static void check_exact(harness *H, const char *what, const void *dev, const voi
                         size_t bytes)
 {
     check_status(H, what);
-    unsigned char *got = xmalloc(bytes);
+    unsigned char *got = pk_test_xmalloc(bytes);
     pk_dev_download(H->gpu, got, dev, bytes);
     int bad = memcmp(got, want, bytes) != 0;
     printf("  %s [%s] %s: %s\n", bad ? "FAIL" : "ok  ", H->tag, what,
@@ -173,7 +166,7 @@ static void conv_case(harness *H, const char *name, pk_conv_desc d)
           *b = rand_host(nb, 13, 1.0f);
     float *dy = rand_host(ny, 14, 1.0f), *dw0 = rand_host(nw, 15, 0.5f),
           *db0 = rand_host(nb, 16, 1.0f);
-    float *y = nan_host(ny), *dx = nan_host(nx), *dw = xmalloc(nw * 4), *db = xmalloc(nb * 4);
+    float *y = nan_host(ny), *dx = nan_host(nx), *dw = pk_test_xmalloc(nw * 4), *db = pk_test_xmalloc(nb * 4);
     memcpy(dw, dw0, nw * 4);
     memcpy(db, db0, nb * 4);
     pk_err e = {0};
@@ -302,7 +295,7 @@ static void test_elementwise(harness *H)
     for (int off = 0; off < 2; off++) { /* off = 1: not 16-byte aligned */
         size_t n = 1000003;
         float *a = rand_host(n + 1, 31, 1.0f), *b = rand_host(n + 1, 32, 1.0f);
-        float *dy = rand_host(n + 1, 33, 1.0f), *want = xmalloc((n + 1) * 4);
+        float *dy = rand_host(n + 1, 33, 1.0f), *want = pk_test_xmalloc((n + 1) * 4);
         float *ga = up(H, a, n + 1) + off, *gb = up(H, b, n + 1) + off,
               *gdy = up(H, dy, n + 1) + off;
         float *gy = poisoned(H, n + 1) + off;
@@ -414,7 +407,7 @@ static void test_maxpool(harness *H)
         x[i] = floorf(x[i] * 2.0f);
     x[5] = -INFINITY;
     float *y = nan_host(ny), *dy = rand_host(ny, 62, 1.0f), *dx = nan_host(nx);
-    int32_t *am = xmalloc(ny * 4);
+    int32_t *am = pk_test_xmalloc(ny * 4);
     float *gx = up(H, x, nx), *gy = poisoned(H, ny), *gdy = up(H, dy, ny),
           *gdx = poisoned(H, nx);
     int32_t *gam = dev_bytes(H, ny * 4);
@@ -493,8 +486,8 @@ static void test_losses(harness *H)
     size_t n = (size_t)P * K;
     float *s = rand_host(n, 91, 4.0f), *t = rand_host(n, 92, 4.0f),
           *g0 = rand_host(n, 93, 0.01f);
-    float *g = xmalloc(n * 4);
-    uint8_t *lab = xmalloc((size_t)P), *mask = xmalloc((size_t)P), *none = xmalloc((size_t)P);
+    float *g = pk_test_xmalloc(n * 4);
+    uint8_t *lab = pk_test_xmalloc((size_t)P), *mask = pk_test_xmalloc((size_t)P), *none = pk_test_xmalloc((size_t)P);
     pk_rng r = pk_rng_seed(94);
     for (long p = 0; p < P; p++) {
         float u = pk_rng_u01(&r);
@@ -575,8 +568,8 @@ static void make_step_inputs(step_inputs *in, int n, int h, int w, int K)
     in->image = rand_host(pix * 3, 111, 2.0f);
     in->tm = rand_host(pix * K, 112, 4.0f);
     in->ta = rand_host(pix * K, 113, 4.0f);
-    in->label = xmalloc(pix);
-    in->valid = xmalloc(pix);
+    in->label = pk_test_xmalloc(pix);
+    in->valid = pk_test_xmalloc(pix);
     pk_rng r = pk_rng_seed(114);
     for (size_t i = 0; i < pix; i++) {
         in->label[i] = pk_rng_u01(&r) < 0.1f ? 255 : (uint8_t)pk_rng_below(&r, (uint32_t)K);
@@ -596,7 +589,7 @@ static float *model_buffer(pk_model *m, int which, size_t *count)
                  : which == 1 ? pk_model_grads(m)
                  : which == 2 ? pk_model_momentum(m)
                               : pk_model_state(m);
-    float *h = xmalloc(n * sizeof *h);
+    float *h = pk_test_xmalloc(n * sizeof *h);
     pk_dev_download(pk_model_ctx(m), h, src, n * sizeof *h);
     *count = n;
     return h;

@@ -81,10 +81,8 @@ static int parse(struct opts *o, int argc, char **argv)
         case OPT_OVERLAY: o->overlay = 1; break;
         case OPT_LOGITS: o->logits = optarg; break;
         case OPT_ALPHA: {
-            char *end;
-            errno = 0;
-            double a = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(a >= 0.0 && a <= 1.0))
+            double a;
+            if (pk_parse_double(optarg, 0.0, 1.0, &a))
                 return pk_usage_error(TOOL, "--alpha takes a number in [0, 1]");
             o->alpha = (float)a;
             break;

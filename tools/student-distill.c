@@ -101,7 +101,7 @@ int main(int argc, char **argv)
         case O_AUXKDW: {
             int i = c == O_T ? 0 : c == O_KDW ? 1 : c == O_CEW ? 2 : 3;
             double lo_v = i == 0 ? 0.01 : 0.0;
-            if (pk_cli_double(optarg, lo_v, 1000, &val[i])) {
+            if (pk_parse_double(optarg, lo_v, 1000, &val[i])) {
                 snprintf(msg, sizeof msg, "%s takes a number in %g..1000",
                          argv[optind - 1], lo_v);
                 return pk_usage_error(TOOL, msg);

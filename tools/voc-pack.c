@@ -105,21 +105,10 @@ static void usage(FILE *f)
             "  -V, --version         print the version\n");
 }
 
-/* Names the offending option: the argument when it is a long option, else
- * optopt (a short option may sit inside a group such as -xq). */
-static void opt_name(char *m, size_t cap, const char *fmt, int opt, const char *arg)
-{
-    char shortopt[3] = {'-', (char)opt, '\0'};
-    int is_short = strncmp(arg, "--", 2) && opt > ' ' && opt < 127;
-    snprintf(m, cap, fmt, is_short ? shortopt : arg);
-}
-
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
+    long v;
+    if (pk_parse_long(s, lo, hi, &v, NULL))
         return -1;
     *out = (int)v;
     return 0;
@@ -178,12 +167,12 @@ static int parse(struct opts *o, int argc, char **argv)
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':': {
             char m[80];
-            opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
+            pk_opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
             return pk_usage_error(TOOL, m);
         }
         default: {
             char m[80];
-            opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
+            pk_opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
             return pk_usage_error(TOOL, m);
         }
         }

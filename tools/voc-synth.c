@@ -40,15 +40,6 @@ static void usage(FILE *f)
             "  -V, --version          print the version\n");
 }
 
-/* Names the offending option: the argument when it is a long option, else
- * optopt (a short option may sit inside a group such as -xq). */
-static void opt_name(char *m, size_t cap, const char *fmt, int opt, const char *arg)
-{
-    char shortopt[3] = {'-', (char)opt, '\0'};
-    int is_short = strncmp(arg, "--", 2) && opt > ' ' && opt < 127;
-    snprintf(m, cap, fmt, is_short ? shortopt : arg);
-}
-
 /* "MIN" or "MIN:MAX". */
 static int parse_range(const char *s, long lo, long hi, int *a, int *b)
 {
@@ -216,10 +207,10 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
         case ':':
-            opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
+            pk_opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
             return pk_usage_error(TOOL, m);
         default:
-            opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
+            pk_opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
             return pk_usage_error(TOOL, m);
         }
     }
