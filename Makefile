@@ -71,6 +71,9 @@ LIB      := $(if $(filter build,$(O)),lib/libpspkd.a,$(O)/libpspkd.a)
 TOOLS    := $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/*.c))
 TEST_SUP := $(patsubst tests/%.c,$(O)/tests/%.o,$(wildcard tests/support_*.c))
 TESTS    := $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/test_*.c))
+# Small programs the Bats files call (tests/helper_*.c), so that no test
+# depends on an outside tool that merely has the right name.
+HELPERS  := $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/helper_*.c))
 BENCHES  := $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 
 # The tests and benches run with the environment's OpenBLAS core type pinned
@@ -103,13 +106,15 @@ $(O)/tests/%.o: tests/%.c $(CONFIG) | deps
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 $(O)/tests/test_%: $(O)/tests/test_%.o $(TEST_SUP) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+$(O)/tests/helper_%: $(O)/tests/helper_%.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 $(O)/bench/%.o: bench/%.c $(CONFIG) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 $(O)/bench/%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-check: all $(TESTS)
+check: all $(TESTS) $(HELPERS)
 	@scripts/check-deps --test
 	@scripts/run-tests $(O)/tests $(BIN)
 

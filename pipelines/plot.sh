@@ -19,7 +19,7 @@ while getopts o:h opt; do
 done
 shift $((OPTIND - 1))
 [ $# -ge 1 ] || usage
-command -v gnuplot >/dev/null 2>&1 || { echo "$me: gnuplot not found" >&2; exit 1; }
+gnuplot --version 2>/dev/null | grep -q "^gnuplot [0-9]" || { echo "$me: gnuplot not found (Debian: gnuplot-nox)" >&2; exit 1; }
 mkdir -p "$out" || exit 1
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT

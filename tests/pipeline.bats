@@ -52,7 +52,7 @@ runs() { wc -l <"$OUT/timings.tsv"; }
     done
     # Checkpoint dirs go once the model is written; no partial cache is left.
     [ ! -e "$OUT/teacher.ckpt" ] && [ ! -e "$OUT/logits-partial.lmdb" ]
-    if command -v gnuplot >/dev/null; then [ -s "$OUT/plots/loss.png" ]; fi
+    if gnuplot --version 2>/dev/null | grep -q "^gnuplot [0-9]"; then [ -s "$OUT/plots/loss.png" ]; fi
     n=$(runs)
 
     run make -s -C "$ROOT/pipelines" demo "${TOY[@]}"

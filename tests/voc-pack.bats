@@ -261,11 +261,11 @@ assert_no_output() {
 }
 
 @test "RGB-coloured label PNGs are mapped through the VOC palette" {
-    if ! command -v convert >/dev/null; then skip "ImageMagick convert not installed"; fi
     "$PACK" -q "$ROOT" --split train -o "$OUT/a"
     for f in "$ROOT"/SegmentationClass/*.png; do
-        convert "$f" -define png:color-type=2 "PNG24:$f.rgb" && mv "$f.rgb" "$f"
+        "$PSPKD_TEST_HELPERS/helper_png_rgb" "$f" "$f.rgb.png" && mv "$f.rgb.png" "$f"
     done
+    # byte 25 of a PNG is IHDR's colour type: 2 is RGB
     [ "$(od -An -tu1 -j25 -N1 "$ROOT/SegmentationClass/synth_000000.png" | tr -d ' ')" = 2 ]
     run "$PACK" -q "$ROOT" --split train -o "$OUT/b"
     assert_success
