@@ -1,5 +1,5 @@
 # pspkd — build, test, bench, install.
-#   make                 lib/libpspkd.a and bin/<tool> for every tools/*.c
+#   make                 build/libpspkd.a (from lib/*/*.c) and bin/<tool> for every tools/*.c
 #   make check           C unit tests, then a Bats file per tool
 #   make SANITIZE=1 check  the same under ASan+UBSan (objects in build-san/)
 #   make CUDA=1          also the CUDA twins (*.cu); on by default when nvcc is found
@@ -55,7 +55,7 @@ NVFLAGS   ?= -O2 -std=c++17 -Ilib -DPSPKD_CUDA -MMD -MP \
 CFLAGS   += -DPSPKD_CUDA -I$(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudnn -lcudart_static -ldl -lrt -lstdc++
 LDFLAGS  += -Wl,-rpath,$(CUDA_HOME)/lib64
-CU_SRC   := $(wildcard lib/*.cu)
+CU_SRC   := $(wildcard lib/*/*.cu)
 endif
 
 # Objects depend on the configuration, so switching CUDA, STATIC_DEPS or
@@ -65,9 +65,10 @@ CFG_NOW  := CUDA=$(CUDA) STATIC_DEPS=$(STATIC_DEPS) OPT=$(OPT)
 $(shell mkdir -p $(O) && { [ "$$(cat $(CONFIG) 2>/dev/null)" = "$(CFG_NOW)" ] || \
     echo "$(CFG_NOW)" > $(CONFIG); })
 
-LIB_SRC  := $(wildcard lib/*.c)
+# lib/ is in rooms (core ops model store data train cli); see pspkd(7).
+LIB_SRC  := $(wildcard lib/*/*.c)
 LIB_OBJ  := $(LIB_SRC:lib/%.c=$(O)/lib/%.o) $(CU_SRC:lib/%.cu=$(O)/lib/%.cu.o)
-LIB      := $(if $(filter build,$(O)),lib/libpspkd.a,$(O)/libpspkd.a)
+LIB      := $(O)/libpspkd.a
 TOOLS    := $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/*.c))
 TEST_SUP := $(patsubst tests/%.c,$(O)/tests/%.o,$(wildcard tests/support_*.c))
 TESTS    := $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/test_*.c))
@@ -142,6 +143,6 @@ install: all
 	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s; done; done; true
 
 clean:
-	rm -rf build build-san bin lib/libpspkd.a
+	rm -rf build build-san bin
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

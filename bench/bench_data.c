@@ -28,11 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "augment.h"
-#include "image.h"
-#include "loader.h"
-#include "lmdb_util.h"
-#include "record.h"
+#include "data/augment.h"
+#include "data/image.h"
+#include "data/loader.h"
+#include "store/lmdb_util.h"
+#include "store/record.h"
 
 #define CROP 473
 #define MAX_RUNS 9

@@ -24,10 +24,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "device_opt.h"
-#include "ops_cuda.h"
-#include "pspnet.h"
-#include "rng.h"
+#include "cli/device_opt.h"
+#include "ops/ops_cuda.h"
+#include "model/pspnet.h"
+#include "core/rng.h"
 #ifdef PSPKD_CUDA
 #include <cuda_runtime_api.h>
 #endif

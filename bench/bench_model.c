@@ -18,8 +18,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "pspnet.h"
-#include "rng.h"
+#include "model/pspnet.h"
+#include "core/rng.h"
 
 typedef struct bench_case {
     const char *name;

@@ -26,9 +26,9 @@
 
 #include <dnnl.h>
 
-#include "conv_phase.h"
-#include "ops.h"
-#include "rng.h"
+#include "ops/conv_phase.h"
+#include "ops/ops.h"
+#include "core/rng.h"
 
 typedef struct conv_shape {
     const char *name;

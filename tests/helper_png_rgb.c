@@ -4,8 +4,8 @@
  * code rather than whatever image tool happens to be on the PATH.
  * usage: helper_png_rgb IN.png OUT.png */
 #include <stdio.h>
-#include "image.h"
-#include "palette.h"
+#include "data/image.h"
+#include "data/palette.h"
 
 int main(int argc, char **argv)
 {

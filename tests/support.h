@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
-#include "ctx.h"
+#include "core/ctx.h"
 
 /* A CPU context with `threads` threads (0 = default); aborts on failure. */
 pk_ctx *pk_test_ctx(int threads);

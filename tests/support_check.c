@@ -2,7 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include "rng.h"
+#include "core/rng.h"
 
 pk_ctx *pk_test_ctx(int threads)
 {

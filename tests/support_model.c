@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "rng.h"
+#include "core/rng.h"
 
 static uint64_t formula_bits(uint64_t stream, uint64_t i)
 {

@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "pspnet.h"
+#include "model/pspnet.h"
 
 double pk_test_formula_u(uint64_t stream, uint64_t i);
 void pk_test_formula_fill(float *x, size_t n, uint64_t stream, double lo, double hi);

@@ -10,7 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "augment.h"
+#include "data/augment.h"
 #include "support.h"
 
 static int failures;

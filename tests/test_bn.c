@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
+#include "ops/ops.h"
 #include "support.h"
 
 #define EPS 1e-5f

@@ -12,9 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "half.h"
-#include "safetensors.h"
+#include "model/checkpoint.h"
+#include "core/half.h"
+#include "store/safetensors.h"
 #include "support.h"
 
 static int failures;

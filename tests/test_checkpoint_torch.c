@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "safetensors.h"
+#include "model/checkpoint.h"
+#include "store/safetensors.h"
 #include "support.h"
 #include "support_model.h"
 

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "conv_phase.h"
-#include "conv_wino.h"
-#include "ops.h"
+#include "ops/conv_phase.h"
+#include "ops/conv_wino.h"
+#include "ops/ops.h"
 #include "support.h"
 
 static size_t xsize(const pk_conv_desc *d) { return (size_t)d->n * d->h * d->w * d->ci; }

@@ -7,12 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "image.h"
-#include "lmdb_util.h"
-#include "palette.h"
-#include "record.h"
+#include "data/image.h"
+#include "store/lmdb_util.h"
+#include "data/palette.h"
+#include "store/record.h"
 #include "support.h"
-#include "voc_sample.h"
+#include "data/voc_sample.h"
 
 static char g_dir[] = "/tmp/pk_test_data_XXXXXX"; /* test-local scratch dir name */
 

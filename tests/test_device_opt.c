@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "device_opt.h"
+#include "cli/device_opt.h"
 #include "support.h"
 
 static int parse(const char *s, pk_ctx_opts *o, pk_err *e)

@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
-#include "rng.h"
+#include "ops/ops.h"
+#include "core/rng.h"
 #include "support.h"
 
 static float *falloc(size_t n)

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "image.h"
-#include "lmdb_util.h"
-#include "loader.h"
-#include "record.h"
+#include "data/image.h"
+#include "store/lmdb_util.h"
+#include "data/loader.h"
+#include "store/record.h"
 #include "support.h"
 
 static int failures;

@@ -7,11 +7,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "half.h"
-#include "lmdb_util.h"
-#include "logits_cache.h"
-#include "logits_extra.h"
-#include "record.h"
+#include "core/half.h"
+#include "store/lmdb_util.h"
+#include "store/logits_cache.h"
+#include "data/logits_extra.h"
+#include "store/record.h"
 #include "support.h"
 
 static int failures;

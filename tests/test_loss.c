@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
+#include "ops/ops.h"
 #include "support.h"
 
 enum { P = 20, K = 7 }; /* small P: the float loss value limits the difference quotient */

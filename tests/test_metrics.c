@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "model/metrics.h"
 #include "support.h"
 
 static int failures;

@@ -6,8 +6,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "pspnet.h"
-#include "pspnet_impl.h" /* the plan checker below reads the schedule */
+#include "model/pspnet.h"
+#include "model/pspnet_impl.h" /* the plan checker below reads the schedule */
 #include "support.h"
 #include "support_model.h"
 

@@ -19,7 +19,7 @@
  * algorithm PyTorch uses: the strict check), then with Winograd for every
  * wide 3x3 convolution (PK_CONV_WINOGRAD; the default takes it only on maps
  * big enough to gain, bigger than these fixtures'; float error ~10x
- * direct's, see lib/conv.c); that second pass gives the tensors
+ * direct's, see lib/ops/conv.c); that second pass gives the tensors
  * with a fixture-relaxed tolerance (badly conditioned ones, e.g. the bin-1
  * PPM BatchNorm's gradients) WINO_RELAX times more room, and no others.
  * Usage: test_model_parity [-v] [fixture dir]. */
@@ -28,9 +28,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
-#include "pspnet.h"
-#include "safetensors.h"
+#include "ops/ops.h"
+#include "model/pspnet.h"
+#include "store/safetensors.h"
 #include "support.h"
 #include "support_model.h"
 

@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "device_opt.h"
-#include "ops.h"
-#include "ops_cuda.h"
-#include "pspnet.h"
-#include "rng.h"
+#include "cli/device_opt.h"
+#include "ops/ops.h"
+#include "ops/ops_cuda.h"
+#include "model/pspnet.h"
+#include "core/rng.h"
 #include "support.h"
 #include "support_model.h"
 

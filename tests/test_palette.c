@@ -2,7 +2,7 @@
  * names against data/voc_classes.txt (run from the repository root). */
 #include <string.h>
 
-#include "palette.h"
+#include "data/palette.h"
 #include "support.h"
 
 static int failures;

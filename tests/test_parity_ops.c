@@ -1,4 +1,4 @@
-/* PyTorch parity: runs every op of lib/ops.h on the inputs stored in
+/* PyTorch parity: runs every op of lib/ops/ops.h on the inputs stored in
  * tests/fixtures/ops.safetensors (written by tests/fixtures/gen_ops.py) and
  * compares each output with pk_check_close's normalised error:
  *   forward values (and loss values) 1e-5, gradients 1e-4, three SGD steps 1e-5.
@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
-#include "safetensors.h"
+#include "ops/ops.h"
+#include "store/safetensors.h"
 #include "support.h"
 
 #define TOL_FWD 1e-5

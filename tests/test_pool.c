@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
+#include "ops/ops.h"
 #include "support.h"
 
 /* ---- max pool ---------------------------------------------------------- */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "progress.h"
+#include "cli/progress.h"
 #include "support.h"
 
 static int failures;

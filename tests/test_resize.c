@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
+#include "ops/ops.h"
 #include "support.h"
 
 static float *falloc(size_t n)

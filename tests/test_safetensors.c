@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "atomic_file.h"
-#include "half.h"
-#include "safetensors.h"
+#include "core/atomic_file.h"
+#include "core/half.h"
+#include "store/safetensors.h"
 #include "support.h"
 
 static int failures;

@@ -1,4 +1,4 @@
-/* semseg's test protocol (lib/seg_infer.c) against a NumPy/OpenCV
+/* semseg's test protocol (lib/model/seg_infer.c) against a NumPy/OpenCV
  * re-implementation with a known "network" (tests/fixtures/gen_seg_protocol.py
  * -> seg_protocol.safetensors), cv2.resize parity, the mean padding, the
  * scale-list parser and argmax. */
@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
-#include "seg_infer.h"
+#include "store/safetensors.h"
+#include "model/seg_infer.h"
 #include "support.h"
 
 static int failures;

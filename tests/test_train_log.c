@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "image.h"
+#include "data/image.h"
 #include "support.h"
-#include "train_ckpt.h"
-#include "train_log.h"
+#include "train/train_ckpt.h"
+#include "train/train_log.h"
 
 static char *slurp(const char *path)
 {

@@ -1,6 +1,6 @@
 /* seg-eval: semseg's test protocol over a data pack -> per-class IoU and
  * accuracy, mIoU / mAcc / aAcc (see seg-eval(1)). The numerics are in
- * lib/seg_infer.c and lib/metrics.c; this file parses options, walks the
+ * lib/model/seg_infer.c and lib/model/metrics.c; this file parses options, walks the
  * pack, saves predictions and prints the table. */
 #include <errno.h>
 #include <getopt.h>
@@ -10,15 +10,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tool_opts.h"
-#include "checkpoint.h"
-#include "device_opt.h"
-#include "image.h"
-#include "lmdb_util.h"
-#include "metrics.h"
-#include "progress.h"
-#include "record.h"
-#include "seg_infer.h"
+#include "cli/tool_opts.h"
+#include "model/checkpoint.h"
+#include "cli/device_opt.h"
+#include "data/image.h"
+#include "store/lmdb_util.h"
+#include "model/metrics.h"
+#include "cli/progress.h"
+#include "store/record.h"
+#include "model/seg_infer.h"
 
 #define TOOL "seg-eval"
 

@@ -11,14 +11,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tool_opts.h"
-#include "checkpoint.h"
-#include "device_opt.h"
-#include "image.h"
-#include "logits_cache.h"
-#include "palette.h"
-#include "safetensors.h"
-#include "seg_infer.h"
+#include "cli/tool_opts.h"
+#include "model/checkpoint.h"
+#include "cli/device_opt.h"
+#include "data/image.h"
+#include "store/logits_cache.h"
+#include "data/palette.h"
+#include "store/safetensors.h"
+#include "model/seg_infer.h"
 
 #define TOOL "seg-predict"
 

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tool_opts.h"
-#include "train_cli.h"
+#include "cli/tool_opts.h"
+#include "cli/train_cli.h"
 
 #define TOOL "student-distill"
 

@@ -14,14 +14,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tool_opts.h"
-#include "checkpoint.h"
-#include "device_opt.h"
-#include "lmdb_util.h"
-#include "logits_cache.h"
-#include "progress.h"
-#include "record.h"
-#include "seg_infer.h"
+#include "cli/tool_opts.h"
+#include "model/checkpoint.h"
+#include "cli/device_opt.h"
+#include "store/lmdb_util.h"
+#include "store/logits_cache.h"
+#include "cli/progress.h"
+#include "store/record.h"
+#include "model/seg_infer.h"
 
 #define TOOL "teacher-dump"
 

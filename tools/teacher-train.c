@@ -3,8 +3,8 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "tool_opts.h"
-#include "train_cli.h"
+#include "cli/tool_opts.h"
+#include "cli/train_cli.h"
 
 #define TOOL "teacher-train"
 

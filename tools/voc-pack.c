@@ -13,13 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tool_opts.h"
-#include "lmdb_util.h"
-#include "palette.h"
-#include "progress.h"
-#include "record.h"
-#include "voc_list.h"
-#include "voc_sample.h"
+#include "cli/tool_opts.h"
+#include "store/lmdb_util.h"
+#include "data/palette.h"
+#include "cli/progress.h"
+#include "store/record.h"
+#include "data/voc_list.h"
+#include "data/voc_sample.h"
 
 #define TOOL "voc-pack"
 

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tool_opts.h"
-#include "lmdb_util.h"
-#include "record.h"
+#include "cli/tool_opts.h"
+#include "store/lmdb_util.h"
+#include "store/record.h"
 
 #define TOOL "voc-show"
 

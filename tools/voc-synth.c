@@ -1,5 +1,5 @@
 /* voc-synth: writes the seeded synthetic data set in the VOC layout (see
- * voc-synth(1); the drawing is lib/synth.c). */
+ * voc-synth(1); the drawing is lib/data/synth.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -8,10 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tool_opts.h"
-#include "image.h"
-#include "palette.h"
-#include "synth.h"
+#include "cli/tool_opts.h"
+#include "data/image.h"
+#include "data/palette.h"
+#include "data/synth.h"
 
 #define TOOL "voc-synth"
 

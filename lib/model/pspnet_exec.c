@@ -1,0 +1,267 @@
+/* Runs a plan's nodes: the forward in order, the backward in reverse, each
+ * node one call into the op library on pointers resolved from the arena. */
+#include "model/pspnet_impl.h"
+
+#include "core/rng.h"
+
+#define PK_BN_MOMENTUM 0.1f
+#define PK_BN_EPS 1e-5f
+
+float *pk_plan_ptr(const pk_model *m, const pk_plan *p, float *const *ext, int v)
+{
+    if (v < 0)
+        return NULL;
+    const pk_value *x = &p->vals[v];
+    if (x->ext != PK_EXT_NONE)
+        return ext[x->ext];
+    return m->arena + p->stor_off[x->storage];
+}
+
+static size_t count_of(const pk_value *v)
+{
+    return (size_t)v->n * (size_t)v->h * (size_t)v->w * (size_t)v->c;
+}
+
+static long pixels_of(const pk_value *v) { return (long)v->n * v->h * v->w; }
+
+/* The BN tensors of layer L. */
+typedef struct bn_ptrs {
+    float *gamma, *beta, *mean, *var, *dgamma, *dbeta;
+} bn_ptrs;
+
+static bn_ptrs bn_of(pk_model *m, const pk_layer *L)
+{
+    const pk_tensor_info *t = &m->tensors[L->bn];
+    return (bn_ptrs){m->params + t[0].offset, m->params + t[1].offset,
+                     m->state + t[2].offset,  m->state + t[3].offset,
+                     m->grads + t[0].offset,  m->grads + t[1].offset};
+}
+
+static uint64_t dropout_seed(const pk_exec_args *a, int id)
+{
+    return pk_hash64(a->drop_seed + 0x632be59bd9b4e019ULL * (uint64_t)(id + 1));
+}
+
+/* A device-side copy (a one-input concatenation is a copy). */
+static void copy_value(pk_ctx *c, float *dst, const float *src, const pk_value *v)
+{
+    const float *xs[1] = {src};
+    int cs[1] = {v->c};
+    pk_concat_forward(c, dst, xs, cs, 1, pixels_of(v));
+}
+
+/* The ReLU node that can be fused into node i (a BN or residual add whose
+ * output only that ReLU reads, and which comes right after it), or NULL.
+ * Nothing reads the pre-ReLU value later: BN's backward reads its input and
+ * saved statistics, ReLU's its own output, the add's nothing. */
+static const pk_node *fusable_relu(const pk_plan *p, int i)
+{
+    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
+    if ((nd->kind != PK_N_BN && nd->kind != PK_N_ADD) || !next || next->kind != PK_N_RELU ||
+        next->in[0] != nd->out || p->vals[nd->out].nuse != 1 ||
+        p->vals[nd->out].ext != PK_EXT_NONE)
+        return NULL;
+    return next;
+}
+
+static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
+                        const pk_node *relu, const pk_exec_args *a, pk_err *e)
+{
+    pk_ctx *c = m->ctx;
+    float *const *ext = a->ext;
+    const pk_value *xv = &p->vals[nd->in[0]], *yv = &p->vals[nd->out];
+    float *x = pk_plan_ptr(m, p, ext, nd->in[0]), *y = pk_plan_ptr(m, p, ext, nd->out);
+    if (relu) /* fused: write the ReLU's output directly */
+        y = pk_plan_ptr(m, p, ext, relu->out);
+    const pk_layer *L = nd->layer >= 0 ? &m->layers[nd->layer] : NULL;
+    switch (nd->kind) {
+    case PK_N_CONV: {
+        const float *w = m->params + m->tensors[L->w].offset;
+        const float *b = L->b >= 0 ? m->params + m->tensors[L->b].offset : NULL;
+        if (pk_conv2d_forward(c, y, x, w, b, &nd->conv, e) != PK_OK)
+            return pk_wrap(e, "%s", m->tensors[L->w].name);
+        break;
+    }
+    case PK_N_BN: {
+        bn_ptrs bp = bn_of(m, L);
+        float *sm = pk_plan_ptr(m, p, ext, nd->save0), *sr = pk_plan_ptr(m, p, ext, nd->save1);
+        if (a->train)
+            (relu ? pk_bn_relu_forward_train : pk_bn_forward_train)(
+                c, y, sm, sr, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv), xv->c,
+                PK_BN_MOMENTUM, PK_BN_EPS);
+        else
+            (relu ? pk_bn_relu_forward_eval : pk_bn_forward_eval)(
+                c, y, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv), xv->c, PK_BN_EPS);
+        break;
+    }
+    case PK_N_RELU:
+        pk_relu_forward(c, y, x, count_of(xv));
+        break;
+    case PK_N_ADD: {
+        const float *b = pk_plan_ptr(m, p, ext, nd->in[1]);
+        if (relu)
+            pk_add_relu_forward(c, y, x, b, count_of(xv));
+        else if (y == x) /* in place */
+            pk_accumulate(c, y, b, count_of(xv));
+        else
+            pk_add_forward(c, y, x, b, count_of(xv));
+        break;
+    }
+    case PK_N_MAXPOOL:
+        pk_maxpool_forward(c, y, (int32_t *)pk_plan_ptr(m, p, ext, nd->save0), x, xv->n, xv->h,
+                           xv->w, xv->c, 3, 2, 1);
+        break;
+    case PK_N_ADAPOOL:
+        pk_adapool_forward(c, y, x, xv->n, xv->h, xv->w, xv->c, nd->bins);
+        break;
+    case PK_N_RESIZE:
+        pk_resize_forward(c, y, x, xv->n, xv->h, xv->w, xv->c, yv->h, yv->w);
+        break;
+    case PK_N_CONCAT: {
+        const float *xs[PK_NODE_MAX_IN];
+        int cs[PK_NODE_MAX_IN];
+        for (int j = 0; j < nd->nin; j++) {
+            xs[j] = pk_plan_ptr(m, p, ext, nd->in[j]);
+            cs[j] = p->vals[nd->in[j]].c;
+        }
+        pk_concat_forward(c, y, xs, cs, nd->nin, pixels_of(yv));
+        break;
+    }
+    case PK_N_DROPOUT:
+        pk_dropout2d_forward(c, y, (uint8_t *)pk_plan_ptr(m, p, ext, nd->save0), x, xv->n,
+                             (long)xv->h * xv->w, xv->c, a->dropout,
+                             dropout_seed(a, nd->drop_id));
+        break;
+    default:
+        return pk_fail(e, PK_EINVAL, "model: internal error: node kind %d", nd->kind);
+    }
+    return PK_OK;
+}
+
+int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e)
+{
+    for (int i = 0; i < p->nnodes; i++) {
+        const pk_node *nd = &p->nodes[i], *relu = fusable_relu(p, i);
+        double t0 = m->profile ? pk_prof_now(m) : 0.0;
+        int rc = forward_node(m, p, nd, relu, a, e);
+        if (rc != PK_OK)
+            return rc;
+        if (m->profile) /* a fused ReLU's time is booked to the BN or add */
+            pk_prof_add(m, nd->group, nd->kind, PK_PROF_FWD, pk_prof_now(m) - t0);
+        i += relu != NULL;
+    }
+    return PK_OK;
+}
+
+/* The ReLU node whose backward can be fused into BN node i's (see
+ * fusable_relu; the ReLU's input gradient then never materialises), or NULL:
+ * on the CPU, and when the ReLU writes that gradient directly. */
+static const pk_node *fusable_relu_backward(const pk_model *m, const pk_plan *p, int i)
+{
+    const pk_node *relu = fusable_relu(p, i);
+    if (!relu || p->nodes[i].kind != PK_N_BN || relu->gacc[0] ||
+        pk_ctx_device(m->ctx) != PK_DEV_CPU)
+        return NULL;
+    return relu;
+}
+
+static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
+                         const pk_node *relu, const pk_exec_args *a, pk_err *e)
+{
+    pk_ctx *c = m->ctx;
+    float *const *ext = a->ext;
+    const pk_value *xv = &p->vals[nd->in[0]], *yv = &p->vals[nd->out];
+    const float *dy = pk_plan_ptr(m, p, ext, yv->grad);
+    float *x = pk_plan_ptr(m, p, ext, nd->in[0]);
+    float *dx = pk_plan_ptr(m, p, ext, nd->gin[0]); /* NULL: not needed */
+    const pk_layer *L = nd->layer >= 0 ? &m->layers[nd->layer] : NULL;
+    switch (nd->kind) {
+    case PK_N_CONV: {
+        const pk_tensor_info *tw = &m->tensors[L->w];
+        float *db = L->b >= 0 ? m->grads + m->tensors[L->b].offset : NULL;
+        if (pk_conv2d_backward(c, dx, m->grads + tw->offset, db, dy, x, m->params + tw->offset,
+                               &nd->conv, e) != PK_OK)
+            return pk_wrap(e, "%s (backward)", tw->name);
+        break;
+    }
+    case PK_N_BN: {
+        bn_ptrs bp = bn_of(m, L);
+        const float *sm = pk_plan_ptr(m, p, ext, nd->save0);
+        const float *sr = pk_plan_ptr(m, p, ext, nd->save1);
+        if (relu) /* the ReLU's output gradient and output, for its backward fused here */
+            pk_bn_relu_backward(c, dx, bp.dgamma, bp.dbeta,
+                                pk_plan_ptr(m, p, ext, p->vals[relu->out].grad),
+                                pk_plan_ptr(m, p, ext, relu->out), x, sm, sr, bp.gamma,
+                                pixels_of(xv), xv->c);
+        else
+            pk_bn_backward(c, dx, bp.dgamma, bp.dbeta, dy, x, sm, sr, bp.gamma, pixels_of(xv),
+                           xv->c);
+        break;
+    }
+    case PK_N_RELU:
+        pk_relu_backward(c, dx, dy, pk_plan_ptr(m, p, ext, nd->out), count_of(xv));
+        break;
+    case PK_N_ADD: /* both inputs receive dy */
+        for (int j = 0; j < 2; j++) {
+            float *g = pk_plan_ptr(m, p, ext, nd->gin[j]);
+            if (!g)
+                continue;
+            if (nd->gacc[j])
+                pk_accumulate(c, g, dy, count_of(yv));
+            else if (g != dy)
+                copy_value(c, g, dy, yv);
+        }
+        return PK_OK; /* accumulation done */
+    case PK_N_MAXPOOL:
+        pk_maxpool_backward(c, dx, dy, (const int32_t *)pk_plan_ptr(m, p, ext, nd->save0),
+                            xv->n, xv->h, xv->w, xv->c, yv->h, yv->w);
+        break;
+    case PK_N_ADAPOOL:
+        pk_adapool_backward(c, dx, dy, xv->n, xv->h, xv->w, xv->c, nd->bins);
+        break;
+    case PK_N_RESIZE:
+        pk_resize_backward(c, dx, dy, xv->n, xv->h, xv->w, xv->c, yv->h, yv->w);
+        break;
+    case PK_N_CONCAT: {
+        float *dxs[PK_NODE_MAX_IN];
+        int cs[PK_NODE_MAX_IN];
+        for (int j = 0; j < nd->nin; j++) {
+            dxs[j] = pk_plan_ptr(m, p, ext, nd->gin[j]);
+            cs[j] = p->vals[nd->in[j]].c;
+        }
+        pk_concat_backward(c, dxs, dy, cs, nd->nin, pixels_of(yv));
+        break;
+    }
+    case PK_N_DROPOUT:
+        pk_dropout2d_backward(c, dx, dy, (const uint8_t *)pk_plan_ptr(m, p, ext, nd->save0),
+                              xv->n, (long)xv->h * xv->w, xv->c, a->dropout);
+        break;
+    default:
+        return pk_fail(e, PK_EINVAL, "model: internal error: node kind %d", nd->kind);
+    }
+    for (int j = 0; j < nd->nin; j++) /* contributions through scratch */
+        if (nd->gacc[j])
+            pk_accumulate(c, pk_plan_ptr(m, p, ext, p->vals[nd->in[j]].grad),
+                          pk_plan_ptr(m, p, ext, nd->gin[j]), count_of(&p->vals[nd->in[j]]));
+    return PK_OK;
+}
+
+int pk_exec_backward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e)
+{
+    for (int i = p->nnodes - 1; i >= 0; i--) {
+        const pk_node *nd = &p->nodes[i], *relu = NULL;
+        /* a BN+ReLU pair: the ReLU's backward runs inside the BN's (and is
+         * booked to it), its input gradient skipped */
+        if (i > 0 && (relu = fusable_relu_backward(m, p, i - 1)) != NULL)
+            nd = &p->nodes[--i];
+        if (p->vals[nd->out].grad < 0)
+            continue;
+        double t0 = m->profile ? pk_prof_now(m) : 0.0;
+        int rc = backward_node(m, p, nd, relu, a, e);
+        if (rc != PK_OK)
+            return rc;
+        if (m->profile)
+            pk_prof_add(m, nd->group, nd->kind, PK_PROF_BWD, pk_prof_now(m) - t0);
+    }
+    return PK_OK;
+}

@@ -1,0 +1,320 @@
+/* Activation memory planning. After pspnet_graph.c has emitted the nodes,
+ *  1. ReLU and the residual add run in place when their input has no other
+ *     reader (forward and backward), sharing its storage;
+ *  2. in training (whose graph ends at the stride-8 logits: the loss step
+ *     upsamples them into two shared full-resolution buffers), a backward
+ *     pass over the nodes decides where each
+ *     activation gradient lives: the first contribution (in backward order)
+ *     is assigned - in place over the output gradient for BN, ReLU and the
+ *     add - and later ones go through a scratch value and are accumulated;
+ *  3. every storage gets a live interval on a timeline (forward node i at
+ *     time i, the losses at F, the backward of node i at 2F - i) and a
+ *     first-fit offset among the storages it overlaps, largest first.
+ * The result is one arena size, reused by every call with the same shape. */
+#include "model/pspnet_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PK_ARENA_ALIGN 16 /* floats: 64-byte aligned values */
+
+void pk_plan_free(pk_plan *p)
+{
+    free(p->nodes);
+    free(p->vals);
+    free(p->stor_off);
+    free(p->stor_size);
+    free(p->stor_def);
+    free(p->stor_last);
+    memset(p, 0, sizeof *p);
+}
+
+static int new_storage(pk_plan *p, pk_err *e)
+{
+    if (p->nstor == p->cap_stor) {
+        int cap = p->cap_stor ? 2 * p->cap_stor : 512;
+        size_t *o = realloc(p->stor_off, (size_t)cap * sizeof *o);
+        if (o)
+            p->stor_off = o;
+        size_t *s = o ? realloc(p->stor_size, (size_t)cap * sizeof *s) : NULL;
+        if (s)
+            p->stor_size = s;
+        int *d = s ? realloc(p->stor_def, (size_t)cap * sizeof *d) : NULL;
+        if (d)
+            p->stor_def = d;
+        int *l = d ? realloc(p->stor_last, (size_t)cap * sizeof *l) : NULL;
+        if (!l) {
+            pk_fail(e, PK_ENOMEM, "model: out of memory planning the arena");
+            return -1;
+        }
+        p->stor_last = l;
+        p->cap_stor = cap;
+    }
+    p->stor_size[p->nstor] = 0;
+    return p->nstor++;
+}
+
+static void use(pk_plan *p, int v, int t)
+{
+    if (v >= 0 && t > p->vals[v].last)
+        p->vals[v].last = t;
+}
+
+/* A value that lives in its own new storage (or `share`'s when >= 0). */
+static int place(pk_plan *p, int v, int share, int def, pk_err *e)
+{
+    int s = share >= 0 ? p->vals[share].storage : new_storage(p, e);
+    if (s < 0)
+        return -1;
+    p->vals[v].storage = s;
+    p->vals[v].def = def;
+    use(p, v, def);
+    return 0;
+}
+
+static int inplace_fwd(const pk_plan *p, const pk_node *nd)
+{
+    if (nd->kind != PK_N_RELU && nd->kind != PK_N_ADD)
+        return 0;
+    const pk_value *x = &p->vals[nd->in[0]];
+    return x->ext == PK_EXT_NONE && p->vals[nd->out].ext == PK_EXT_NONE && x->nuse == 1 &&
+           x->bwd_need < 0;
+}
+
+/* v is read by the backward at time B (the latest such time counts). */
+static void need_at(pk_plan *p, int v, int B)
+{
+    if (v >= 0 && B > p->vals[v].bwd_need)
+        p->vals[v].bwd_need = B;
+}
+
+/* What the backward of node i reads (other than its output gradient). */
+static void mark_backward_needs(pk_plan *p, int F)
+{
+    for (int i = 0; i < F; i++) {
+        pk_node *nd = &p->nodes[i];
+        int B = 2 * F - i;
+        switch (nd->kind) {
+        case PK_N_CONV:
+            need_at(p, nd->in[0], B);
+            break;
+        case PK_N_BN:
+            need_at(p, nd->in[0], B);
+            need_at(p, nd->save0, B);
+            need_at(p, nd->save1, B);
+            break;
+        case PK_N_RELU:
+            need_at(p, nd->out, B);
+            break;
+        case PK_N_MAXPOOL:
+        case PK_N_DROPOUT:
+            need_at(p, nd->save0, B);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static int place_forward(pk_plan *p, int F, pk_err *e)
+{
+    for (int i = 0; i < F; i++) {
+        pk_node *nd = &p->nodes[i];
+        for (int j = 0; j < nd->nin; j++)
+            use(p, nd->in[j], i);
+        int out = nd->out;
+        if (p->vals[out].ext == PK_EXT_NONE &&
+            place(p, out, inplace_fwd(p, nd) ? nd->in[0] : -1, i, e) < 0)
+            return -1;
+        if ((nd->save0 >= 0 && place(p, nd->save0, -1, i, e) < 0) ||
+            (nd->save1 >= 0 && place(p, nd->save1, -1, i, e) < 0))
+            return -1;
+    }
+    for (int v = 0; v < p->nvals; v++)
+        use(p, v, p->vals[v].bwd_need);
+    return 0;
+}
+
+/* A new value shaped like v (a gradient or scratch gradient of v). */
+static int like(pk_plan *p, int v, pk_err *e)
+{
+    pk_value x = p->vals[v];
+    return pk_plan_value(p, x.n, x.h, x.w, x.c, x.floats, e);
+}
+
+static int plan_backward(pk_plan *p, int F, pk_err *e)
+{
+    int outs[2] = {p->v_main, p->v_aux};
+    for (int k = 0; k < 2; k++) { /* the loss step writes the logit gradients */
+        int g = like(p, outs[k], e);
+        if (g < 0 || place(p, g, -1, F, e) < 0)
+            return -1;
+        p->vals[outs[k]].grad = g;
+        use(p, outs[k], F);
+        use(p, outs[k], 2 * F + 1); /* kept for pk_model_last_logits */
+    }
+    /* the loss step's full-resolution logits and their gradient, main's and
+     * then aux's in the same two buffers */
+    int K = p->vals[p->v_main].c;
+    p->v_full = pk_plan_value(p, p->n, p->h, p->w, K, (size_t)p->n * p->h * p->w * K, e);
+    p->v_dfull = p->v_full < 0 ? -1 : like(p, p->v_full, e);
+    if (p->v_dfull < 0 || place(p, p->v_full, -1, F, e) < 0 || place(p, p->v_dfull, -1, F, e) < 0)
+        return -1;
+    for (int i = F - 1; i >= 0; i--) {
+        int B = 2 * F - i;
+        int dy = p->vals[p->nodes[i].out].grad;
+        if (dy < 0)
+            continue; /* the output does not reach a loss */
+        use(p, dy, B);
+        for (int j = 0; j < p->nodes[i].nin; j++) {
+            pk_node *nd = &p->nodes[i];
+            int x = nd->in[j];
+            if (p->vals[x].ext != PK_EXT_NONE)
+                continue; /* the image needs no gradient */
+            int gx = p->vals[x].grad;
+            if (gx < 0) { /* first contribution: assigned */
+                int inplace = nd->kind == PK_N_BN || nd->kind == PK_N_RELU ||
+                              (nd->kind == PK_N_ADD && j == 0);
+                int g = like(p, x, e);
+                if (g < 0 || place(p, g, inplace ? dy : -1, B, e) < 0)
+                    return -1;
+                p->vals[x].grad = g;
+                p->nodes[i].gin[j] = g;
+            } else if (nd->kind == PK_N_ADD) { /* accumulates dy directly */
+                nd->gin[j] = gx;
+                nd->gacc[j] = 1;
+                use(p, gx, B);
+            } else { /* into scratch, then accumulated */
+                int s = like(p, x, e);
+                if (s < 0 || place(p, s, -1, B, e) < 0)
+                    return -1;
+                p->nodes[i].gin[j] = s;
+                p->nodes[i].gacc[j] = 1;
+                use(p, gx, B);
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct span {
+    size_t lo, hi;
+} span;
+
+static int by_lo(const void *a, const void *b)
+{
+    size_t x = ((const span *)a)->lo, y = ((const span *)b)->lo;
+    return x < y ? -1 : x > y;
+}
+
+static int assign_offsets(pk_plan *p, pk_err *e)
+{
+    int S = p->nstor;
+    for (int s = 0; s < S; s++) {
+        p->stor_def[s] = 1 << 30;
+        p->stor_last[s] = -1;
+        p->stor_size[s] = 0;
+    }
+    for (int v = 0; v < p->nvals; v++) {
+        const pk_value *x = &p->vals[v];
+        int s = x->storage;
+        if (s < 0)
+            continue;
+        size_t sz = (x->floats + PK_ARENA_ALIGN - 1) / PK_ARENA_ALIGN * PK_ARENA_ALIGN;
+        if (sz > p->stor_size[s])
+            p->stor_size[s] = sz;
+        if (x->def < p->stor_def[s])
+            p->stor_def[s] = x->def;
+        int last = x->last > x->def ? x->last : x->def;
+        if (last > p->stor_last[s])
+            p->stor_last[s] = last;
+    }
+    int *order = malloc((size_t)(S ? S : 1) * sizeof *order);
+    span *busy = malloc((size_t)(S ? S : 1) * sizeof *busy);
+    if (!order || !busy) {
+        free(order);
+        free(busy);
+        return pk_fail(e, PK_ENOMEM, "model: out of memory planning the arena");
+    }
+    for (int s = 0; s < S; s++)
+        order[s] = s;
+    /* largest first (insertion sort: qsort has no context argument) */
+    for (int a = 1; a < S; a++) {
+        int key = order[a], b = a - 1;
+        while (b >= 0 && (p->stor_size[order[b]] < p->stor_size[key] ||
+                          (p->stor_size[order[b]] == p->stor_size[key] && order[b] > key))) {
+            order[b + 1] = order[b];
+            b--;
+        }
+        order[b + 1] = key;
+    }
+    size_t total = 0;
+    for (int a = 0; a < S; a++) {
+        int s = order[a], nb = 0;
+        for (int b = 0; b < a; b++) {
+            int t = order[b];
+            if (p->stor_def[t] <= p->stor_last[s] && p->stor_def[s] <= p->stor_last[t])
+                busy[nb++] = (span){p->stor_off[t], p->stor_off[t] + p->stor_size[t]};
+        }
+        qsort(busy, (size_t)nb, sizeof *busy, by_lo);
+        size_t off = 0;
+        for (int b = 0; b < nb; b++) {
+            if (off + p->stor_size[s] <= busy[b].lo)
+                break;
+            if (busy[b].hi > off)
+                off = busy[b].hi;
+        }
+        p->stor_off[s] = off;
+        if (off + p->stor_size[s] > total)
+            total = off + p->stor_size[s];
+    }
+    p->arena_floats = total;
+    free(order);
+    free(busy);
+    return PK_OK;
+}
+
+int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int upsample,
+                  int with_aux, pk_err *e)
+{
+    pk_plan_free(p);
+    p->train = train;
+    p->n = n;
+    p->h = h;
+    p->w = w;
+    p->upsample = upsample;
+    p->with_aux = with_aux;
+    int rc = pk_graph_build(m, p, e);
+    if (rc != PK_OK) {
+        pk_plan_free(p);
+        return rc;
+    }
+    int F = p->nnodes;
+    for (int i = 0; i < F; i++)
+        for (int j = 0; j < p->nodes[i].nin; j++)
+            p->vals[p->nodes[i].in[j]].nuse++;
+    if (train)
+        mark_backward_needs(p, F);
+    if (place_forward(p, F, e) < 0 || (train && plan_backward(p, F, e) < 0) ||
+        assign_offsets(p, e) != PK_OK) {
+        pk_plan_free(p);
+        return e->code;
+    }
+    p->built = 1;
+    return PK_OK;
+}
+
+int pk_model_reserve_arena(pk_model *m, const pk_plan *p, pk_err *e)
+{
+    if (p->arena_floats <= m->arena_cap)
+        return PK_OK;
+    pk_dev_free(m->ctx, m->arena);
+    m->arena_cap = 0;
+    m->logits_ready = 0;
+    m->arena = pk_dev_alloc(m->ctx, p->arena_floats * sizeof(float));
+    if (!m->arena)
+        return pk_fail(e, PK_ENOMEM, "model: cannot allocate a %zu MB activation arena",
+                       (p->arena_floats * sizeof(float)) >> 20);
+    m->arena_cap = p->arena_floats;
+    return PK_OK;
+}

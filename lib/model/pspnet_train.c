@@ -1,0 +1,245 @@
+/* The training step (forward, losses, backward, SGD) and the eval-mode
+ * forward, on plans cached per shape.
+ *
+ * Loss masks (documented in man5/man7 too):
+ *  - CE and aux CE ignore pixels whose label is `ignore_label` (255); the
+ *    augmentation writes 255 into every pixel it pads, so padding is ignored
+ *    without consulting `valid`;
+ *  - KD and aux-KD average over the pixels with valid != 0 (all pixels when
+ *    valid is NULL), whatever their label: at 255-labelled object borders the
+ *    teacher's soft targets are still informative;
+ *  - the aux KL uses the same temperature T as the main KD (and the T^2).
+ * The loss step's time (with the final x8 upsampling and its backward) is
+ * booked as "losses" in the profile. */
+#include "model/pspnet_impl.h"
+
+#include <string.h>
+#include "core/rng.h"
+
+const char *pk_auxkd_name(pk_auxkd d)
+{
+    return d == PK_AUXKD_KL ? "kl" : d == PK_AUXKD_SMOOTHL1 ? "smoothl1"
+                               : d == PK_AUXKD_MSE      ? "mse"
+                                                        : "?";
+}
+
+int pk_auxkd_parse(const char *s, pk_auxkd *out)
+{
+    static const pk_auxkd all[3] = {PK_AUXKD_KL, PK_AUXKD_SMOOTHL1, PK_AUXKD_MSE};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, pk_auxkd_name(all[i]))) {
+            *out = all[i];
+            return PK_OK;
+        }
+    return PK_EINVAL;
+}
+
+void pk_train_cfg_defaults(pk_train_cfg *t)
+{
+    memset(t, 0, sizeof *t);
+    t->base_lr = 0.01f;
+    t->momentum = 0.9f;
+    t->weight_decay = 1e-4f;
+    t->power = 0.9f;
+    t->max_iter = 33050; /* semseg VOC: 50 epochs x (10582 / 16) iterations */
+    t->head_lr_mult = 10.0f;
+    t->ce_weight = 1.0f;
+    t->aux_weight = 0.4f;
+    t->kd_weight = 0.0f;
+    t->kd_T = 1.0f;
+    t->auxkd_weight = 0.0f;
+    t->auxkd = PK_AUXKD_KL;
+    t->ignore_label = 255;
+    t->seed = 0;
+}
+
+static int check_shape(int n, int h, int w, pk_err *e)
+{
+    if (n < 1 || h < 1 || w < 1)
+        return pk_fail(e, PK_EINVAL, "model: bad input size %dx%dx%d", n, h, w);
+    if ((h - 1) % 8 || (w - 1) % 8)
+        return pk_fail(e, PK_EINVAL,
+                       "model: input %dx%d: height and width must be 8k+1 (e.g. 473, 225)", h,
+                       w);
+    return PK_OK;
+}
+
+/* Training also needs two images: the bin-1 PPM BatchNorm normalises over
+ * the batch alone. */
+static int check_train_shape(int n, int h, int w, pk_err *e)
+{
+    int rc = check_shape(n, h, w, e);
+    if (rc == PK_OK && n < 2)
+        rc = pk_fail(e, PK_EINVAL, "training needs batch >= 2 (BatchNorm over the 1x1 PPM bin)");
+    return rc;
+}
+
+/* The cached plan for this shape, rebuilt only when the shape changes. */
+static int get_plan(pk_model *m, pk_plan *p, int train, int n, int h, int w, int upsample,
+                    int with_aux, pk_err *e)
+{
+    if (!p->built || p->n != n || p->h != h || p->w != w || p->upsample != upsample ||
+        p->with_aux != with_aux) {
+        if (train)
+            m->logits_ready = 0; /* they move with the plan */
+        int rc = pk_plan_build(m, p, train, n, h, w, upsample, with_aux, e);
+        if (rc != PK_OK)
+            return rc;
+    }
+    m->last_plan = p;
+    return pk_model_reserve_arena(m, p, e);
+}
+
+/* The loss terms at full resolution. The training graph ends at the
+ * stride-8 logits; main's are upsampled into the full-resolution scratch,
+ * the losses accumulate their gradient into the second scratch, which is
+ * resized back onto main's stride-8 gradient; then the same for aux in the
+ * same two buffers. */
+static void losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_train_cfg *t,
+                   float *const *ext, pk_losses *out)
+{
+    pk_ctx *c = m->ctx;
+    int n = b->n, h = b->h, w = b->w, h8 = p->h8, w8 = p->w8, K = m->cfg.classes;
+    long P = (long)n * h * w;
+    float *full = pk_plan_ptr(m, p, ext, p->v_full), *dfull = pk_plan_ptr(m, p, ext, p->v_dfull);
+    size_t bytes = (size_t)P * (size_t)K * sizeof(float);
+    memset(out, 0, sizeof *out);
+    for (int aux = 0; aux < 2; aux++) {
+        int v = aux ? p->v_aux : p->v_main;
+        pk_resize_forward(c, full, pk_plan_ptr(m, p, ext, v), n, h8, w8, K, h, w);
+        pk_dev_zero(c, dfull, bytes);
+        float cw = aux ? t->aux_weight : t->ce_weight;
+        float ce = pk_ce_loss(c, cw != 0.0f ? dfull : NULL, full, b->label, P, K,
+                              t->ignore_label, cw);
+        const float *teacher = aux ? b->teacher_aux : b->teacher_main;
+        float dw = aux ? t->auxkd_weight : t->kd_weight, d = 0.0f;
+        if (teacher && dw > 0.0f) {
+            if (!aux || t->auxkd == PK_AUXKD_KL)
+                d = pk_kd_loss(c, dfull, full, teacher, b->valid, P, K, t->kd_T, dw);
+            else if (t->auxkd == PK_AUXKD_SMOOTHL1)
+                d = pk_smoothl1_loss(c, dfull, full, teacher, b->valid, P, K, dw);
+            else
+                d = pk_mse_loss(c, dfull, full, teacher, b->valid, P, K, dw);
+        }
+        pk_resize_backward(c, pk_plan_ptr(m, p, ext, p->vals[v].grad), dfull, n, h8, w8, K, h,
+                           w);
+        if (aux) {
+            out->aux_ce = ce;
+            out->aux_kd = d;
+        } else {
+            out->ce = ce;
+            out->kd = d;
+        }
+    }
+    out->total = t->ce_weight * out->ce + t->aux_weight * out->aux_ce +
+                 (b->teacher_main ? t->kd_weight * out->kd : 0.0f) +
+                 (b->teacher_aux ? t->auxkd_weight * out->aux_kd : 0.0f);
+}
+
+int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg *t,
+                              long iter, pk_losses *out, pk_err *e)
+{
+    int rc = check_train_shape(b->n, b->h, b->w, e);
+    if (rc != PK_OK)
+        return rc;
+    if (!b->image || !b->label)
+        return pk_fail(e, PK_EINVAL, "model: a training batch needs an image and labels");
+    if (t->auxkd != PK_AUXKD_KL && t->auxkd != PK_AUXKD_SMOOTHL1 && t->auxkd != PK_AUXKD_MSE)
+        return pk_fail(e, PK_EINVAL, "model: unknown aux distillation loss %d", (int)t->auxkd);
+    if ((t->kd_weight > 0.0f || (t->auxkd_weight > 0.0f && t->auxkd == PK_AUXKD_KL)) &&
+        !(t->kd_T > 0.0f))
+        return pk_fail(e, PK_EINVAL, "model: the KD temperature must be > 0");
+    m->logits_ready = 0;
+    pk_plan *p = &m->train_plan;
+    if ((rc = get_plan(m, p, 1, b->n, b->h, b->w, 0, 1, e)) != PK_OK)
+        return rc;
+    pk_exec_args a = {{NULL, (float *)b->image, NULL, NULL}, 1, m->cfg.dropout,
+                      pk_hash64(t->seed ^ pk_hash64((uint64_t)iter))};
+    if (m->profile)
+        m->prof_steps++;
+    if ((rc = pk_exec_forward(m, p, &a, e)) != PK_OK)
+        return rc;
+    m->num_batches++;
+    double t0 = m->profile ? pk_prof_now(m) : 0.0;
+    pk_losses l;
+    losses(m, p, b, t, a.ext, &l);
+    pk_dev_zero(m->ctx, m->grads, m->nparams * sizeof(float));
+    if (m->profile)
+        pk_prof_add(m, PK_G_LOSS, -1, PK_PROF_FWD, pk_prof_now(m) - t0);
+    if ((rc = pk_exec_backward(m, p, &a, e)) != PK_OK)
+        return rc;
+    l.lr = pk_poly_lr(t->base_lr, iter, t->max_iter, t->power);
+    m->logits_ready = 1;
+    if (out)
+        *out = l;
+    return PK_OK;
+}
+
+float pk_model_sgd_step(pk_model *m, const pk_train_cfg *t, long iter)
+{
+    double t0 = m->profile ? pk_prof_now(m) : 0.0;
+    float lr = pk_poly_lr(t->base_lr, iter, t->max_iter, t->power);
+    pk_param_group g[2];
+    int ng = pk_model_param_groups(m, t->head_lr_mult, g, 2);
+    pk_sgd_step(m->ctx, m->params, m->momentum, m->grads, g, ng, lr, t->momentum,
+                t->weight_decay);
+    if (m->profile)
+        pk_prof_add(m, PK_G_SGD, -1, PK_PROF_FWD, pk_prof_now(m) - t0);
+    return lr;
+}
+
+int pk_model_train_step(pk_model *m, const pk_batch *b, const pk_train_cfg *t, long iter,
+                        pk_losses *out, pk_err *e)
+{
+    pk_losses l;
+    int rc = pk_model_forward_backward(m, b, t, iter, &l, e);
+    if (rc != PK_OK)
+        return rc;
+    l.lr = pk_model_sgd_step(m, t, iter);
+    if (out)
+        *out = l;
+    return PK_OK;
+}
+
+int pk_model_infer(pk_model *m, float *main_logits, float *aux_logits, const float *image,
+                   int n, int h, int w, int upsample, pk_err *e)
+{
+    int rc = check_shape(n, h, w, e);
+    if (rc != PK_OK)
+        return rc;
+    if (!main_logits || !image)
+        return pk_fail(e, PK_EINVAL, "model: inference needs an image and an output buffer");
+    m->logits_ready = 0;
+    pk_plan *p = &m->infer_plan;
+    if ((rc = get_plan(m, p, 0, n, h, w, upsample ? 1 : 0, aux_logits != NULL, e)) != PK_OK)
+        return rc;
+    pk_exec_args a = {{NULL, (float *)image, main_logits, aux_logits}, 0, 0.0f, 0};
+    if (m->profile)
+        m->prof_steps++;
+    return pk_exec_forward(m, p, &a, e);
+}
+
+size_t pk_model_arena_bytes(const pk_model *m)
+{
+    const pk_plan *p = m->last_plan;
+    return p && p->n > 0 ? p->arena_floats * sizeof(float) / (size_t)p->n : 0;
+}
+
+int pk_model_plan(pk_model *m, int train, int n, int h, int w, size_t *bytes_per_image,
+                  pk_err *e)
+{
+    int rc = train ? check_train_shape(n, h, w, e) : check_shape(n, h, w, e);
+    if (rc == PK_OK)
+        rc = get_plan(m, train ? &m->train_plan : &m->infer_plan, train, n, h, w, !train, 1, e);
+    if (rc == PK_OK && bytes_per_image)
+        *bytes_per_image = pk_model_arena_bytes(m);
+    return rc;
+}
+
+const float *pk_model_last_logits(const pk_model *m, int aux)
+{
+    if (!m->logits_ready || !m->train_plan.built)
+        return NULL;
+    const pk_plan *p = &m->train_plan;
+    return pk_plan_ptr(m, p, NULL, aux ? p->v_aux : p->v_main);
+}

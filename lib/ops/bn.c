@@ -1,0 +1,263 @@
+/* Batch normalisation over NHWC activations seen as [P, C].
+ *
+ * Work is split by channel: each thread owns a contiguous range of channels
+ * (cut at multiples of 16 floats so threads do not share cache lines),
+ * reduces them over all P rows and then writes its own channels of the
+ * output. Every per-channel sum is therefore taken in the same order
+ * whatever the thread count (results are bitwise reproducible), needs no
+ * shared temporary, and y may alias x, dx may alias dy. Sums are in double,
+ * and the forward statistics are shifted by the channel's first value, so
+ * P in the hundreds of thousands with a large mean stays accurate. */
+#include "core/ctx_impl.h"
+#include "ops/ops.h"
+#include "ops/ops_cuda.h"
+
+#include <math.h>
+#include <omp.h>
+
+#define BN_BLOCK 256 /* channels reduced together (accumulators on the stack) */
+#define BN_ALIGN 16  /* channel split granularity: one 64-byte line of floats */
+
+/* Channels [*c0, *c1) of thread t out of nt. */
+static void channel_range(int C, int t, int nt, int *c0, int *c1)
+{
+    int units = (C + BN_ALIGN - 1) / BN_ALIGN;
+    int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
+    *c0 = u0 * BN_ALIGN < C ? u0 * BN_ALIGN : C;
+    *c1 = u1 * BN_ALIGN < C ? u1 * BN_ALIGN : C;
+}
+
+static int team_size(const pk_ctx *c, long P, int C)
+{
+    int units = (C + BN_ALIGN - 1) / BN_ALIGN, nt = pk_ctx_threads(c);
+    if ((double)P * C < 32768) /* too small to pay for a team */
+        return 1;
+    return nt < units ? nt : units;
+}
+
+/* ReLU as pk_relu_forward writes it (NaN -> 0). */
+static inline float relu_if(float v, int relu) { return relu && !(v > 0.0f) ? 0.0f : v; }
+
+static void bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                             const float *x, const float *gamma, const float *beta,
+                             float *running_mean, float *running_var, long P, int C,
+                             float momentum, float eps, int relu)
+{
+    if (P <= 0 || C <= 0)
+        return;
+#pragma omp parallel num_threads(team_size(c, P, C))
+    {
+        int c0, c1;
+        channel_range(C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
+            int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
+            double s[BN_BLOCK] = {0}, q[BN_BLOCK] = {0}, shift[BN_BLOCK];
+            float scale[BN_BLOCK], mean_f[BN_BLOCK], bias[BN_BLOCK];
+            for (int j = 0; j < nb; j++)
+                shift[j] = x[b0 + j];
+            for (long p = 0; p < P; p++) {
+                const float *row = x + p * C + b0;
+#pragma omp simd
+                for (int j = 0; j < nb; j++) {
+                    double v = (double)row[j] - shift[j];
+                    s[j] += v;
+                    q[j] += v * v;
+                }
+            }
+            for (int j = 0; j < nb; j++) {
+                int ch = b0 + j;
+                double dm = s[j] / (double)P;
+                double var = q[j] / (double)P - dm * dm;
+                if (var < 0)
+                    var = 0;
+                double mean = shift[j] + dm;
+                float rstd = (float)(1.0 / sqrt(var + (double)eps));
+                save_mean[ch] = (float)mean;
+                save_rstd[ch] = rstd;
+                /* PyTorch's update; the running variance is unbiased. */
+                double unbiased = P > 1 ? var * (double)P / (double)(P - 1) : var;
+                running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * (float)mean;
+                running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
+                scale[j] = gamma[ch] * rstd;
+                mean_f[j] = (float)mean;
+                bias[j] = beta[ch];
+            }
+            /* (x - mean) * scale + beta as PyTorch's training kernel: folding
+             * the mean into the offset cancels badly when |mean| >> std. */
+            for (long p = 0; p < P; p++) {
+                const float *xr = x + p * C + b0;
+                float *yr = y + p * C + b0;
+#pragma omp simd
+                for (int j = 0; j < nb; j++)
+                    yr[j] = relu_if((xr[j] - mean_f[j]) * scale[j] + bias[j], relu);
+            }
+        }
+    }
+}
+
+void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                         const float *x, const float *gamma, const float *beta,
+                         float *running_mean, float *running_var, long P, int C,
+                         float momentum, float eps)
+{
+    PK_ON_CUDA(c, pk_cuda_bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta,
+                                           running_mean, running_var, P, C, momentum, eps));
+    bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P,
+                     C, momentum, eps, 0);
+}
+
+void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                              const float *x, const float *gamma, const float *beta,
+                              float *running_mean, float *running_var, long P, int C,
+                              float momentum, float eps)
+{
+    if (pk_ctx_device(c) == PK_DEV_CUDA) { /* two kernels there */
+        pk_bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean,
+                            running_var, P, C, momentum, eps);
+        pk_relu_forward(c, y, y, (size_t)P * (size_t)C);
+        return;
+    }
+    bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P,
+                     C, momentum, eps, 1);
+}
+
+static void bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                            const float *beta, const float *running_mean,
+                            const float *running_var, long P, int C, float eps, int relu)
+{
+    if (P <= 0 || C <= 0)
+        return;
+#pragma omp parallel num_threads(team_size(c, P, C))
+    {
+        int c0, c1;
+        channel_range(C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
+            int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
+            float scale[BN_BLOCK], offset[BN_BLOCK];
+            for (int j = 0; j < nb; j++) {
+                int ch = b0 + j;
+                float rstd = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
+                scale[j] = gamma[ch] * rstd;
+                offset[j] = beta[ch] - running_mean[ch] * scale[j];
+            }
+            for (long p = 0; p < P; p++) {
+                const float *xr = x + p * C + b0;
+                float *yr = y + p * C + b0;
+#pragma omp simd
+                for (int j = 0; j < nb; j++)
+                    yr[j] = relu_if(xr[j] * scale[j] + offset[j], relu);
+            }
+        }
+    }
+}
+
+void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                        const float *beta, const float *running_mean,
+                        const float *running_var, long P, int C, float eps)
+{
+    PK_ON_CUDA(c, pk_cuda_bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P,
+                                          C, eps));
+    bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps, 0);
+}
+
+void pk_bn_relu_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                             const float *beta, const float *running_mean,
+                             const float *running_var, long P, int C, float eps)
+{
+    if (pk_ctx_device(c) == PK_DEV_CUDA) {
+        pk_bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps);
+        pk_relu_forward(c, y, y, (size_t)P * (size_t)C);
+        return;
+    }
+    bn_forward_eval(c, y, x, gamma, beta, running_mean, running_var, P, C, eps, 1);
+}
+
+/* nb values of dy from off, where the ReLU after the BN let them through
+ * (relu_y > 0) as pk_relu_backward gives them, in buf; dy itself without a
+ * ReLU. */
+static inline const float *grad_row(const float *dy, const float *relu_y, long off, int nb,
+                                    float *buf)
+{
+    if (!relu_y)
+        return dy + off;
+#pragma omp simd
+    for (int j = 0; j < nb; j++) {
+        float g = dy[off + j]; /* loaded unconditionally, so the select vectorizes */
+        buf[j] = relu_y[off + j] > 0.0f ? g : 0.0f;
+    }
+    return buf;
+}
+
+/* With xhat = (x - mean) * rstd:
+ *   dbeta += sum dy,  dgamma += sum dy*xhat,
+ *   dx = gamma*rstd * (dy - mean(dy) - xhat * mean(dy*xhat)),
+ * dy first masked by the following ReLU's output when relu_y is given. */
+static void bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                        const float *relu_y, const float *x, const float *save_mean,
+                        const float *save_rstd, const float *gamma, long P, int C)
+{
+    if (P <= 0 || C <= 0)
+        return;
+#pragma omp parallel num_threads(team_size(c, P, C))
+    {
+        int c0, c1;
+        channel_range(C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
+            int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
+            double sdy[BN_BLOCK] = {0}, sdyx[BN_BLOCK] = {0};
+            float mean[BN_BLOCK], a[BN_BLOCK], k1[BN_BLOCK], k2[BN_BLOCK], buf[BN_BLOCK];
+            for (int j = 0; j < nb; j++)
+                mean[j] = save_mean[b0 + j];
+            for (long p = 0; p < P; p++) {
+                const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
+#pragma omp simd
+                for (int j = 0; j < nb; j++) {
+                    double g = gr[j];
+                    sdy[j] += g;
+                    sdyx[j] += g * ((double)xr[j] - mean[j]);
+                }
+            }
+            /* dx = a*dy + k1*(x - mean) + k2 per channel. */
+            for (int j = 0; j < nb; j++) {
+                int ch = b0 + j;
+                double rstd = save_rstd[ch], g = gamma[ch];
+                double sum_dyxhat = sdyx[j] * rstd;
+                dbeta[ch] += (float)sdy[j];
+                dgamma[ch] += (float)sum_dyxhat;
+                a[j] = (float)(g * rstd);
+                k1[j] = (float)(-g * rstd * rstd * rstd * sdyx[j] / (double)P);
+                k2[j] = (float)(-g * rstd * sdy[j] / (double)P);
+            }
+            if (!dx)
+                continue;
+            for (long p = 0; p < P; p++) {
+                const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
+                float *dr = dx + p * C + b0;
+#pragma omp simd
+                for (int j = 0; j < nb; j++)
+                    dr[j] = a[j] * gr[j] + k1[j] * (xr[j] - mean[j]) + k2[j];
+            }
+        }
+    }
+}
+
+void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                    const float *x, const float *save_mean, const float *save_rstd,
+                    const float *gamma, long P, int C)
+{
+    PK_ON_CUDA(c, pk_cuda_bn_backward(c, dx, dgamma, dbeta, dy, x, save_mean, save_rstd, gamma,
+                                      P, C));
+    bn_backward(c, dx, dgamma, dbeta, dy, NULL, x, save_mean, save_rstd, gamma, P, C);
+}
+
+void pk_bn_relu_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                         const float *relu_y, const float *x, const float *save_mean,
+                         const float *save_rstd, const float *gamma, long P, int C)
+{
+    if (pk_ctx_device(c) == PK_DEV_CUDA) { /* no fused kernel: ReLU's backward into dx first */
+        pk_relu_backward(c, dx, dy, relu_y, (size_t)P * (size_t)C);
+        pk_bn_backward(c, dx, dgamma, dbeta, dx, x, save_mean, save_rstd, gamma, P, C);
+        return;
+    }
+    bn_backward(c, dx, dgamma, dbeta, dy, relu_y, x, save_mean, save_rstd, gamma, P, C);
+}

@@ -1,0 +1,452 @@
+/* CUDA twin of lib/ops/conv.c: 2-D convolution on NHWC activations and OHWI
+ * weights, which is cuDNN's NHWC filter layout (KRSC), so nothing is
+ * reordered.
+ *
+ * Per shape, on first use of each direction (forward, backward-data,
+ * backward-filter), cuDNN's algorithms are timed on the call's own buffers
+ * (cudnnFind*Ex; the heuristic cudnnGet*_v7 if timing fails) and the
+ * fastest is kept in the context's cache, preferring the smallest workspace
+ * among those within 5% of the fastest. A 1x1 stride-1 convolution is a
+ * plain GEMM over [P, C] rows; cuBLAS is timed for it too and kept when it
+ * beats cuDNN. The workspace is the context's (grown to the largest choice).
+ * Math: TF32 allowed (cuDNN's default math, cuBLAS's TF32 mode) or strict
+ * FP32 (CUDNN_FMA_MATH, cuBLAS's default math), per pk_ctx_opts.tf32.
+ * Parameter gradients accumulate: cuDNN's beta = 1, cuBLAS's beta = 1, and
+ * an own deterministic kernel for the bias. */
+#include "ops/cuda_common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FIND_WS_MAX ((size_t)1 << 30) /* workspace offered while timing */
+
+/* Cache key: all ints, so no padding bytes take part in the comparison. */
+struct conv_key {
+    int tag, force;
+    int n, h, w, ci, co, k, stride, pad, dil, ho, wo;
+};
+#define CONV_CUDA_KEY_TAG 0x63756463 /* "cudc": distinct from the CPU's keys */
+
+enum conv_engine { ENG_NONE = 0, ENG_CUDNN, ENG_CUBLAS };
+
+struct conv_plan {
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd[3]; /* per direction: each has its math type */
+    int engine[3];                      /* conv_engine per direction */
+    int algo[3];                        /* cuDNN algorithm (ENG_CUDNN) */
+    size_t ws[3];                       /* workspace bytes of the choice */
+    int gemm;                           /* 1x1, stride 1, no padding */
+};
+enum { DIR_FWD = 0, DIR_DATA = 1, DIR_FILTER = 2 };
+
+static void plan_drop(void *v)
+{
+    conv_plan *p = (conv_plan *)v;
+    if (!p)
+        return;
+    if (p->xd)
+        cudnnDestroyTensorDescriptor(p->xd);
+    if (p->yd)
+        cudnnDestroyTensorDescriptor(p->yd);
+    if (p->wd)
+        cudnnDestroyFilterDescriptor(p->wd);
+    for (int i = 0; i < 3; i++)
+        if (p->cd[i])
+            cudnnDestroyConvolutionDescriptor(p->cd[i]);
+    free(p);
+}
+
+static int fail_from(pk_cuda_ctx *cs, pk_err *e)
+{
+    int rc = pk_cuda_take_error(cs, e);
+    return rc != PK_OK ? rc : pk_fail(e, PK_EBACKEND, "conv: CUDA failure");
+}
+
+static int get_plan(pk_ctx *c, pk_cuda_ctx *cs, const pk_conv_desc *d, conv_plan **out,
+                    pk_err *e)
+{
+    conv_key key = {CONV_CUDA_KEY_TAG, cs->conv_engine, d->n,   d->h,  d->w, d->ci, d->co, d->k,
+                    d->stride,         d->pad,          d->dil, d->ho, d->wo};
+    conv_plan *p = (conv_plan *)pk_ctx_cache_find(c, &key, sizeof key);
+    if (p) {
+        *out = p;
+        return PK_OK;
+    }
+    p = (conv_plan *)calloc(1, sizeof *p);
+    if (!p)
+        return pk_fail(e, PK_ENOMEM, "conv: out of memory");
+    cudnnMathType_t math = cs->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    bool ok = PK_CU(cs, cudnnCreateTensorDescriptor(&p->xd)) &&
+              PK_CU(cs, cudnnCreateTensorDescriptor(&p->yd)) &&
+              PK_CU(cs, cudnnCreateFilterDescriptor(&p->wd)) &&
+              PK_CU(cs, cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                                   d->n, d->ci, d->h, d->w)) &&
+              PK_CU(cs, cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                                   d->n, d->co, d->ho, d->wo)) &&
+              PK_CU(cs, cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
+                                                   d->co, d->ci, d->k, d->k));
+    for (int i = 0; ok && i < 3; i++)
+        ok = PK_CU(cs, cudnnCreateConvolutionDescriptor(&p->cd[i])) &&
+             PK_CU(cs, cudnnSetConvolution2dDescriptor(
+                           p->cd[i], d->pad, d->pad, d->stride, d->stride, d->dil, d->dil,
+                           CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) &&
+             PK_CU(cs, cudnnSetConvolutionMathType(p->cd[i], math));
+    if (ok) { /* cuDNN must agree with our output size */
+        int n, co, ho, wo;
+        ok = PK_CU(cs, cudnnGetConvolution2dForwardOutputDim(p->cd[0], p->xd, p->wd, &n, &co,
+                                                             &ho, &wo));
+        if (ok && (n != d->n || co != d->co || ho != d->ho || wo != d->wo)) {
+            plan_drop(p);
+            return pk_fail(e, PK_EINVAL,
+                           "conv: cuDNN's output %dx%dx%dx%d differs from %dx%dx%dx%d", n, ho,
+                           wo, co, d->n, d->ho, d->wo, d->co);
+        }
+    }
+    if (!ok) {
+        plan_drop(p);
+        return fail_from(cs, e);
+    }
+    p->gemm = d->k == 1 && d->stride == 1 && d->pad == 0 && cs->cublas;
+    int rc = pk_ctx_cache_add(c, &key, sizeof key, p, plan_drop, e);
+    if (rc != PK_OK)
+        return rc; /* the cache dropped p */
+    *out = p;
+    return PK_OK;
+}
+
+/* ---- the 1x1 GEMM path (cuBLAS, column-major views of row-major data) ---- */
+/* y[P,co] = x[P,ci] W[co,ci]^T; dx[P,ci] = dy[P,co] W; dw[co,ci] += dy^T x. */
+static bool gemm_run(pk_cuda_ctx *cs, int dir, const pk_conv_desc *d, float *out,
+                     const float *a, const float *b, float beta)
+{
+    int P = d->n * d->h * d->w;
+    const float one = 1.0f;
+    switch (dir) {
+    case DIR_FWD: /* out = y, a = x, b = w */
+        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_T, CUBLAS_OP_N, d->co, P, d->ci,
+                                        &one, b, d->ci, a, d->ci, &beta, out, d->co));
+    case DIR_DATA: /* out = dx, a = dy, b = w */
+        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_N, d->ci, P, d->co,
+                                        &one, b, d->ci, a, d->co, &beta, out, d->ci));
+    default: /* DIR_FILTER: out = dw, a = dy, b = x */
+        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_T, d->ci, d->co, P,
+                                        &one, b, d->ci, a, d->co, &beta, out, d->ci));
+    }
+}
+
+/* Milliseconds per call of the GEMM path (median of 3 after a warm-up),
+ * or a negative value when it fails. */
+static float gemm_time(pk_cuda_ctx *cs, int dir, const pk_conv_desc *d, float *out,
+                       const float *a, const float *b)
+{
+    cudaEvent_t t0 = NULL, t1 = NULL;
+    float ms[3] = {-1.0f, -1.0f, -1.0f};
+    pk_err pending = cs->err; /* a failing candidate is not an error */
+    bool ok = PK_CU(cs, cudaEventCreate(&t0)) && PK_CU(cs, cudaEventCreate(&t1)) &&
+              gemm_run(cs, dir, d, out, a, b, 0.0f);
+    for (int i = 0; ok && i < 3; i++)
+        ok = PK_CU(cs, cudaEventRecord(t0, cs->stream)) &&
+             gemm_run(cs, dir, d, out, a, b, 0.0f) &&
+             PK_CU(cs, cudaEventRecord(t1, cs->stream)) &&
+             PK_CU(cs, cudaEventSynchronize(t1)) &&
+             PK_CU(cs, cudaEventElapsedTime(&ms[i], t0, t1));
+    if (t0)
+        cudaEventDestroy(t0);
+    if (t1)
+        cudaEventDestroy(t1);
+    if (!ok) {
+        cs->err = pending;
+        return -1.0f;
+    }
+    float lo = ms[0] < ms[1] ? ms[0] : ms[1], hi = ms[0] < ms[1] ? ms[1] : ms[0];
+    return ms[2] < lo ? lo : ms[2] > hi ? hi : ms[2];
+}
+
+/* ---- choosing an algorithm ------------------------------------------------ */
+/* The fastest successful result, or the smallest workspace among those
+ * within 5% of it; -1 when none succeeded. `timed`: results carry times. */
+template <typename Perf> static int pick(const Perf *r, int n, bool timed, size_t ws_max)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (r[i].status == CUDNN_STATUS_SUCCESS && r[i].memory <= ws_max) {
+            best = i;
+            break;
+        }
+    if (best < 0 || !timed)
+        return best;
+    for (int i = 0; i < n; i++)
+        if (r[i].status == CUDNN_STATUS_SUCCESS && r[i].time <= r[best].time * 1.05f &&
+            r[i].memory < r[best].memory)
+            best = i;
+    return best;
+}
+
+struct find_bufs {
+    const float *x, *w, *dy; /* inputs */
+    float *out;              /* the direction's output (scratch for the filter) */
+};
+
+/* Times cuDNN (and cuBLAS for a GEMM shape) for `dir` and records the choice. */
+static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d,
+                   const find_bufs &b)
+{
+    size_t free_b = 0, total_b = 0;
+    if (!PK_CU(cs, cudaMemGetInfo(&free_b, &total_b)))
+        return false;
+    size_t ws_size = free_b / 4 < FIND_WS_MAX ? free_b / 4 : FIND_WS_MAX;
+    void *ws = NULL;
+    if (ws_size && cudaMalloc(&ws, ws_size) != cudaSuccess) {
+        (void)cudaGetLastError(); /* not sticky: time with no workspace */
+        ws = NULL;
+        ws_size = 0;
+    }
+    cudnnConvolutionDescriptor_t cd = p->cd[dir];
+    int n = 0, best = -1, algo = 0;
+    size_t need = 0;
+    float t_dnn = -1.0f;
+    cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+    bool ok = true;
+    if (dir == DIR_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        if (cudnnFindConvolutionForwardAlgorithmEx(cs->cudnn, p->xd, b.x, p->wd, b.w, cd, p->yd,
+                                                   b.out, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
+                                                   r, ws, ws_size) == CUDNN_STATUS_SUCCESS)
+            best = pick(r, n, true, ws_size);
+        if (best >= 0)
+            t_dnn = r[best].time;
+        else if (PK_CU(cs, cudnnGetConvolutionForwardAlgorithm_v7(
+                               cs->cudnn, p->xd, p->wd, cd, p->yd,
+                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, r)))
+            best = pick(r, n, false, (size_t)-1);
+        if (best >= 0) {
+            algo = r[best].algo;
+            need = r[best].memory;
+            math = r[best].mathType;
+        }
+    } else if (dir == DIR_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        if (cudnnFindConvolutionBackwardDataAlgorithmEx(
+                cs->cudnn, p->wd, b.w, p->yd, b.dy, cd, p->xd, b.out,
+                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, r, ws,
+                ws_size) == CUDNN_STATUS_SUCCESS)
+            best = pick(r, n, true, ws_size);
+        if (best >= 0)
+            t_dnn = r[best].time;
+        else if (PK_CU(cs, cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                               cs->cudnn, p->wd, p->yd, cd, p->xd,
+                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, r)))
+            best = pick(r, n, false, (size_t)-1);
+        if (best >= 0) {
+            algo = r[best].algo;
+            need = r[best].memory;
+            math = r[best].mathType;
+        }
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        if (cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                cs->cudnn, p->xd, b.x, p->yd, b.dy, cd, p->wd, b.out,
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, r, ws,
+                ws_size) == CUDNN_STATUS_SUCCESS)
+            best = pick(r, n, true, ws_size);
+        if (best >= 0)
+            t_dnn = r[best].time;
+        else if (PK_CU(cs, cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                               cs->cudnn, p->xd, p->yd, cd, p->wd,
+                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, r)))
+            best = pick(r, n, false, (size_t)-1);
+        if (best >= 0) {
+            algo = r[best].algo;
+            need = r[best].memory;
+            math = r[best].mathType;
+        }
+    }
+    if (ws)
+        cudaFree(ws);
+    (void)cudaGetLastError(); /* a failed Find left nothing sticky behind */
+    float t_blas = -1.0f;
+    if (p->gemm && cs->conv_engine != PK_CUDA_CONV_CUDNN) {
+        const float *a = dir == DIR_FWD ? b.x : b.dy, *bb = dir == DIR_FILTER ? b.x : b.w;
+        t_blas = gemm_time(cs, dir, d, b.out, a, bb);
+    }
+    if (t_blas >= 0.0f && (cs->conv_engine == PK_CUDA_CONV_CUBLAS || best < 0 || t_dnn < 0.0f ||
+                           t_blas < t_dnn)) {
+        p->engine[dir] = ENG_CUBLAS;
+        p->ws[dir] = 0;
+        return true;
+    }
+    if (best < 0)
+        return pk_cuda_note(cs, PK_EBACKEND, __FILE__, __LINE__, "conv",
+                            "no cuDNN algorithm supports this shape");
+    /* Without TF32 the descriptor stays strict FP32 whatever cuDNN reports
+     * (it labels TF32 kernels with the default math type). */
+    if (cs->tf32)
+        ok = PK_CU(cs, cudnnSetConvolutionMathType(cd, math));
+    p->engine[dir] = ENG_CUDNN;
+    p->algo[dir] = algo;
+    p->ws[dir] = need;
+    return ok;
+}
+
+/* ---- bias: y[p, co] += b[co]; db[co] += sum_p dy[p, co] ------------------- */
+__global__ void bias_add_kernel(float *y, const float *b, long P, int co)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= co)
+        return;
+    float v = b[ch];
+    for (long r = (long)blockIdx.y * blockDim.y + threadIdx.y; r < P;
+         r += (long)gridDim.y * blockDim.y)
+        y[(size_t)r * co + ch] += v;
+}
+
+/* Block (tile, chunk) sums 32 channels over one chunk of rows (8 lanes,
+ * added in lane order) into partial[chunk][co]; then one thread per channel
+ * adds the chunks in order: the same result on every run. */
+#define BIAS_ROWS 256 /* rows per chunk */
+__global__ void bias_partial_kernel(double *partial, const float *dy, long P, int co)
+{
+    __shared__ double part[8][32];
+    int ch = blockIdx.x * 32 + threadIdx.x;
+    long r0 = (long)blockIdx.y * BIAS_ROWS, r1 = r0 + BIAS_ROWS < P ? r0 + BIAS_ROWS : P;
+    double s = 0.0;
+    if (ch < co)
+        for (long r = r0 + threadIdx.y; r < r1; r += 8)
+            s += dy[(size_t)r * co + ch];
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && ch < co) {
+        for (int t = 1; t < 8; t++)
+            s += part[t][threadIdx.x];
+        partial[(size_t)blockIdx.y * co + ch] = s;
+    }
+}
+
+__global__ void bias_sum_kernel(float *db, const double *partial, int chunks, int co)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= co)
+        return;
+    double s = 0.0;
+    for (int k = 0; k < chunks; k++)
+        s += partial[(size_t)k * co + ch];
+    db[ch] = __fadd_rn(db[ch], (float)s);
+}
+
+static bool bias_grad(pk_cuda_ctx *cs, float *db, const float *dy, long P, int co)
+{
+    long chunks = (P + BIAS_ROWS - 1) / BIAS_ROWS;
+    if (chunks > 65535) /* gridDim.y; P beyond 16M rows is not a PSPNet head */
+        return pk_cuda_note(cs, PK_EINVAL, __FILE__, __LINE__, "conv bias gradient",
+                            "too many rows");
+    double *partial = (double *)pk_cuda_workspace(cs, (size_t)chunks * co * sizeof(double));
+    if (!partial)
+        return false;
+    bias_partial_kernel<<<dim3((co + 31) / 32, (unsigned)chunks), dim3(32, 8), 0, cs->stream>>>(
+        partial, dy, P, co);
+    if (!PK_CU_LAUNCH(cs))
+        return false;
+    bias_sum_kernel<<<(co + 127) / 128, 128, 0, cs->stream>>>(db, partial, (int)chunks, co);
+    return PK_CU_LAUNCH(cs);
+}
+
+/* ---- public ------------------------------------------------------------- */
+static const float kOne = 1.0f, kZero = 0.0f;
+
+extern "C" int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w,
+                                      const float *b, const pk_conv_desc *d, pk_err *e)
+{
+    pk_cuda_ctx *cs = pk_cuda_enter(c);
+    if (!cs)
+        return pk_fail(e, PK_EINVAL, "conv: not a CUDA context");
+    conv_plan *p;
+    int rc = get_plan(c, cs, d, &p, e);
+    if (rc != PK_OK)
+        return rc;
+    if (!p->engine[DIR_FWD]) {
+        find_bufs fb = {x, w, NULL, y};
+        if (!choose(cs, p, DIR_FWD, d, fb))
+            return fail_from(cs, e);
+    }
+    bool ok;
+    if (p->engine[DIR_FWD] == ENG_CUBLAS) {
+        ok = gemm_run(cs, DIR_FWD, d, y, x, w, 0.0f);
+    } else {
+        void *ws = p->ws[DIR_FWD] ? pk_cuda_workspace(cs, p->ws[DIR_FWD]) : NULL;
+        ok = (ws || !p->ws[DIR_FWD]) &&
+             PK_CU(cs,
+                   cudnnConvolutionForward(cs->cudnn, &kOne, p->xd, x, p->wd, w, p->cd[DIR_FWD],
+                                           (cudnnConvolutionFwdAlgo_t)p->algo[DIR_FWD], ws,
+                                           p->ws[DIR_FWD], &kZero, p->yd, y));
+    }
+    if (ok && d->bias) {
+        long P = (long)d->n * d->ho * d->wo;
+        int bx = d->co >= 128 ? 128 : (d->co + 31) / 32 * 32, by = 256 / bx;
+        long gy = (P + by - 1) / by;
+        bias_add_kernel<<<dim3((d->co + bx - 1) / bx, (unsigned)(gy < 4096 ? gy : 4096)),
+                          dim3(bx, by), 0, cs->stream>>>(y, b, P, d->co);
+        ok = PK_CU_LAUNCH(cs);
+    }
+    rc = pk_cuda_take_error(cs, e);
+    return ok ? rc : (rc != PK_OK ? rc : fail_from(cs, e));
+}
+
+extern "C" int pk_cuda_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db,
+                                       const float *dy, const float *x, const float *w,
+                                       const pk_conv_desc *d, pk_err *e)
+{
+    pk_cuda_ctx *cs = pk_cuda_enter(c);
+    if (!cs)
+        return pk_fail(e, PK_EINVAL, "conv: not a CUDA context");
+    conv_plan *p;
+    int rc = get_plan(c, cs, d, &p, e);
+    if (rc != PK_OK)
+        return rc;
+    bool ok = true;
+    if (dx) {
+        if (!p->engine[DIR_DATA]) {
+            find_bufs fb = {x, w, dy, dx};
+            ok = choose(cs, p, DIR_DATA, d, fb);
+        }
+        if (ok && p->engine[DIR_DATA] == ENG_CUBLAS) {
+            ok = gemm_run(cs, DIR_DATA, d, dx, dy, w, 0.0f);
+        } else if (ok) {
+            void *ws = p->ws[DIR_DATA] ? pk_cuda_workspace(cs, p->ws[DIR_DATA]) : NULL;
+            ok = (ws || !p->ws[DIR_DATA]) &&
+                 PK_CU(cs, cudnnConvolutionBackwardData(
+                               cs->cudnn, &kOne, p->wd, w, p->yd, dy, p->cd[DIR_DATA],
+                               (cudnnConvolutionBwdDataAlgo_t)p->algo[DIR_DATA], ws,
+                               p->ws[DIR_DATA], &kZero, p->xd, dx));
+        }
+    }
+    if (ok && dw) {
+        if (!p->engine[DIR_FILTER]) {
+            /* Timing writes its output: give it a scratch dw, not the
+             * caller's accumulating one. */
+            size_t wbytes = (size_t)d->co * d->k * d->k * d->ci * sizeof(float);
+            float *tmp = NULL;
+            ok = PK_CU(cs, cudaMalloc(&tmp, wbytes));
+            if (ok) {
+                find_bufs fb = {x, w, dy, tmp};
+                ok = choose(cs, p, DIR_FILTER, d, fb);
+                PK_CU(cs, cudaFree(tmp));
+            }
+        }
+        if (ok && p->engine[DIR_FILTER] == ENG_CUBLAS) {
+            ok = gemm_run(cs, DIR_FILTER, d, dw, dy, x, 1.0f);
+        } else if (ok) {
+            void *ws = p->ws[DIR_FILTER] ? pk_cuda_workspace(cs, p->ws[DIR_FILTER]) : NULL;
+            ok = (ws || !p->ws[DIR_FILTER]) &&
+                 PK_CU(cs, cudnnConvolutionBackwardFilter(
+                               cs->cudnn, &kOne, p->xd, x, p->yd, dy, p->cd[DIR_FILTER],
+                               (cudnnConvolutionBwdFilterAlgo_t)p->algo[DIR_FILTER], ws,
+                               p->ws[DIR_FILTER], &kOne, p->wd, dw));
+        }
+        if (ok && d->bias && db) {
+            ok = bias_grad(cs, db, dy, (long)d->n * d->ho * d->wo, d->co);
+        }
+    }
+    rc = pk_cuda_take_error(cs, e);
+    return ok ? rc : (rc != PK_OK ? rc : fail_from(cs, e));
+}

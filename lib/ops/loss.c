@@ -1,0 +1,166 @@
+/* Losses over [P, K] logits (NHWC flattened), each returning the unweighted
+ * loss and ACCUMULATING weight * d(loss)/d(input) into the gradient buffer
+ * (NULL: loss only). Pixel sums are in double, softmaxes go through a
+ * max-shifted log-sum-exp. No valid pixel: loss 0 and nothing is added. */
+#include "ops/ops.h"
+#include "ops/ops_cuda.h"
+
+#include <math.h>
+
+#define PK_LOSS_PAR_MIN 4096 /* pixels below which one thread is faster */
+
+/* Labels >= K other than `ignore` cannot be scored either; they are skipped
+ * like ignored pixels rather than read out of bounds. */
+static int ce_valid(uint8_t lab, int K, int ignore)
+{
+    return (int)lab != ignore && (int)lab < K;
+}
+
+/* Per-pixel softmax work is in float with one expf per class (PyTorch's
+ * CPU kernels are float too); only the sums over pixels are in double. The
+ * class count is at most 255 (pspnet.c), so a pixel's exponentials fit in a
+ * stack array. */
+#define PK_LOSS_KMAX 256
+
+float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *labels,
+                 long P, int K, int ignore, float weight)
+{
+    PK_ON_CUDA_RETURN(c, pk_cuda_ce_loss(c, dlogits, logits, labels, P, K, ignore, weight));
+    long nvalid = 0;
+    for (long p = 0; p < P; p++)
+        nvalid += ce_valid(labels[p], K, ignore);
+    if (nvalid == 0 || K > PK_LOSS_KMAX)
+        return 0.0f;
+    double total = 0.0;
+    float gscale = (float)((double)weight / (double)nvalid);
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
+    for (long p = 0; p < P; p++) {
+        if (!ce_valid(labels[p], K, ignore))
+            continue;
+        const float *x = logits + p * K;
+        int lab = labels[p];
+        float ex[PK_LOSS_KMAX], m = x[0], se = 0.0f;
+        for (int k = 1; k < K; k++)
+            m = x[k] > m ? x[k] : m;
+        for (int k = 0; k < K; k++) {
+            ex[k] = expf(x[k] - m);
+            se += ex[k];
+        }
+        total += (double)(m + logf(se) - x[lab]);
+        if (dlogits) {
+            float *g = dlogits + p * K, f = gscale / se;
+            for (int k = 0; k < K; k++)
+                g[k] += f * ex[k];
+            g[lab] -= gscale;
+        }
+    }
+    return (float)(total / (double)nvalid);
+}
+
+static long count_mask(const uint8_t *mask, long P)
+{
+    if (!mask)
+        return P;
+    long n = 0;
+    for (long p = 0; p < P; p++)
+        n += mask[p] != 0;
+    return n;
+}
+
+/* One pixel's KL(pt || ps) over K classes, and its gradient
+ * d/ds_k of T^2 * KL = T^2 * (ps_k - pt_k) / T (the T is folded into gscale).
+ * With zs = s/T - max, zt = t/T - max: log ps = zs - log Ss, log pt = zt - log St. */
+static float kd_pixel(float *g, const float *s, const float *t, int K, float invT, float gscale)
+{
+    float es[PK_LOSS_KMAX], et[PK_LOSS_KMAX];
+    float ms = s[0] * invT, mt = t[0] * invT;
+    for (int k = 1; k < K; k++) {
+        float zs = s[k] * invT, zt = t[k] * invT;
+        ms = zs > ms ? zs : ms;
+        mt = zt > mt ? zt : mt;
+    }
+    float ss = 0.0f, st = 0.0f;
+    for (int k = 0; k < K; k++) {
+        es[k] = expf(s[k] * invT - ms);
+        et[k] = expf(t[k] * invT - mt);
+        ss += es[k];
+        st += et[k];
+    }
+    /* sum_k pt_k (log pt_k - log ps_k) = sum_k pt_k (zt_k - zs_k) + log Ss - log St */
+    float ist = 1.0f / st, iss = 1.0f / ss, dot = 0.0f;
+    for (int k = 0; k < K; k++)
+        dot += et[k] * ((t[k] - s[k]) * invT);
+    float kl = dot * ist + (ms - mt) + logf(ss * ist);
+    if (g)
+        for (int k = 0; k < K; k++)
+            g[k] += gscale * (es[k] * iss - et[k] * ist);
+    return kl;
+}
+
+float pk_kd_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
+                 long P, int K, float T, float weight)
+{
+    PK_ON_CUDA_RETURN(c, pk_cuda_kd_loss(c, ds, s, t, mask, P, K, T, weight));
+    long nvalid = count_mask(mask, P);
+    if (nvalid == 0 || K > PK_LOSS_KMAX)
+        return 0.0f;
+    double total = 0.0;
+    float invT = 1.0f / T, gscale = (float)((double)weight * (double)T / (double)nvalid);
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
+    for (long p = 0; p < P; p++) {
+        if (mask && !mask[p])
+            continue;
+        float *g = ds ? ds + p * K : NULL;
+        total += (double)kd_pixel(g, s + p * K, t + p * K, K, invT, gscale);
+    }
+    return (float)((double)T * (double)T * total / (double)nvalid);
+}
+
+float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
+                       const uint8_t *mask, long P, int K, float weight)
+{
+    PK_ON_CUDA_RETURN(c, pk_cuda_smoothl1_loss(c, ds, s, t, mask, P, K, weight));
+    long nvalid = count_mask(mask, P);
+    if (nvalid == 0)
+        return 0.0f;
+    double count = (double)nvalid * (double)K, total = 0.0;
+    double gscale = (double)weight / count;
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
+    for (long p = 0; p < P; p++) {
+        if (mask && !mask[p])
+            continue;
+        for (int k = 0; k < K; k++) {
+            long i = p * K + k;
+            double d = (double)s[i] - (double)t[i], ad = fabs(d);
+            /* beta = 1: quadratic strictly inside, linear from |d| = 1 (torch's split) */
+            total += ad < 1.0 ? 0.5 * d * d : ad - 0.5;
+            if (ds)
+                ds[i] += (float)(gscale * (ad < 1.0 ? d : (d > 0 ? 1.0 : -1.0)));
+        }
+    }
+    return (float)(total / count);
+}
+
+float pk_mse_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
+                  long P, int K, float weight)
+{
+    PK_ON_CUDA_RETURN(c, pk_cuda_mse_loss(c, ds, s, t, mask, P, K, weight));
+    long nvalid = count_mask(mask, P);
+    if (nvalid == 0)
+        return 0.0f;
+    double count = (double)nvalid * (double)K, total = 0.0;
+    double gscale = 2.0 * (double)weight / count;
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
+    for (long p = 0; p < P; p++) {
+        if (mask && !mask[p])
+            continue;
+        for (int k = 0; k < K; k++) {
+            long i = p * K + k;
+            double d = (double)s[i] - (double)t[i];
+            total += d * d;
+            if (ds)
+                ds[i] += (float)(gscale * d);
+        }
+    }
+    return (float)(total / count);
+}

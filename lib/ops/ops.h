@@ -1,0 +1,154 @@
+/* The op library: forward/backward pairs on NHWC float32 activations.
+ *
+ * Conventions (llm.c style):
+ *  - arguments: context, outputs, saved values, inputs and parameters, dims;
+ *  - parameter gradients ACCUMULATE (+=); activation gradients are ASSIGNED;
+ *  - loss functions ACCUMULATE weight * d(loss)/d(input) into the gradient
+ *    buffer (so CE and KD can share one dlogits) and return the unweighted
+ *    loss value;
+ *  - "P" is a pixel count N*H*W; an NHWC tensor with C channels is a [P, C]
+ *    row-major matrix;
+ *  - convolution weights are OHWI (co, kh, kw, ci) float32 in memory;
+ *    PyTorch's OIHW appears only at the file boundary (see checkpoint.h).
+ * The CPU implementation is the specification; a CUDA twin (ops_*.cu) keeps
+ * the same signatures. */
+#ifndef PSPKD_OPS_H
+#define PSPKD_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/ctx.h"
+
+/* ---- convolution (oneDNN on the CPU) ---------------------------------- */
+typedef struct pk_conv_desc {
+    int n, h, w, ci;            /* input NHWC */
+    int co, k, stride, pad, dil; /* square kernel k x k */
+    int bias;                   /* 1: y += b[co] */
+    int ho, wo;                 /* output size, filled by pk_conv_desc_make */
+} pk_conv_desc;
+
+/* PyTorch's rule: floor((in + 2*pad - dil*(k-1) - 1) / stride) + 1. */
+int pk_conv_out_size(int in, int k, int stride, int pad, int dil);
+pk_conv_desc pk_conv_desc_make(int n, int h, int w, int ci, int co, int k, int stride,
+                               int pad, int dil, int bias);
+double pk_conv_flops(const pk_conv_desc *d); /* 2*MACs of the forward */
+
+/* y [n,ho,wo,co] = conv(x [n,h,w,ci], w [co,k,k,ci]) (+ b[co]). */
+int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+                      const pk_conv_desc *d, pk_err *e);
+/* dx (assigned; NULL to skip), dw += , db += (NULL when no bias). */
+int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
+                       const float *x, const float *w, const pk_conv_desc *d, pk_err *e);
+/* 1 when this shape runs on the CPU by Winograd F(4x4, 3x3) (conv_wino.c:
+ * 3x3, stride 1, undilated, pad 1, ci*co >= 256*256, maps big enough unless
+ * pk_ctx_opts.conv_algo is PK_CONV_WINOGRAD, never with PK_CONV_DIRECT),
+ * 0 when by oneDNN's direct kernel, -1 with e set for a bad shape. */
+int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
+
+/* ---- batch normalisation over [P, C] ----------------------------------- */
+/* Training: batch mean / biased variance normalise; saves mean and
+ * rstd = 1/sqrt(var+eps); running_mean/var updated in place with momentum
+ * (new = (1-m)*old + m*batch) using the unbiased variance var*P/(P-1). */
+void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                         const float *x, const float *gamma, const float *beta,
+                         float *running_mean, float *running_var, long P, int C,
+                         float momentum, float eps);
+void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                        const float *beta, const float *running_mean,
+                        const float *running_var, long P, int C, float eps);
+/* The same followed by ReLU in one pass over the data (y = max(bn(x), 0)),
+ * for a BN whose only consumer is a ReLU: the model runs these fused. */
+void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                              const float *x, const float *gamma, const float *beta,
+                              float *running_mean, float *running_var, long P, int C,
+                              float momentum, float eps);
+void pk_bn_relu_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
+                             const float *beta, const float *running_mean,
+                             const float *running_var, long P, int C, float eps);
+/* dx assigned (may alias dy); dgamma, dbeta accumulate. */
+void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                    const float *x, const float *save_mean, const float *save_rstd,
+                    const float *gamma, long P, int C);
+/* The same as pk_relu_backward(dy, relu_y) and then pk_bn_backward, in one
+ * pass, for a BN whose only consumer is a ReLU with output relu_y and
+ * output gradient dy; dx may alias dy or relu_y. Bitwise the same. On CUDA
+ * it runs those two ops, the ReLU's gradient in dx, which must be given. */
+void pk_bn_relu_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                         const float *relu_y, const float *x, const float *save_mean,
+                         const float *save_rstd, const float *gamma, long P, int C);
+
+/* ---- elementwise ------------------------------------------------------- */
+void pk_relu_forward(pk_ctx *c, float *y, const float *x, size_t n); /* y may == x */
+/* dx = dy * (y > 0); dx may == dy. */
+void pk_relu_backward(pk_ctx *c, float *dx, const float *dy, const float *y, size_t n);
+void pk_add_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t n);
+/* y = max(a + b, 0): the residual add and its ReLU in one pass; y may == a. */
+void pk_add_relu_forward(pk_ctx *c, float *y, const float *a, const float *b, size_t n);
+void pk_accumulate(pk_ctx *c, float *y, const float *x, size_t n); /* y += x */
+
+/* ---- pooling ----------------------------------------------------------- */
+/* PyTorch's (ceil_mode=False) output size. */
+int pk_pool_out_size(int in, int k, int stride, int pad);
+/* Max pool k x k; argmax holds the flat input index (h*w*c plane) per output. */
+void pk_maxpool_forward(pk_ctx *c, float *y, int32_t *argmax, const float *x, int n, int h,
+                        int w, int ch, int k, int stride, int pad);
+void pk_maxpool_backward(pk_ctx *c, float *dx, const float *dy, const int32_t *argmax,
+                         int n, int h, int w, int ch, int ho, int wo);
+/* Adaptive average pool to bins x bins with PyTorch's edges
+ * start = floor(i*in/bins), end = ceil((i+1)*in/bins). */
+void pk_adapool_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w, int ch,
+                        int bins);
+void pk_adapool_backward(pk_ctx *c, float *dx, const float *dy, int n, int h, int w, int ch,
+                         int bins);
+
+/* ---- bilinear resize, align_corners=True, any sizes -------------------- */
+void pk_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w, int ch,
+                       int ho, int wo);
+void pk_resize_backward(pk_ctx *c, float *dx, const float *dy, int n, int h, int w, int ch,
+                        int ho, int wo);
+
+/* ---- channel concatenation: y [P, sum cs] = [x0 | x1 | ...] ------------ */
+void pk_concat_forward(pk_ctx *c, float *y, const float *const *xs, const int *cs, int k,
+                       long P);
+void pk_concat_backward(pk_ctx *c, float *const *dxs, const float *dy, const int *cs, int k,
+                        long P);
+
+/* ---- Dropout2d: zero whole channels with prob p, scale the rest 1/(1-p).
+ * keep[n*ch] is drawn from (seed, n*ch index) by pk_hash64, so any backend
+ * and thread count gives the same mask. */
+void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
+                          long hw, int ch, float p, uint64_t seed);
+void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t *keep, int n,
+                           long hw, int ch, float p);
+
+/* ---- losses (float per pixel, double over pixels; convention above) ---- */
+/* K is at most 256 (labels are uint8); larger K: returns 0, adds nothing. */
+/* Softmax cross-entropy over [P, K] logits, labels uint8 (ignore -> skipped),
+ * mean over valid pixels; no valid pixel: returns 0, adds nothing. */
+float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *labels,
+                 long P, int K, int ignore, float weight);
+/* T^2 * mean over valid pixels of sum_k pt*(log pt - log ps), pt = softmax(t/T),
+ * ps = softmax(s/T); teacher constant; mask NULL = all valid, else mask[p]!=0. */
+float pk_kd_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
+                 long P, int K, float T, float weight);
+/* Mean over valid elements (valid pixels * K); SmoothL1 with beta = 1. */
+float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
+                       const uint8_t *mask, long P, int K, float weight);
+float pk_mse_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
+                  long P, int K, float weight);
+
+/* ---- optimiser --------------------------------------------------------- */
+/* torch.optim.SGD (dampening 0, no nesterov) on one buffer, per-group LR:
+ *   d = g + wd*p;  buf = momentum*buf + d;  p -= lr*lr_mult*buf
+ * (buf starts at zero, which equals PyTorch's first-step buf = d). */
+typedef struct pk_param_group {
+    size_t offset, count;
+    float lr_mult;
+} pk_param_group;
+void pk_sgd_step(pk_ctx *c, float *param, float *momentum_buf, const float *grad,
+                 const pk_param_group *groups, int ngroups, float lr, float momentum,
+                 float weight_decay);
+/* semseg's poly_learning_rate: base * (1 - it/max_it)^power. */
+float pk_poly_lr(float base, long it, long max_it, float power);
+
+#endif

@@ -1,0 +1,101 @@
+/* The training loop shared by teacher-train and student-distill.
+ *
+ * One run: (resume) -> for each iteration: next augmented batch from the
+ * loader, teacher logits (the cache's warped planes, or an online teacher's
+ * eval forward on the same crops), pk_model_train_step, a log row and the
+ * progress line; validation at epoch boundaries; a checkpoint every
+ * ckpt_every steps; at the end the output model.
+ *
+ * Determinism: a run resumed from the checkpoint of step s is the
+ * uninterrupted run: the checkpoint holds weights, BN running statistics,
+ * num_batches_tracked and momentum (all F32/I64, exact), the loader
+ * restarts at iteration s with the same per-epoch order and per-sample
+ * augmentation, the LR is a function of the iteration, and dropout masks
+ * are drawn from (seed, iteration).
+ *
+ * Signals: pk_train_run installs SIGINT/SIGTERM handlers that only record
+ * the signal (the library's one piece of static state). The loop checks it
+ * after every step (and between validation images), writes a checkpoint of
+ * the last completed step into the checkpoint directory and returns with
+ * result->signal set; the tool then exits 128 + signal (130, 143). The
+ * handlers are one-shot: a second Ctrl-C kills the process at once. */
+#ifndef PSPKD_TRAIN_LOOP_H
+#define PSPKD_TRAIN_LOOP_H
+
+#include <stdint.h>
+#include "data/augment.h"
+#include "store/logits_cache.h"
+#include "model/pspnet.h"
+
+typedef struct pk_train_opts {
+    const char *tool;  /* progress label and checkpoint metadata */
+    /* data */
+    const char *data;  /* training pack */
+    int batch;         /* 16 */
+    int crop_h, crop_w;/* 473 */
+    int augment;       /* 1: semseg's chain; 0: centred pad/crop only */
+    float scale_min, scale_max, rotate; /* 0.5, 2, 10 degrees */
+    int workers;       /* loader threads (1) */
+    uint64_t seed;     /* shuffle, augmentation, dropout, init */
+    long iters;        /* total iterations; 0: epochs x iterations per epoch */
+    int epochs;        /* 50 */
+    /* model (used by pk_train_main) */
+    pk_arch arch;
+    pk_stem stem;
+    int stem_set;      /* --stem given; else deep for ResNet50, 7x7 for ResNet18 */
+    int classes;       /* 0: from the pack */
+    float dropout;     /* 0.1 */
+    const char *init;  /* ImageNet safetensors or NULL */
+    int threads;       /* compute threads (0: all) */
+    const char *device_arg; /* --device as given (NULL: the first GPU if any) */
+    pk_device device;  /* set from device_arg by pk_train_cli_finish */
+    int device_index;
+    /* optimisation and losses (max_iter and seed are set by the loop) */
+    pk_train_cfg cfg;
+    /* teacher (student-distill): at most one */
+    const char *logits;  /* cache path */
+    const char *teacher; /* frozen teacher checkpoint, run online */
+    int no_kd;           /* plain student: no teacher at all */
+    /* checkpoints */
+    const char *ckpt_dir; /* NULL: derived from output */
+    long ckpt_every;      /* steps; 0: once per epoch */
+    int keep;             /* 3 */
+    const char *resume;   /* checkpoint file, or a checkpoint directory */
+    /* records */
+    const char *log;      /* CSV log (train_log.h) or NULL */
+    const char *val;      /* validation pack or NULL */
+    int val_every;        /* epochs (1) */
+    double progress_every;/* seconds between progress lines off a TTY (30) */
+    int quiet;
+    /* output */
+    const char *output;
+    int freeze;           /* write the final model frozen */
+} pk_train_opts;
+
+/* Defaults: semseg's VOC recipe (see teacher-train(1)). */
+void pk_train_opts_defaults(pk_train_opts *o, const char *tool);
+
+/* The teacher for one run (at most one of the two; both NULL: no KD). */
+typedef struct pk_train_teacher {
+    pk_logits_cache *cache;
+    pk_model *model;
+} pk_train_teacher;
+
+typedef struct pk_train_result {
+    long start_step, step, max_iter;
+    int signal;        /* SIGINT/SIGTERM that stopped the run, else 0 */
+    double seconds;    /* training wall time of this run */
+    double img_s;      /* images per second over this run's steps */
+    char checkpoint[4096]; /* the last checkpoint written, "" if none */
+} pk_train_result;
+
+/* Runs the loop on m (created, initialised, classes matching the pack).
+ * Resumes first when o->resume is set. Writes o->output at the end unless
+ * stopped by a signal. */
+int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
+                 pk_train_result *r, pk_err *e);
+
+/* Non-zero once SIGINT/SIGTERM arrived during pk_train_run: the signal. */
+int pk_train_stop_requested(void);
+
+#endif
