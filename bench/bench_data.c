@@ -31,7 +31,7 @@
 #include "data/augment.h"
 #include "data/image.h"
 #include "data/loader.h"
-#include "store/lmdb_util.h"
+#include "store/pack.h"
 #include "store/record.h"
 
 #define CROP 473
@@ -125,13 +125,13 @@ typedef struct load_ctx {
     int max;
 } load_ctx;
 
-static int load_one(const MDB_val *key, const MDB_val *val, void *user, pk_err *e)
+static int load_one(const pk_pack_rec *r, void *user, pk_err *e)
 {
     load_ctx *c = user;
-    if (key->mv_size == 0 || ((const char *)key->mv_data)[0] == '_' || c->im->n >= c->max)
-        return PK_OK; /* the metadata record */
+    if (c->im->n >= c->max)
+        return PK_OK;
     pk_record_view rv;
-    int rc = pk_record_parse(&rv, val->mv_data, val->mv_size, e);
+    int rc = pk_record_parse(&rv, r->data, r->len, e);
     int i = c->im->n;
     if (!rc)
         rc = pk_record_image(&c->im->rgb[i], &rv, e);
@@ -155,18 +155,13 @@ static int load_images(images *im, const char *pack, int max, pk_err *e)
     im->label = calloc((size_t)max, sizeof *im->label);
     if (!im->rgb || !im->label)
         return pk_fail(e, PK_ENOMEM, "out of memory");
-    pk_lmdb_reader r;
-    int rc = pk_lmdb_open_read(&r, pack, e);
+    pk_pack *p;
+    int rc = pk_pack_open(&p, pack, e);
     if (rc)
         return rc;
-    MDB_txn *txn;
-    rc = pk_lmdb_txn_begin(&txn, &r, e);
-    if (!rc) {
-        load_ctx c = {im, max};
-        rc = pk_lmdb_foreach(txn, &r, load_one, &c, e);
-        mdb_txn_abort(txn);
-    }
-    pk_lmdb_close(&r);
+    load_ctx c = {im, max};
+    rc = pk_pack_foreach(p, load_one, &c, e);
+    pk_pack_close(p);
     if (!rc && im->n == 0)
         rc = pk_fail(e, PK_EFORMAT, "%s: no records", pack);
     return rc;

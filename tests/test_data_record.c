@@ -1,4 +1,4 @@
-/* Image I/O, pack records, metadata and the LMDB writer: round trips, and
+/* Image I/O, pack records and metadata: round trips, and
  * every corruption (each single flipped byte, each truncation) rejected
  * with PK_EFORMAT rather than a crash. */
 #include <stdint.h>
@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "data/image.h"
-#include "store/lmdb_util.h"
 #include "data/palette.h"
 #include "store/record.h"
 #include "support.h"
@@ -269,83 +268,6 @@ static int test_meta(void)
     return f;
 }
 
-struct count {
-    int n, order_ok;
-    size_t bytes;
-};
-
-static int visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
-{
-    (void)e;
-    struct count *c = user;
-    char want[32];
-    snprintf(want, sizeof want, "%08d_id%d", c->n, c->n);
-    if (k->mv_size != strlen(want) || memcmp(k->mv_data, want, k->mv_size))
-        c->order_ok = 0;
-    if (v->mv_size != 20000 || ((const uint8_t *)v->mv_data)[7] != (uint8_t)c->n)
-        c->order_ok = 0;
-    c->bytes += v->mv_size;
-    c->n++;
-    return 0;
-}
-
-static int test_lmdb(void)
-{
-    int f = 0;
-    pk_err e;
-    const char *out = strdup(path_in("p.lmdb"));
-    pk_lmdb_writer *w;
-    PK_CHECK(f, pk_lmdb_writer_open(&w, out, 16, 0, &e) == PK_OK, "%s", e.msg);
-    /* 300 x 20 KB = 6 MB, past the 1 MiB initial map: MDB_MAP_FULL and
-     * batch retries on the way */
-    uint8_t *val = calloc(20000, 1);
-    int rc = PK_OK;
-    for (int i = 0; i < 300 && rc == PK_OK; i++) {
-        char key[32];
-        snprintf(key, sizeof key, "%08d_id%d", i, i);
-        val[7] = (uint8_t)i;
-        rc = pk_lmdb_writer_put(w, key, val, 20000, &e);
-    }
-    PK_CHECK(f, rc == PK_OK, "put: %s", e.msg);
-    PK_CHECK(f, access(out, F_OK) != 0, "output visible before finish");
-    PK_CHECK(f, pk_lmdb_writer_finish(w, &e) == PK_OK, "finish: %s", e.msg);
-    pk_lmdb_reader r;
-    PK_CHECK(f, pk_lmdb_open_read(&r, out, &e) == PK_OK, "open: %s", e.msg);
-    size_t n = 0;
-    PK_CHECK(f, pk_lmdb_count(&r, &n, &e) == PK_OK && n == 300, "count %zu", n);
-    MDB_txn *txn;
-    pk_lmdb_txn_begin(&txn, &r, &e);
-    struct count c = {0, 1, 0};
-    PK_CHECK(f, pk_lmdb_foreach(txn, &r, visit, &c, &e) == PK_OK, "%s", e.msg);
-    PK_CHECK(f, c.n == 300 && c.order_ok, "iteration: %d records, order %d", c.n, c.order_ok);
-    MDB_val v;
-    PK_CHECK(f, pk_lmdb_get(txn, &r, "00000123_id123", &v, &e) == PK_OK &&
-                    ((uint8_t *)v.mv_data)[7] == 123, "get");
-    PK_CHECK(f, pk_lmdb_get(txn, &r, "nope", &v, &e) == PK_ENOTFOUND, "missing key");
-    mdb_txn_abort(txn);
-    pk_lmdb_close(&r);
-    /* no --force: refuse; abort leaves nothing */
-    PK_CHECK(f, pk_lmdb_writer_open(&w, out, 16, 0, &e) == PK_EIO && strstr(e.msg, "exists"),
-             "existing output: %s", e.msg);
-    const char *out2 = strdup(path_in("q.lmdb"));
-    PK_CHECK(f, pk_lmdb_writer_open(&w, out2, 4, 0, &e) == PK_OK, "%s", e.msg);
-    char tmp[300];
-    snprintf(tmp, sizeof tmp, "%s", pk_lmdb_writer_tmp_path(w));
-    pk_lmdb_writer_put(w, "k", val, 10, &e);
-    PK_CHECK(f, access(tmp, F_OK) == 0, "temp file exists while writing");
-    pk_lmdb_writer_abort(w);
-    PK_CHECK(f, access(tmp, F_OK) != 0 && access(out2, F_OK) != 0, "abort left files");
-    /* a file that is not LMDB */
-    pk_file_write(out2, "not lmdb at all", 15, &e);
-    PK_CHECK(f, pk_lmdb_open_read(&r, out2, &e) != PK_OK, "non-LMDB file opened");
-    unlink(out2);
-    unlink(out);
-    free(val);
-    free((void *)out);
-    free((void *)out2);
-    return f;
-}
-
 int main(void)
 {
     if (!mkdtemp(g_dir)) {
@@ -358,7 +280,6 @@ int main(void)
     f += test_record(PK_IMG_RGB8);
     f += test_record(PK_IMG_JPEG);
     f += test_meta();
-    f += test_lmdb();
     const char *names[] = {"l.png", "rgb.png", "rgb2.png", "g.png"};
     for (int i = 0; i < 4; i++)
         unlink(path_in(names[i]));

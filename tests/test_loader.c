@@ -8,8 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/le_bytes.h"
 #include "data/image.h"
-#include "store/lmdb_util.h"
+#include "store/pack.h"
 #include "data/loader.h"
 #include "store/record.h"
 #include "support.h"
@@ -63,8 +64,8 @@ static void src_free(src_set *s)
 static int write_pack(const char *path, src_set *s, int image_enc, int corrupt)
 {
     pk_err e = {0};
-    pk_lmdb_writer *w;
-    int rc = pk_lmdb_writer_open(&w, path, 0, 1, &e);
+    pk_pack_writer *w;
+    int rc = pk_pack_writer_open(&w, path, 0, 1, &e);
     pk_meta *m = calloc(1, sizeof *m);
     m->version = PK_META_VERSION;
     m->record_version = PK_RECORD_VERSION;
@@ -94,12 +95,10 @@ static int write_pack(const char *path, src_set *s, int image_enc, int corrupt)
                                   jpg ? jpg : s->rgb[i], jpg ? jlen : (size_t)s->w[i] * s->h[i] * 3,
                                   s->lbl[i], &e);
         if (!rc) {
-            uint32_t crc = (uint32_t)rec[rlen - 4] | (uint32_t)rec[rlen - 3] << 8 |
-                           (uint32_t)rec[rlen - 2] << 16 | (uint32_t)rec[rlen - 1] << 24;
-            pk_pack_id_add(&m->pack_id, s->key[i], crc);
+            pk_pack_id_add(&m->pack_id, s->key[i], pk_get32(rec + rlen - 4));
             if (i == corrupt)
                 rec[rlen / 2] ^= 0x5a;
-            rc = pk_lmdb_writer_put(w, s->key[i], rec, rlen, &e);
+            rc = pk_pack_writer_put(w, s->key[i], rec, rlen, &e);
         }
         free(jpg);
         free(rec);
@@ -109,13 +108,13 @@ static int write_pack(const char *path, src_set *s, int image_enc, int corrupt)
     if (!rc)
         rc = pk_meta_encode(&mv, &mlen, m, &e);
     if (!rc)
-        rc = pk_lmdb_writer_put(w, PK_META_KEY, mv, mlen, &e);
+        rc = pk_pack_writer_put(w, PK_META_KEY, mv, mlen, &e);
     free(mv);
     free(m);
     if (!rc)
-        rc = pk_lmdb_writer_finish(w, &e);
+        rc = pk_pack_writer_finish(w, &e);
     else if (w)
-        pk_lmdb_writer_abort(w);
+        pk_pack_writer_abort(w);
     if (rc)
         fprintf(stderr, "  write_pack %s: %s\n", path, e.msg);
     return rc;

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "core/half.h"
-#include "store/lmdb_util.h"
+#include "core/le_bytes.h"
+#include "store/pack.h"
 #include "store/logits_cache.h"
 #include "data/logits_extra.h"
 #include "store/record.h"
@@ -100,9 +100,7 @@ static void test_record(void)
 
         /* Header defects behind a valid CRC: a grid that does not fit. */
         buf[24] = 4;
-        uint32_t c = (uint32_t)crc32(0L, buf, (uInt)(len - 4));
-        for (int i = 0; i < 4; i++)
-            buf[len - 4 + i] = (uint8_t)(c >> (8 * i));
+        pk_put32(buf + len - 4, pk_crc32(buf, len - 4));
         rc = pk_logits_parse(&v, buf, len, &e);
         PK_CHECK(failures, rc == PK_EFORMAT && strstr(e.msg, "grid"), "bad grid: %s", e.msg);
         free(buf);
@@ -190,10 +188,10 @@ static void test_fnv(void)
 
 static char dir[64];
 
-static void put_or_die(pk_lmdb_writer *w, const char *key, const void *val, size_t len)
+static void put_or_die(pk_pack_writer *w, const char *key, const void *val, size_t len)
 {
     pk_err e = {0};
-    if (pk_lmdb_writer_put(w, key, val, len, &e)) {
+    if (pk_pack_writer_put(w, key, val, len, &e)) {
         fprintf(stderr, "put %s: %s\n", key, e.msg);
         abort();
     }
@@ -207,8 +205,8 @@ static const int (*sizes)[2] = mixed_sizes;
 static void write_pack(const char *path, uint64_t pack_id)
 {
     pk_err e = {0};
-    pk_lmdb_writer *w;
-    if (pk_lmdb_writer_open(&w, path, 0, 1, &e))
+    pk_pack_writer *w;
+    if (pk_pack_writer_open(&w, path, 0, 1, &e))
         abort();
     for (int i = 0; i < 3; i++) {
         int wd = sizes[i][0], ht = sizes[i][1];
@@ -237,7 +235,7 @@ static void write_pack(const char *path, uint64_t pack_id)
         abort();
     put_or_die(w, PK_META_KEY, buf, len);
     free(buf);
-    if (pk_lmdb_writer_finish(w, &e))
+    if (pk_pack_writer_finish(w, &e))
         abort();
 }
 
@@ -245,8 +243,8 @@ static void write_pack(const char *path, uint64_t pack_id)
 static void write_cache(const char *path, int nkeys, uint64_t pack_id)
 {
     pk_err e = {0};
-    pk_lmdb_writer *w;
-    if (pk_lmdb_writer_open(&w, path, 0, 1, &e))
+    pk_pack_writer *w;
+    if (pk_pack_writer_open(&w, path, 0, 1, &e))
         abort();
     for (int i = 0; i < nkeys; i++) {
         pk_logits_geom g;
@@ -277,7 +275,7 @@ static void write_cache(const char *path, int nkeys, uint64_t pack_id)
         abort();
     put_or_die(w, PK_META_KEY, buf, len);
     free(buf);
-    if (pk_lmdb_writer_finish(w, &e))
+    if (pk_pack_writer_finish(w, &e))
         abort();
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/atomic_file.h"
 #include "core/half.h"
+#include "core/le_bytes.h"
 #include "store/safetensors.h"
 #include "support.h"
 
@@ -28,18 +29,13 @@ static unsigned char *image(const char *json, size_t data_len, size_t *len)
     unsigned char *b = malloc(*len);
     if (!b)
         abort();
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)((uint64_t)h >> (8 * i));
+    pk_put64(b, h);
     memcpy(b + 8, json, h);
     memset(b + 8 + h, 0xAB, data_len);
     return b;
 }
 
-static void set_hlen(unsigned char *b, uint64_t h)
-{
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(h >> (8 * i));
-}
+static void set_hlen(unsigned char *b, uint64_t h) { pk_put64(b, h); }
 
 static int count_dir(const char *dir)
 {
@@ -179,7 +175,7 @@ static void check_sample(const char *what, const pk_st_file *f)
              what, rc, e.msg);
     rc = pk_st_read_f32(f, "layer1.0.conv1.weight", got, 5, &e);
     PK_CHECK(failures, rc == PK_EINVAL && strstr(e.msg, "layer1.0.conv1.weight") &&
-                           strstr(e.msg, "[2, 3]"),
+                           strstr(e.msg, "[2,3]"),
              "%s: numel mismatch: %d %s", what, rc, e.msg);
 }
 
@@ -196,9 +192,7 @@ static void test_round_trip(void)
         return;
     }
     const unsigned char *b = buf;
-    uint64_t h = 0;
-    for (int i = 7; i >= 0; i--)
-        h = h << 8 | b[i];
+    uint64_t h = pk_get64(b);
     PK_CHECK(failures, h % 8 == 0 && 8 + h + 24 + 8 + 24 + 4 == len,
              "header length %llu (multiple of 8) and total %zu", (unsigned long long)h, len);
     PK_CHECK(failures, memcmp(b + 8, "{\"__metadata__\":", 16) == 0, "__metadata__ first");

@@ -14,7 +14,7 @@
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
 #include "data/image.h"
-#include "store/lmdb_util.h"
+#include "store/pack.h"
 #include "model/metrics.h"
 #include "cli/progress.h"
 #include "store/record.h"
@@ -178,8 +178,7 @@ static int mkdir_one(const char *path, pk_err *e)
 
 struct run {
     struct opts o;
-    pk_lmdb_reader pack;
-    MDB_txn *txn;
+    pk_pack *pack;
     pk_meta meta;
     pk_ctx *ctx;
     pk_model *model;
@@ -193,27 +192,12 @@ struct run {
     double seconds;
 };
 
-static int is_meta_key(const MDB_val *k)
-{
-    return k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size);
-}
-
 static int setup(struct run *r, pk_err *e)
 {
     const char *path = r->o.data;
-    if (pk_lmdb_open_read(&r->pack, path, e))
+    if (pk_pack_open(&r->pack, path, e))
         return e->code; /* the message names the file */
-    if (pk_lmdb_txn_begin(&r->txn, &r->pack, e))
-        return pk_wrap(e, "%s", path);
-    MDB_val v;
-    int rc = pk_lmdb_get(r->txn, &r->pack, PK_META_KEY, &v, e);
-    if (rc == PK_ENOTFOUND)
-        return pk_fail(e, PK_EFORMAT, "%s: no metadata record (not a data pack, or empty)",
-                       path);
-    if (rc || pk_meta_decode(&r->meta, v.mv_data, v.mv_size, e))
-        return pk_wrap(e, "%s", path);
-    if (r->meta.count == 0)
-        return pk_fail(e, PK_EFORMAT, "%s: the pack holds no images", path);
+    r->meta = *pk_pack_meta(r->pack);
     if (pk_ctx_create(&r->ctx, &r->o.ctx, e))
         return e->code;
     if (pk_checkpoint_load(&r->model, r->ctx, r->o.model, 0.0f, NULL, e))
@@ -262,10 +246,10 @@ static int save_pred(struct run *r, const char *id, int w, int h, pk_err *e)
     return rc;
 }
 
-static int eval_one(struct run *r, const MDB_val *val, pk_err *e)
+static int eval_one(struct run *r, const void *val, size_t len, pk_err *e)
 {
     pk_record_view rec;
-    int rc = pk_record_parse(&rec, val->mv_data, val->mv_size, e);
+    int rc = pk_record_parse(&rec, val, len, e);
     if (rc)
         return rc;
     int w = rec.hdr.width, h = rec.hdr.height, k = r->meta.classes;
@@ -305,21 +289,19 @@ struct walk {
     long total;
 };
 
-static int visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+static int visit(const pk_pack_rec *rec, void *user, pk_err *e)
 {
     struct walk *wk = user;
     struct run *r = wk->r;
-    if (is_meta_key(k))
-        return 0;
     if (g_stop)
         return pk_fail(e, PK_EIO, "interrupted after %ld images", r->images);
     if (r->images >= wk->total)
         return -1; /* done: stop the walk */
     double t0 = pk_now();
-    int rc = eval_one(r, v, e);
+    int rc = eval_one(r, rec->data, rec->len, e);
     r->seconds += pk_now() - t0;
     if (rc)
-        return pk_wrap(e, "%.*s", (int)k->mv_size, (const char *)k->mv_data);
+        return pk_wrap(e, "%s", rec->key);
     r->images++;
     if (!r->o.quiet)
         pk_progress_update(wk->p, r->images, NULL);
@@ -392,10 +374,7 @@ static void report(const struct run *r)
 
 static void cleanup(struct run *r)
 {
-    if (r->txn)
-        mdb_txn_abort(r->txn);
-    if (r->pack.env)
-        pk_lmdb_close(&r->pack);
+    pk_pack_close(r->pack);
     pk_confusion_free(&r->conf);
     pk_seg_ws_free(r->ws);
     pk_model_destroy(r->model);
@@ -427,7 +406,7 @@ int main(int argc, char **argv)
     pk_progress p;
     pk_progress_init(&p, total, TOOL, stderr);
     struct walk wk = {&r, &p, total};
-    int rc = pk_lmdb_foreach(r.txn, &r.pack, visit, &wk, &e);
+    int rc = pk_pack_foreach(r.pack, visit, &wk, &e);
     if (rc && rc != -1) {
         pk_progress_break(&p);
         fprintf(stderr, TOOL ": %s\n", e.msg);

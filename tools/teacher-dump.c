@@ -17,7 +17,7 @@
 #include "cli/tool_opts.h"
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
-#include "store/lmdb_util.h"
+#include "store/pack.h"
 #include "store/logits_cache.h"
 #include "cli/progress.h"
 #include "store/record.h"
@@ -122,60 +122,18 @@ static int parse(struct opts *o, int argc, char **argv)
     return -1;
 }
 
-/* ---- the pack's keys ---- */
-
-struct keys {
-    int n, cap;
-    char **k;
-};
-
-static int is_meta_key(const MDB_val *k)
-{
-    return k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size);
-}
-
-static int collect_key(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
-{
-    (void)v;
-    struct keys *ks = user;
-    if (is_meta_key(k))
-        return 0;
-    if (ks->n == ks->cap) {
-        int cap = ks->cap ? 2 * ks->cap : 256;
-        char **p = realloc(ks->k, (size_t)cap * sizeof *p);
-        if (!p)
-            return pk_fail(e, PK_ENOMEM, "out of memory");
-        ks->k = p;
-        ks->cap = cap;
-    }
-    if (!(ks->k[ks->n] = strndup(k->mv_data, k->mv_size)))
-        return pk_fail(e, PK_ENOMEM, "out of memory");
-    ks->n++;
-    return 0;
-}
-
-static void keys_free(struct keys *ks)
-{
-    for (int i = 0; i < ks->n; i++)
-        free(ks->k[i]);
-    free(ks->k);
-}
-
 /* ---- the run ---- */
 
 struct run {
     struct opts o;
-    pk_lmdb_reader pack;
-    MDB_txn *ptxn;
+    pk_pack *pack;
     pk_meta meta;
-    struct keys keys;
     uint64_t teacher_hash;
     pk_ctx *ctx;
     pk_model *model;
     pk_ckpt_meta cmeta;
-    pk_logits_cache *old; /* the existing output being resumed, or NULL */
-    pk_lmdb_reader old_r;
-    MDB_txn *otxn;
+    pk_logits_cache *old; /* the existing output being checked, or NULL */
+    pk_pack *resume;      /* the existing output being resumed, or NULL */
     pk_seg_ws *ws;
     float *main_l, *aux_l;
     size_t logits_cap;
@@ -192,25 +150,9 @@ static int fail(pk_err *e)
 
 static int open_pack(struct run *r, pk_err *e)
 {
-    const char *path = r->o.data;
-    if (pk_lmdb_open_read(&r->pack, path, e))
+    if (pk_pack_open(&r->pack, r->o.data, e))
         return e->code; /* the message names the file */
-    if (pk_lmdb_txn_begin(&r->ptxn, &r->pack, e))
-        return pk_wrap(e, "%s", path);
-    MDB_val v;
-    int rc = pk_lmdb_get(r->ptxn, &r->pack, PK_META_KEY, &v, e);
-    if (rc == PK_ENOTFOUND)
-        return pk_fail(e, PK_EFORMAT, "%s: no metadata record (not a data pack, or empty)",
-                       path);
-    if (rc || pk_meta_decode(&r->meta, v.mv_data, v.mv_size, e))
-        return pk_wrap(e, "%s", path);
-    if (r->meta.count == 0)
-        return pk_fail(e, PK_EFORMAT, "%s: the pack holds no images", path);
-    if (pk_lmdb_foreach(r->ptxn, &r->pack, collect_key, &r->keys, e))
-        return pk_wrap(e, "%s", path);
-    if (r->keys.n != r->meta.count)
-        return pk_fail(e, PK_EFORMAT, "%s: metadata says %d images, found %d records", path,
-                       r->meta.count, r->keys.n);
+    r->meta = *pk_pack_meta(r->pack);
     return PK_OK;
 }
 
@@ -254,24 +196,22 @@ static int open_existing(struct run *r, int *done, pk_err *e)
         *done = 1;
         return PK_OK;
     }
-    /* Resume: reopen as a plain reader for raw copies in one transaction. */
+    /* Resume: reopen as a plain pack for raw copies. */
     pk_logits_cache_close(r->old);
     r->old = NULL;
-    if (pk_lmdb_open_read(&r->old_r, r->o.out, e))
-        return e->code;
-    if (pk_lmdb_txn_begin(&r->otxn, &r->old_r, e))
-        return pk_wrap(e, "%s", r->o.out);
-    return PK_OK;
+    return pk_pack_open_raw(&r->resume, r->o.out, e);
 }
 
-/* The existing record for key when it is valid for this image, else NULL. */
-static const MDB_val *reusable(struct run *r, const char *key, const pk_record_view *rec,
-                               MDB_val *v)
+/* The existing record for key when it is valid for this image, else NULL
+ * (*len its length). */
+static const void *reusable(struct run *r, const char *key, const pk_record_view *rec,
+                            size_t *len)
 {
     pk_err e = {0, ""};
     pk_logits_view lv;
-    if (!r->otxn || pk_lmdb_get(r->otxn, &r->old_r, key, v, &e) ||
-        pk_logits_parse(&lv, v->mv_data, v->mv_size, &e))
+    const void *v;
+    int i = r->resume ? pk_pack_find(r->resume, key) : -1;
+    if (i < 0 || pk_pack_get(r->resume, i, &v, len, &e) || pk_logits_parse(&lv, v, *len, &e))
         return NULL;
     if (strcmp(lv.key, key) || lv.geom.img_w != rec->hdr.width ||
         lv.geom.img_h != rec->hdr.height || lv.classes != r->meta.classes)
@@ -308,7 +248,7 @@ static int compute(struct run *r, const char *key, const pk_record_view *rec, ui
     return rc;
 }
 
-static int write_meta(struct run *r, pk_lmdb_writer *w, pk_err *e)
+static int write_meta(struct run *r, pk_pack_writer *w, pk_err *e)
 {
     pk_logits_meta m = {0};
     m.version = PK_LOGITS_META_VERSION;
@@ -326,7 +266,7 @@ static int write_meta(struct run *r, pk_lmdb_writer *w, pk_err *e)
     size_t len;
     int rc = pk_logits_meta_encode(&buf, &len, &m, e);
     if (!rc) {
-        rc = pk_lmdb_writer_put(w, PK_META_KEY, buf, len, e);
+        rc = pk_pack_writer_put(w, PK_META_KEY, buf, len, e);
         free(buf);
     }
     return rc;
@@ -334,30 +274,31 @@ static int write_meta(struct run *r, pk_lmdb_writer *w, pk_err *e)
 
 static int dump(struct run *r, pk_err *e)
 {
-    pk_lmdb_writer *w;
+    pk_pack_writer *w;
     /* Replacing an existing output was decided by open_existing. */
-    if (pk_lmdb_writer_open(&w, r->o.out, 16, 1, e))
+    if (pk_pack_writer_open(&w, r->o.out, 16, 1, e))
         return e->code;
     if (!(r->ws = pk_seg_ws_new())) {
-        pk_lmdb_writer_abort(w);
+        pk_pack_writer_abort(w);
         return pk_fail(e, PK_ENOMEM, "out of memory");
     }
     pk_progress p;
-    pk_progress_init(&p, r->keys.n, TOOL, stderr);
+    pk_progress_init(&p, pk_pack_count(r->pack), TOOL, stderr);
     int rc = PK_OK;
-    for (int i = 0; i < r->keys.n && !rc; i++) {
-        const char *key = r->keys.k[i];
-        MDB_val dv, ov;
+    for (int i = 0; i < pk_pack_count(r->pack) && !rc; i++) {
+        const char *key = pk_pack_key(r->pack, i);
+        const void *dv, *ov;
+        size_t dlen, olen;
         pk_record_view rec;
-        if ((rc = pk_lmdb_get(r->ptxn, &r->pack, key, &dv, e)) ||
-            (rc = pk_record_parse(&rec, dv.mv_data, dv.mv_size, e))) {
+        if ((rc = pk_pack_get(r->pack, i, &dv, &dlen, e)) ||
+            (rc = pk_record_parse(&rec, dv, dlen, e))) {
             pk_wrap(e, "%s: %s", r->o.data, key);
             break;
         }
-        if (reusable(r, key, &rec, &ov)) {
-            rc = pk_lmdb_writer_put(w, key, ov.mv_data, ov.mv_size, e);
+        if ((ov = reusable(r, key, &rec, &olen))) {
+            rc = pk_pack_writer_put(w, key, ov, olen, e);
             r->kept++;
-            r->record_bytes += ov.mv_size;
+            r->record_bytes += olen;
         } else if (g_stop || (r->o.limit >= 0 && r->computed >= r->o.limit)) {
             /* Stopped: existing records are still copied, nothing computed. */
             r->missing++;
@@ -371,7 +312,7 @@ static int dump(struct run *r, pk_err *e)
                 pk_wrap(e, "%s", key);
                 break;
             }
-            rc = pk_lmdb_writer_put(w, key, buf, len, e);
+            rc = pk_pack_writer_put(w, key, buf, len, e);
             free(buf);
             r->computed++;
             r->record_bytes += len;
@@ -383,12 +324,12 @@ static int dump(struct run *r, pk_err *e)
         rc = write_meta(r, w, e);
     if (rc) {
         pk_progress_break(&p);
-        pk_lmdb_writer_abort(w);
+        pk_pack_writer_abort(w);
         return rc;
     }
     if (!r->o.quiet)
         pk_progress_finish(&p, r->computed + r->kept + r->missing, NULL);
-    return pk_lmdb_writer_finish(w, e);
+    return pk_pack_writer_finish(w, e);
 }
 
 static void report(const struct run *r, int up_to_date)
@@ -424,16 +365,9 @@ static void report(const struct run *r, int up_to_date)
 
 static void cleanup(struct run *r)
 {
-    if (r->otxn)
-        mdb_txn_abort(r->otxn);
-    if (r->old_r.env)
-        pk_lmdb_close(&r->old_r);
+    pk_pack_close(r->resume);
     pk_logits_cache_close(r->old);
-    if (r->ptxn)
-        mdb_txn_abort(r->ptxn);
-    if (r->pack.env)
-        pk_lmdb_close(&r->pack);
-    keys_free(&r->keys);
+    pk_pack_close(r->pack);
     pk_seg_ws_free(r->ws);
     free(r->main_l);
     free(r->aux_l);

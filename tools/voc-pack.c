@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "cli/tool_opts.h"
-#include "store/lmdb_util.h"
+#include "store/pack.h"
+#include "core/le_bytes.h"
 #include "data/palette.h"
 #include "cli/progress.h"
 #include "store/record.h"
@@ -254,8 +255,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    pk_lmdb_writer *w;
-    if (pk_lmdb_writer_open(&w, o.out, o.batch, o.force, &e)) {
+    pk_pack_writer *w;
+    if (pk_pack_writer_open(&w, o.out, o.batch, o.force, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
         pk_voc_list_free(&list);
         return 1;
@@ -267,7 +268,7 @@ int main(int argc, char **argv)
     pthread_t *th = calloc((size_t)o.jobs, sizeof *th);
     if (!j.slots || !th) {
         fprintf(stderr, TOOL ": out of memory\n");
-        pk_lmdb_writer_abort(w);
+        pk_pack_writer_abort(w);
         pk_voc_list_free(&list);
         return 1;
     }
@@ -331,12 +332,9 @@ int main(int argc, char **argv)
             char key[PK_RECORD_ID_MAX + 16];
             int rc = pk_record_key(key, sizeof key, written, id, &e);
             if (rc == PK_OK)
-                rc = pk_lmdb_writer_put(w, key, s->rec, s->len, &e);
+                rc = pk_pack_writer_put(w, key, s->rec, s->len, &e);
             if (rc == PK_OK) {
-                uint32_t crc = (uint32_t)s->rec[s->len - 4] | (uint32_t)s->rec[s->len - 3] << 8 |
-                               (uint32_t)s->rec[s->len - 2] << 16 |
-                               (uint32_t)s->rec[s->len - 1] << 24;
-                pk_pack_id_add(&pack_id, key, crc);
+                pk_pack_id_add(&pack_id, key, pk_get32(s->rec + s->len - 4));
                 written++;
             } else {
                 end_line(&prog);
@@ -379,11 +377,11 @@ int main(int argc, char **argv)
         size_t mlen;
         int rc = pk_meta_encode(&mbuf, &mlen, &meta, &e);
         if (rc == PK_OK) {
-            rc = pk_lmdb_writer_put(w, PK_META_KEY, mbuf, mlen, &e);
+            rc = pk_pack_writer_put(w, PK_META_KEY, mbuf, mlen, &e);
             free(mbuf);
         }
         if (rc == PK_OK) {
-            rc = pk_lmdb_writer_finish(w, &e);
+            rc = pk_pack_writer_finish(w, &e);
             w = NULL;
         }
         if (rc != PK_OK) {
@@ -393,7 +391,7 @@ int main(int argc, char **argv)
         }
     }
     if (failed)
-        pk_lmdb_writer_abort(w);
+        pk_pack_writer_abort(w);
     double dt = pk_now() - prog.t0;
     end_line(&prog);
     if (!failed && !o.quiet) {

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/tool_opts.h"
-#include "store/lmdb_util.h"
+#include "store/pack.h"
 #include "store/record.h"
 
 #define TOOL "voc-show"
@@ -35,32 +35,7 @@ static void usage(FILE *f)
 
 static const char *enc_name(int enc) { return enc == PK_IMG_JPEG ? "jpeg" : "rgb"; }
 
-static int is_record_key(const MDB_val *k)
-{
-    return !(k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size));
-}
-
 /* ---- finding records ---- */
-
-struct find {
-    const char *want; /* id */
-    MDB_val val;
-    int found;
-};
-
-static int find_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
-{
-    (void)e;
-    struct find *f = user;
-    size_t n = strlen(f->want);
-    /* keys are 8 digits, '_', id */
-    if (k->mv_size == 9 + n && !memcmp((const char *)k->mv_data + 9, f->want, n)) {
-        f->val = *v;
-        f->found = 1;
-        return 1;
-    }
-    return 0;
-}
 
 static int all_digits(const char *s)
 {
@@ -72,118 +47,101 @@ static int all_digits(const char *s)
     return 1;
 }
 
-/* By exact key, then by index (digits), then by id. */
-static int find_record(MDB_txn *txn, const pk_lmdb_reader *r, const char *rec, MDB_val *val,
-                       pk_err *e)
+/* The record number of rec: an exact key, then an index (digits: the key
+ * "%08d_..."), then an id (keys are 8 digits, '_', id); -1 when none. */
+static int find_index(const pk_pack *p, const char *rec)
 {
-    if (pk_lmdb_get(txn, r, rec, val, e) == PK_OK)
-        return PK_OK;
+    int i = pk_pack_find(p, rec), n = pk_pack_count(p);
+    if (i >= 0)
+        return i;
     if (all_digits(rec) && strlen(rec) <= 8) {
         char prefix[16];
         snprintf(prefix, sizeof prefix, "%08d_", atoi(rec));
-        MDB_cursor *cur;
-        int rc = mdb_cursor_open(txn, r->dbi, &cur);
-        if (rc)
-            return pk_lmdb_fail(e, rc, "mdb_cursor_open");
-        MDB_val k = {strlen(prefix), prefix};
-        rc = mdb_cursor_get(cur, &k, val, MDB_SET_RANGE);
-        int hit = !rc && k.mv_size > 9 && !memcmp(k.mv_data, prefix, 9);
-        mdb_cursor_close(cur);
-        if (rc && rc != MDB_NOTFOUND)
-            return pk_lmdb_fail(e, rc, "mdb_cursor_get");
-        if (hit)
-            return PK_OK;
+        for (i = 0; i < n; i++) {
+            const char *k = pk_pack_key(p, i);
+            if (!strncmp(k, prefix, 9) && k[9])
+                return i;
+        }
     }
-    struct find f = {rec, {0, NULL}, 0};
-    int rc = pk_lmdb_foreach(txn, r, find_visit, &f, e);
-    if (f.found) {
-        *val = f.val;
-        return PK_OK;
+    size_t len = strlen(rec);
+    for (i = 0; i < n; i++) {
+        const char *k = pk_pack_key(p, i);
+        if (strlen(k) == 9 + len && !memcmp(k + 9, rec, len))
+            return i;
     }
-    if (rc)
-        return rc;
-    return pk_fail(e, PK_ENOTFOUND, "no record %s", rec);
+    return -1;
 }
 
-static int read_meta(MDB_txn *txn, const pk_lmdb_reader *r, pk_meta *m, pk_err *e)
+static int find_record(const pk_pack *p, const char *rec, const void **val, size_t *len,
+                       pk_err *e)
 {
-    MDB_val v;
-    int rc = pk_lmdb_get(txn, r, PK_META_KEY, &v, e);
-    if (rc == PK_ENOTFOUND)
-        return pk_fail(e, PK_EFORMAT, "no metadata record (not a voc-pack pack?)");
-    if (rc == PK_OK)
-        rc = pk_meta_decode(m, v.mv_data, v.mv_size, e);
-    return rc;
+    int i = find_index(p, rec);
+    if (i < 0)
+        return pk_fail(e, PK_ENOTFOUND, "no record %s", rec);
+    return pk_pack_get(p, i, val, len, e);
 }
 
 /* ---- commands ---- */
 
-struct list_state {
-    int index;
-};
-
-static int list_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+static int list_visit(const pk_pack_rec *r, void *user, pk_err *e)
 {
-    struct list_state *s = user;
-    if (!is_record_key(k))
-        return 0;
+    (void)user;
     pk_record_view rv;
-    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    int rc = pk_record_parse(&rv, r->data, r->len, e);
     if (rc) {
-        pk_wrap(e, "record %.*s", (int)k->mv_size, (const char *)k->mv_data);
+        pk_wrap(e, "record %s", r->key);
         return rc;
     }
-    printf("%d %s %dx%d %s %zu\n", s->index++, rv.hdr.id, rv.hdr.width, rv.hdr.height,
-           enc_name(rv.hdr.image_enc), v->mv_size);
+    printf("%d %s %dx%d %s %zu\n", r->index, rv.hdr.id, rv.hdr.width, rv.hdr.height,
+           enc_name(rv.hdr.image_enc), r->len);
     return 0;
 }
 
-static int cmd_list(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+static int cmd_list(const pk_pack *p, pk_err *e)
 {
-    struct list_state s = {0};
-    return pk_lmdb_foreach(txn, r, list_visit, &s, e);
+    return pk_pack_foreach(p, list_visit, NULL, e);
 }
 
-static int cmd_header(MDB_txn *txn, const pk_lmdb_reader *r, char **recs, int n, pk_err *e)
+static int cmd_header(const pk_pack *p, char **recs, int n, pk_err *e)
 {
     for (int i = 0; i < n; i++) {
-        MDB_val v;
+        const void *v;
+        size_t len;
         pk_record_view rv;
-        int rc = find_record(txn, r, recs[i], &v, e);
+        int rc = find_record(p, recs[i], &v, &len, e);
         if (!rc)
-            rc = pk_record_parse(&rv, v.mv_data, v.mv_size, e);
+            rc = pk_record_parse(&rv, v, len, e);
         if (rc)
             return rc;
         const pk_record_header *h = &rv.hdr;
         printf("%sid: %s\nversion: %d\nwidth: %d\nheight: %d\nimage: %s, %u bytes\n"
                "label: u8 indices, %u bytes\nrecord bytes: %zu\ncrc32: %08x\n",
                i ? "\n" : "", h->id, h->version, h->width, h->height, enc_name(h->image_enc),
-               h->image_bytes, h->label_bytes, v.mv_size, h->crc);
+               h->image_bytes, h->label_bytes, len, h->crc);
     }
     return PK_OK;
 }
 
-static int cmd_meta(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+static int cmd_meta(const pk_pack *p)
 {
-    pk_meta m;
-    int rc = read_meta(txn, r, &m, e);
-    if (rc)
-        return rc;
+    const pk_meta *m = pk_pack_meta(p);
     printf("format version: %d\nrecord version: %d\nrecords: %d\nclasses: %d\nimages: %s\n"
            "pack id: %016llx\n",
-           m.version, m.record_version, m.count, m.classes, enc_name(m.image_enc),
-           (unsigned long long)m.pack_id);
-    for (int i = 0; i < m.classes; i++)
-        printf("class %d: %s %u,%u,%u\n", i, m.names[i], m.palette[i][0], m.palette[i][1],
-               m.palette[i][2]);
-    printf("ignore 255: %u,%u,%u\n", m.palette[255][0], m.palette[255][1], m.palette[255][2]);
+           m->version, m->record_version, m->count, m->classes, enc_name(m->image_enc),
+           (unsigned long long)m->pack_id);
+    for (int i = 0; i < m->classes; i++)
+        printf("class %d: %s %u,%u,%u\n", i, m->names[i], m->palette[i][0], m->palette[i][1],
+               m->palette[i][2]);
+    printf("ignore 255: %u,%u,%u\n", m->palette[255][0], m->palette[255][1],
+           m->palette[255][2]);
     return PK_OK;
 }
 
-static int extract_one(const MDB_val *v, const char *dir, const pk_meta *m, pk_err *e)
+static int extract_one(const void *v, size_t len, const char *dir, const pk_meta *m,
+                       pk_err *e)
 {
     pk_record_view rv;
-    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    int rc = pk_record_parse(&rv, v, len, e);
     if (rc)
         return rc;
     pk_image img = {0};
@@ -214,33 +172,32 @@ struct extract_all {
     const pk_meta *m;
 };
 
-static int extract_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+static int extract_visit(const pk_pack_rec *r, void *user, pk_err *e)
 {
     struct extract_all *x = user;
-    return is_record_key(k) ? extract_one(v, x->dir, x->m, e) : 0;
+    return extract_one(r->data, r->len, x->dir, x->m, e);
 }
 
-static int cmd_extract(MDB_txn *txn, const pk_lmdb_reader *r, char **recs, int n, int all,
-                       const char *dir, pk_err *e)
+static int cmd_extract(const pk_pack *p, char **recs, int n, int all, const char *dir,
+                       pk_err *e)
 {
-    pk_meta m;
-    int rc = read_meta(txn, r, &m, e);
-    if (rc)
-        return rc;
+    const pk_meta *m = pk_pack_meta(p);
+    int rc;
     struct stat st;
     if (stat(dir, &st) != 0)
         return pk_fail(e, PK_EIO, "%s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return pk_fail(e, PK_EIO, "%s: not a directory", dir);
     if (all) {
-        struct extract_all x = {dir, &m};
-        return pk_lmdb_foreach(txn, r, extract_visit, &x, e);
+        struct extract_all x = {dir, m};
+        return pk_pack_foreach(p, extract_visit, &x, e);
     }
     for (int i = 0; i < n; i++) {
-        MDB_val v;
-        rc = find_record(txn, r, recs[i], &v, e);
+        const void *v;
+        size_t len;
+        rc = find_record(p, recs[i], &v, &len, e);
         if (!rc)
-            rc = extract_one(&v, dir, &m, e);
+            rc = extract_one(v, len, dir, m, e);
         if (rc)
             return rc;
     }
@@ -255,18 +212,12 @@ struct check_state {
     size_t rgb_cap;
 };
 
-static int check_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+static int check_visit(const pk_pack_rec *r, void *user, pk_err *e)
 {
     struct check_state *s = user;
-    if (!is_record_key(k))
-        return 0;
-    char key[PK_RECORD_ID_MAX + 16];
-    if (k->mv_size >= sizeof key)
-        return pk_fail(e, PK_EFORMAT, "key of %zu bytes", k->mv_size);
-    memcpy(key, k->mv_data, k->mv_size);
-    key[k->mv_size] = '\0';
+    const char *key = r->key;
     pk_record_view rv;
-    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    int rc = pk_record_parse(&rv, r->data, r->len, e);
     if (rc)
         return pk_wrap(e, "record %s", key);
     char want[PK_RECORD_ID_MAX + 16];
@@ -298,15 +249,13 @@ struct stats_state {
     int images[256];
 };
 
-static int stats_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
+static int stats_visit(const pk_pack_rec *r, void *user, pk_err *e)
 {
     struct stats_state *s = user;
-    if (!is_record_key(k))
-        return 0;
     pk_record_view rv;
-    int rc = pk_record_parse(&rv, v->mv_data, v->mv_size, e);
+    int rc = pk_record_parse(&rv, r->data, r->len, e);
     if (rc)
-        return pk_wrap(e, "record %.*s", (int)k->mv_size, (const char *)k->mv_data);
+        return pk_wrap(e, "record %s", r->key);
     unsigned long long here[256] = {0};
     for (uint32_t i = 0; i < rv.hdr.label_bytes; i++)
         here[rv.label[i]]++;
@@ -318,42 +267,35 @@ static int stats_visit(const MDB_val *k, const MDB_val *v, void *user, pk_err *e
 }
 
 /* Label values present: value, class name, pixels, images containing it. */
-static int cmd_stats(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+static int cmd_stats(const pk_pack *p, pk_err *e)
 {
-    pk_meta m;
-    int rc = read_meta(txn, r, &m, e);
-    if (rc)
-        return rc;
+    const pk_meta *m = pk_pack_meta(p);
     struct stats_state s;
     memset(&s, 0, sizeof s);
-    rc = pk_lmdb_foreach(txn, r, stats_visit, &s, e);
+    int rc = pk_pack_foreach(p, stats_visit, &s, e);
     if (rc)
         return rc;
     for (int c = 0; c < 256; c++)
         if (s.pixels[c])
             printf("%d %s %llu %d\n", c,
-                   c == PK_IGNORE_LABEL ? "ignore" : c < m.classes ? m.names[c] : "-",
+                   c == PK_IGNORE_LABEL ? "ignore" : c < m->classes ? m->names[c] : "-",
                    s.pixels[c], s.images[c]);
     return PK_OK;
 }
 
-static int cmd_check(MDB_txn *txn, const pk_lmdb_reader *r, pk_err *e)
+/* The record count against the metadata is checked by pk_pack_open. */
+static int cmd_check(const pk_pack *p, pk_err *e)
 {
-    pk_meta m;
-    int rc = read_meta(txn, r, &m, e);
-    if (rc)
-        return rc;
-    struct check_state s = {&m, 0, PK_PACK_ID_INIT, NULL, 0};
-    rc = pk_lmdb_foreach(txn, r, check_visit, &s, e);
+    const pk_meta *m = pk_pack_meta(p);
+    struct check_state s = {m, 0, PK_PACK_ID_INIT, NULL, 0};
+    int rc = pk_pack_foreach(p, check_visit, &s, e);
     free(s.rgb);
     if (rc)
         return rc;
-    if (s.count != m.count)
-        return pk_fail(e, PK_EFORMAT, "metadata says %d records, pack has %d", m.count, s.count);
-    if (s.pack_id != m.pack_id)
+    if (s.pack_id != m->pack_id)
         return pk_fail(e, PK_EFORMAT, "pack id %016llx in metadata, records give %016llx",
-                       (unsigned long long)m.pack_id, (unsigned long long)s.pack_id);
-    printf("ok: %d records, %d classes, pack id %016llx\n", s.count, m.classes,
+                       (unsigned long long)m->pack_id, (unsigned long long)s.pack_id);
+    printf("ok: %d records, %d classes, pack id %016llx\n", s.count, m->classes,
            (unsigned long long)s.pack_id);
     return PK_OK;
 }
@@ -404,32 +346,25 @@ int main(int argc, char **argv)
         return pk_usage_error(TOOL, "--all goes with extract and no RECORD");
 
     pk_err e = {0, ""};
-    pk_lmdb_reader r;
-    MDB_txn *txn = NULL;
-    int rc = pk_lmdb_open_read(&r, pack, &e);
-    if (!rc) {
-        rc = pk_lmdb_txn_begin(&txn, &r, &e);
-        if (rc)
-            pk_lmdb_close(&r);
-    }
+    pk_pack *p;
+    int rc = pk_pack_open(&p, pack, &e);
     if (rc) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
         return 1;
     }
     if (!strcmp(cmd, "list"))
-        rc = cmd_list(txn, &r, &e);
+        rc = cmd_list(p, &e);
     else if (!strcmp(cmd, "header"))
-        rc = cmd_header(txn, &r, recs, nrec, &e);
+        rc = cmd_header(p, recs, nrec, &e);
     else if (!strcmp(cmd, "meta"))
-        rc = cmd_meta(txn, &r, &e);
+        rc = cmd_meta(p);
     else if (!strcmp(cmd, "extract"))
-        rc = cmd_extract(txn, &r, recs, nrec, all, dir, &e);
+        rc = cmd_extract(p, recs, nrec, all, dir, &e);
     else if (!strcmp(cmd, "stats"))
-        rc = cmd_stats(txn, &r, &e);
+        rc = cmd_stats(p, &e);
     else
-        rc = cmd_check(txn, &r, &e);
-    mdb_txn_abort(txn);
-    pk_lmdb_close(&r);
+        rc = cmd_check(p, &e);
+    pk_pack_close(p);
     if (rc) {
         fprintf(stderr, TOOL ": %s: %s\n", pack, e.msg);
         return 1;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/lmdb_util.h"
+#include "store/pack.h"
 
 #define SHUFFLE_SALT 0x5348554646ULL /* keeps the epoch order apart from the augment draws */
 
@@ -32,7 +32,7 @@ typedef struct slot {
 typedef struct worker {
     pk_loader *ld;
     pthread_t tid;
-    MDB_txn *txn;
+    pk_pack_reader *rd;
     pk_aug_ws ws;
     uint8_t *rgb; /* JPEG decode buffer */
     size_t rgb_cap;
@@ -41,10 +41,8 @@ typedef struct worker {
 
 struct pk_loader {
     pk_loader_opts o;
-    pk_lmdb_reader db;
-    pk_meta *meta;
+    pk_pack *pack;
     int count;
-    char **keys;
     long ipe; /* iterations per epoch */
     int nslots, nworkers, started;
     slot *slots;
@@ -123,11 +121,12 @@ static int load_sample(worker *w, int rec, long epoch, slot *s, int pos, pk_err 
 {
     pk_loader *ld = w->ld;
     const pk_loader_opts *o = &ld->o;
-    MDB_val val;
+    const void *val;
+    size_t len;
     pk_record_view rv;
-    int rc = pk_lmdb_get(w->txn, &ld->db, ld->keys[rec], &val, e);
+    int rc = pk_pack_read(w->rd, rec, &val, &len, e);
     if (!rc)
-        rc = pk_record_parse(&rv, val.mv_data, val.mv_size, e);
+        rc = pk_record_parse(&rv, val, len, e);
     if (rc)
         return rc;
     int iw = rv.hdr.width, ih = rv.hdr.height;
@@ -151,7 +150,7 @@ static int load_sample(worker *w, int rec, long epoch, slot *s, int pos, pk_err 
     int nsets = 0;
     if (o->extra_fn) {
         w->planes.n = 0;
-        rc = o->extra_fn(o->extra_user, ld->keys[rec], iw, ih, &w->planes, e);
+        rc = o->extra_fn(o->extra_user, pk_pack_key(ld->pack, rec), iw, ih, &w->planes, e);
         if (rc)
             return rc;
         nsets = w->planes.n;
@@ -211,7 +210,7 @@ static void *worker_main(void *arg)
         pk_err e = {0};
         int rc = load_sample(w, rec, epoch, s, pos, &e);
         if (rc)
-            pk_wrap(&e, "%s", ld->keys[rec]);
+            pk_wrap(&e, "%s", pk_pack_key(ld->pack, rec));
 
         pthread_mutex_lock(&ld->mu);
         s->record[pos] = rec;
@@ -234,66 +233,6 @@ static void slot_release_to(pk_loader *ld, slot *s, long it)
     s->filled = 0;
     s->rc = 0;
     s->err_pos = INT_MAX;
-}
-
-typedef struct key_list {
-    char **keys;
-    int n, cap;
-} key_list;
-
-static int collect_key(const MDB_val *key, const MDB_val *val, void *user, pk_err *e)
-{
-    (void)val;
-    key_list *kl = user;
-    if (key->mv_size == 0 || ((const char *)key->mv_data)[0] == '_')
-        return PK_OK; /* the metadata record */
-    if (kl->n == INT_MAX - 1)
-        return pk_fail(e, PK_EFORMAT, "too many records");
-    if (kl->n == kl->cap) {
-        int cap = kl->cap ? 2 * kl->cap : 256;
-        char **nk = realloc(kl->keys, (size_t)cap * sizeof *nk);
-        if (!nk)
-            return pk_fail(e, PK_ENOMEM, "no memory for the key list");
-        kl->keys = nk;
-        kl->cap = cap;
-    }
-    char *k = malloc(key->mv_size + 1);
-    if (!k)
-        return pk_fail(e, PK_ENOMEM, "no memory for the key list");
-    memcpy(k, key->mv_data, key->mv_size);
-    k[key->mv_size] = '\0';
-    kl->keys[kl->n++] = k;
-    return PK_OK;
-}
-
-/* Key list and metadata, checked against each other. */
-static int read_index(pk_loader *ld, pk_err *e)
-{
-    MDB_txn *txn;
-    int rc = pk_lmdb_txn_begin(&txn, &ld->db, e);
-    if (rc)
-        return rc;
-    key_list kl = {0};
-    rc = pk_lmdb_foreach(txn, &ld->db, collect_key, &kl, e);
-    ld->keys = kl.keys;
-    ld->count = kl.n;
-    MDB_val v;
-    if (!rc) {
-        rc = pk_lmdb_get(txn, &ld->db, PK_META_KEY, &v, e);
-        if (rc == PK_ENOTFOUND)
-            rc = pk_fail(e, PK_EFORMAT, "no metadata record (not a pack?)");
-    }
-    if (!rc)
-        rc = pk_meta_decode(ld->meta, v.mv_data, v.mv_size, e);
-    mdb_txn_abort(txn);
-    if (rc)
-        return rc;
-    if (ld->meta->count != ld->count)
-        return pk_fail(e, PK_EFORMAT, "metadata says %d records, the pack holds %d",
-                       ld->meta->count, ld->count);
-    if (ld->count == 0)
-        return pk_fail(e, PK_EFORMAT, "the pack holds no records");
-    return PK_OK;
 }
 
 static int check_opts(const pk_loader_opts *o, pk_err *e)
@@ -348,7 +287,7 @@ static int start_workers(pk_loader *ld, pk_err *e)
     for (int i = 0; i < ld->nworkers; i++) {
         worker *w = &ld->workers[i];
         w->ld = ld;
-        int rc = pk_lmdb_txn_begin(&w->txn, &ld->db, e);
+        int rc = pk_pack_reader_open(&w->rd, ld->pack, e);
         if (rc)
             return rc;
     }
@@ -375,19 +314,10 @@ int pk_loader_open(pk_loader **out, const pk_loader_opts *opts, pk_err *e)
     pthread_mutex_init(&ld->mu, NULL);
     pthread_cond_init(&ld->cv_work, NULL);
     pthread_cond_init(&ld->cv_ready, NULL);
-    ld->meta = calloc(1, sizeof *ld->meta);
-    if (!ld->meta) {
-        rc = pk_fail(e, PK_ENOMEM, "loader: out of memory");
-        goto fail;
-    }
-    rc = pk_lmdb_open_read(&ld->db, opts->pack, e);
-    if (!rc) {
-        rc = read_index(ld, e);
-        if (rc)
-            pk_wrap(e, "%s", opts->pack);
-    }
+    rc = pk_pack_open(&ld->pack, opts->pack, e);
     if (rc)
         goto fail;
+    ld->count = pk_pack_count(ld->pack);
     ld->ipe = opts->drop_last ? ld->count / opts->batch
                               : (ld->count + opts->batch - 1) / opts->batch;
     if (ld->ipe == 0) {
@@ -473,8 +403,7 @@ void pk_loader_close(pk_loader *ld)
         pthread_join(ld->workers[i].tid, NULL);
     for (int i = 0; i < ld->nworkers; i++) {
         worker *w = &ld->workers[i];
-        if (w->txn)
-            mdb_txn_abort(w->txn);
+        pk_pack_reader_close(w->rd);
         pk_aug_ws_free(&w->ws);
         free(w->rgb);
         pk_extra_planes_free(&w->planes);
@@ -490,12 +419,8 @@ void pk_loader_close(pk_loader *ld)
             free(s->extra);
         }
     free(ld->slots);
-    for (int i = 0; i < ld->count; i++)
-        free(ld->keys[i]);
-    free(ld->keys);
     free(ld->perm);
-    free(ld->meta);
-    pk_lmdb_close(&ld->db);
+    pk_pack_close(ld->pack);
     pthread_cond_destroy(&ld->cv_work);
     pthread_cond_destroy(&ld->cv_ready);
     pthread_mutex_destroy(&ld->mu);
@@ -504,8 +429,8 @@ void pk_loader_close(pk_loader *ld)
 
 int pk_loader_count(const pk_loader *ld) { return ld->count; }
 long pk_loader_iters_per_epoch(const pk_loader *ld) { return ld->ipe; }
-const pk_meta *pk_loader_meta(const pk_loader *ld) { return ld->meta; }
+const pk_meta *pk_loader_meta(const pk_loader *ld) { return pk_pack_meta(ld->pack); }
 const char *pk_loader_key(const pk_loader *ld, int record)
 {
-    return record >= 0 && record < ld->count ? ld->keys[record] : NULL;
+    return pk_pack_key(ld->pack, record);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/le_bytes.h"
 #include "model/checkpoint_layout_impl.h"
 #include "store/safetensors.h"
 
@@ -177,8 +178,7 @@ static int read_extras(const char *path, pk_ckpt_meta *meta, pk_err *e)
         rc = pk_fail(e, PK_EFORMAT, "%s: truncated header", path);
         goto done;
     }
-    for (int i = 7; i >= 0; i--)
-        len = len << 8 | len8[i];
+    len = pk_get64(len8);
     if (len > (100u << 20) || !(hdr = malloc(len + 1))) {
         rc = pk_fail(e, PK_EFORMAT, "%s: header length %" PRIu64 " is implausible", path, len);
         goto done;

@@ -1,6 +1,5 @@
 #include "model/checkpoint_layout_impl.h"
 
-#include <stdio.h>
 #include <string.h>
 #include "core/half.h"
 
@@ -15,27 +14,6 @@ size_t pk_ckl_max_count(const pk_model *m)
     return mx;
 }
 
-const char *pk_ckl_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
-{
-    size_t at = 0;
-    at += (size_t)snprintf(buf, n, "[");
-    for (int d = 0; d < ndim && at < n; d++)
-        at += (size_t)snprintf(buf + at, n - at, "%s%lld", d ? "," : "", (long long)shape[d]);
-    if (at < n)
-        snprintf(buf + at, n - at, "]");
-    return buf;
-}
-
-static const char *dtype_name(pk_dtype d)
-{
-    switch (d) {
-    case PK_F32: return "F32";
-    case PK_F16: return "F16";
-    case PK_I64: return "I64";
-    }
-    return "?";
-}
-
 int pk_ckl_check(const pk_st_tensor *t, const pk_tensor_info *ti, const char *file, pk_err *e)
 {
     int float_ok = t->dtype == PK_F32 || t->dtype == PK_F16;
@@ -43,7 +21,7 @@ int pk_ckl_check(const pk_st_tensor *t, const pk_tensor_info *ti, const char *fi
      * counters into floats too; accept that rather than make users special-case it. */
     if (!(float_ok || (ti->kind == PK_T_NUM_BATCHES && t->dtype == PK_I64)))
         return pk_fail(e, PK_EFORMAT, "%s: tensor '%s' has dtype %s, expected %s", file,
-                       t->name, dtype_name(t->dtype),
+                       t->name, pk_dtype_name(t->dtype),
                        ti->kind == PK_T_NUM_BATCHES ? "I64" : "F32 or F16");
     int same = t->ndim == ti->ndim;
     for (int d = 0; same && d < ti->ndim; d++)
@@ -51,31 +29,27 @@ int pk_ckl_check(const pk_st_tensor *t, const pk_tensor_info *ti, const char *fi
     if (!same) {
         char got[96], want[96];
         return pk_fail(e, PK_EFORMAT, "%s: tensor '%s' has shape %s, the model's '%s' is %s",
-                       file, t->name, pk_ckl_shape_str(got, sizeof got, t->ndim, t->shape),
-                       ti->name, pk_ckl_shape_str(want, sizeof want, ti->ndim, ti->shape));
+                       file, t->name, pk_shape_str(got, sizeof got, t->ndim, t->shape),
+                       ti->name, pk_shape_str(want, sizeof want, ti->ndim, ti->shape));
     }
     return PK_OK;
 }
 
-/* conv weights: buffer [O][kh][kw][I] <-> file [O][I][kh][kw] */
-static void ohwi_to_oihw(float *dst, const float *src, const int64_t *s)
+/* conv weights: buffer [O][kh][kw][I] -> file [O][I][kh][kw] (to_file),
+ * or back. s is the file's shape. */
+static void reorder(float *dst, const float *src, const int64_t *s, int to_file)
 {
     size_t O = (size_t)s[0], I = (size_t)s[1], H = (size_t)s[2], W = (size_t)s[3];
     for (size_t o = 0; o < O; o++)
         for (size_t y = 0; y < H; y++)
             for (size_t x = 0; x < W; x++)
-                for (size_t i = 0; i < I; i++)
-                    dst[((o * I + i) * H + y) * W + x] = src[((o * H + y) * W + x) * I + i];
-}
-
-static void oihw_to_ohwi(float *dst, const float *src, const int64_t *s)
-{
-    size_t O = (size_t)s[0], I = (size_t)s[1], H = (size_t)s[2], W = (size_t)s[3];
-    for (size_t o = 0; o < O; o++)
-        for (size_t y = 0; y < H; y++)
-            for (size_t x = 0; x < W; x++)
-                for (size_t i = 0; i < I; i++)
-                    dst[((o * H + y) * W + x) * I + i] = src[((o * I + i) * H + y) * W + x];
+                for (size_t i = 0; i < I; i++) {
+                    size_t f = ((o * I + i) * H + y) * W + x, b = ((o * H + y) * W + x) * I + i;
+                    if (to_file)
+                        dst[f] = src[b];
+                    else
+                        dst[b] = src[f];
+                }
 }
 
 void pk_ckl_read_tensor(pk_model *m, const float *base, const pk_tensor_info *ti, float *out,
@@ -84,31 +58,9 @@ void pk_ckl_read_tensor(pk_model *m, const float *base, const pk_tensor_info *ti
     pk_ctx *c = pk_model_ctx(m);
     if (ti->is_conv_weight && ti->ndim == 4) {
         pk_dev_download(c, scratch, base + ti->offset, ti->count * sizeof(float));
-        ohwi_to_oihw(out, scratch, ti->shape);
+        reorder(out, scratch, ti->shape, 1);
     } else {
         pk_dev_download(c, out, base + ti->offset, ti->count * sizeof(float));
-    }
-}
-
-/* The data pointer may be unaligned inside the file buffer: copy bytewise. */
-static void to_f32(float *dst, const pk_st_tensor *t)
-{
-    if (t->dtype == PK_F32) {
-        memcpy(dst, t->data, t->numel * sizeof(float));
-    } else if (t->dtype == PK_F16) {
-        const unsigned char *p = t->data;
-        for (size_t i = 0; i < t->numel; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = pk_f16_to_f32(h);
-        }
-    } else {
-        const unsigned char *p = t->data;
-        for (size_t i = 0; i < t->numel; i++) {
-            int64_t v;
-            memcpy(&v, p + 8 * i, 8);
-            dst[i] = (float)v;
-        }
     }
 }
 
@@ -116,10 +68,10 @@ void pk_ckl_write_tensor(pk_model *m, float *base, const pk_tensor_info *ti,
                          const pk_st_tensor *t, float *scratch, float *scratch2)
 {
     pk_ctx *c = pk_model_ctx(m);
-    to_f32(scratch, t);
+    pk_st_tensor_f32(t, scratch);
     const float *src = scratch;
     if (ti->is_conv_weight && ti->ndim == 4) {
-        oihw_to_ohwi(scratch2, scratch, ti->shape);
+        reorder(scratch2, scratch, ti->shape, 0);
         src = scratch2;
     }
     pk_dev_upload(c, base + ti->offset, src, ti->count * sizeof(float));

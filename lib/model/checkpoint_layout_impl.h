@@ -12,9 +12,6 @@
 /* Largest element count of any tensor in the model (scratch sizing). */
 size_t pk_ckl_max_count(const pk_model *m);
 
-/* "[64,3,7,7]" (or "[]" for a scalar) into buf. */
-const char *pk_ckl_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
-
 /* Checks that file tensor t can fill model tensor ti: F32 or F16 (for
  * num_batches_tracked also I64) and exactly ti's PyTorch shape. The message
  * names `file`, the tensor and both shapes. Returns PK_OK or PK_EFORMAT. */

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "core/half.h"
-#include "store/lmdb_util.h"
+#include "store/frame.h"
+#include "store/pack.h"
 #include "store/record.h"
 
 #define LREC_FIXED 48
@@ -23,15 +23,15 @@
 
 /* ---- geometry ---- */
 
-static int padded(int n) { return n + (8 - (n - 1) % 8) % 8; }
+int pk_pad8(int n) { return n + (8 - (n - 1) % 8) % 8; }
 
 void pk_logits_geom_init(pk_logits_geom *g, int img_w, int img_h)
 {
     memset(g, 0, sizeof *g);
     g->img_w = img_w;
     g->img_h = img_h;
-    g->pad_w = padded(img_w);
-    g->pad_h = padded(img_h);
+    g->pad_w = pk_pad8(img_w);
+    g->pad_h = pk_pad8(img_h);
     g->grid_w = (g->pad_w - 1) / PK_LOGITS_STRIDE + 1;
     g->grid_h = (g->pad_h - 1) / PK_LOGITS_STRIDE + 1;
     g->m[0] = 1.0f / PK_LOGITS_STRIDE;
@@ -42,27 +42,22 @@ void pk_logits_geom_init(pk_logits_geom *g, int img_w, int img_h)
 
 static int valid_key(const char *k, size_t n)
 {
-    if (n == 0 || n > PK_LOGITS_KEY_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)k[i] < 0x20 || k[i] == 0x7f)
-            return 0;
-    return 1;
+    return n >= 1 && n <= PK_LOGITS_KEY_MAX && pk_printable(k, n);
 }
+
+/* The header's size for a key of klen bytes: padded to an even size. */
+static size_t header_bytes(size_t klen) { return LREC_FIXED + klen + (klen & 1); }
 
 static void put_f16(uint8_t *p, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint16_t u = pk_f32_to_f16(x[i]);
-        p[2 * i] = (uint8_t)u;
-        p[2 * i + 1] = (uint8_t)(u >> 8);
-    }
+    for (size_t i = 0; i < n; i++)
+        pk_put16(p + 2 * i, pk_f32_to_f16(x[i]));
 }
 
 static void get_f16(float *x, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = pk_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        x[i] = pk_f16_to_f32((uint16_t)pk_get16(p + 2 * i));
 }
 
 int pk_logits_encode(uint8_t **out, size_t *out_len, const char *key,
@@ -86,15 +81,14 @@ int pk_logits_encode(uint8_t **out, size_t *out_len, const char *key,
     if (!main_logits || !aux_logits)
         return pk_fail(e, PK_EINVAL, "%s: main and aux logits are both required", key);
     size_t n = (size_t)g->grid_w * g->grid_h * classes;
-    size_t hdr = LREC_FIXED + klen + (klen & 1);
+    size_t hdr = header_bytes(klen);
     size_t total = hdr + PLANES * n * 2 + 4;
     if (total > UINT32_MAX)
         return pk_fail(e, PK_EINVAL, "%s: logits record too large", key);
     uint8_t *p = calloc(1, total);
     if (!p)
         return pk_fail(e, PK_ENOMEM, "%s: out of memory for a %zu-byte record", key, total);
-    memcpy(p, "PKDL", 4);
-    pk_put16(p + 4, PK_LOGITS_VERSION);
+    pk_frame_open(p, "PKDL", PK_LOGITS_VERSION);
     pk_put16(p + 6, (uint32_t)hdr);
     pk_put32(p + 8, (uint32_t)g->img_w);
     pk_put32(p + 12, (uint32_t)g->img_h);
@@ -110,32 +104,19 @@ int pk_logits_encode(uint8_t **out, size_t *out_len, const char *key,
     memcpy(p + LREC_FIXED, key, klen);
     put_f16(p + hdr, main_logits, n);
     put_f16(p + hdr + 2 * n, aux_logits, n);
-    pk_put32(p + total - 4, pk_crc32(p, total - 4));
-    *out = p;
-    *out_len = total;
-    return PK_OK;
+    return pk_frame_seal(p, total, out, out_len);
 }
 
 int pk_logits_parse(pk_logits_view *v, const void *data, size_t len, pk_err *e)
 {
     const uint8_t *p = data;
-    memset(v, 0, sizeof *v);
-    if (len < LREC_FIXED + 2 + 4)
-        return pk_fail(e, PK_EFORMAT, "logits record too short (%zu bytes)", len);
-    if (memcmp(p, "PKDL", 4))
-        return pk_fail(e, PK_EFORMAT, "not a pspkd logits record (bad magic)");
-    uint32_t ver = pk_get16(p + 4);
-    if (ver != PK_LOGITS_VERSION)
-        return pk_fail(e, PK_EFORMAT, "logits record version %u, this build reads %d", ver,
-                       PK_LOGITS_VERSION);
-    uint32_t crc = pk_crc32(p, len - 4), stored = pk_get32(p + len - 4);
-    if (crc != stored)
-        return pk_fail(e, PK_EFORMAT, "logits record CRC mismatch (stored %08x, computed %08x)",
-                       stored, crc);
+    if (pk_frame_check(p, len, LREC_FIXED + 2 + 4, "PKDL", PK_LOGITS_VERSION, "logits record",
+                       e))
+        return PK_EFORMAT;
     uint32_t hdr = pk_get16(p + 6), klen = pk_get16(p + 40);
     uint32_t iw = pk_get32(p + 8), ih = pk_get32(p + 12), pw = pk_get32(p + 16), ph = pk_get32(p + 20);
     uint32_t gw = pk_get32(p + 24), gh = pk_get32(p + 28), k = pk_get32(p + 32);
-    if (klen < 1 || klen > PK_LOGITS_KEY_MAX || hdr != LREC_FIXED + klen + (klen & 1))
+    if (klen < 1 || klen > PK_LOGITS_KEY_MAX || hdr != header_bytes(klen))
         return pk_fail(e, PK_EFORMAT, "logits record: bad key length %u / header size %u",
                        klen, hdr);
     if (pk_get16(p + 36) != PK_LOGITS_STRIDE || p[38] != DTYPE_F16 || p[39] != PLANES)
@@ -163,14 +144,14 @@ int pk_logits_parse(pk_logits_view *v, const void *data, size_t len, pk_err *e)
     const char *key = (const char *)p + LREC_FIXED;
     if (!valid_key(key, klen))
         return pk_fail(e, PK_EFORMAT, "logits record: key is not printable");
-    v->version = (int)ver;
+    v->version = PK_LOGITS_VERSION;
     v->geom = g;
     v->classes = (int)k;
     memcpy(v->key, key, klen);
     v->key[klen] = '\0';
     v->main_f16 = p + hdr;
     v->aux_f16 = p + hdr + 2 * n;
-    v->crc = stored;
+    v->crc = pk_get32(p + len - 4);
     return PK_OK;
 }
 
@@ -188,12 +169,7 @@ void pk_logits_view_to_f32(const pk_logits_view *v, float *main_logits, float *a
 static int valid_name(const char *s)
 {
     size_t n = strnlen(s, PK_LOGITS_NAME_MAX + 1);
-    if (n > PK_LOGITS_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-    return 1;
+    return n <= PK_LOGITS_NAME_MAX && pk_printable(s, n);
 }
 
 int pk_logits_meta_encode(uint8_t **out, size_t *out_len, const pk_logits_meta *m,
@@ -212,8 +188,7 @@ int pk_logits_meta_encode(uint8_t **out, size_t *out_len, const pk_logits_meta *
     uint8_t *p = calloc(1, total);
     if (!p)
         return pk_fail(e, PK_ENOMEM, "out of memory");
-    memcpy(p, "PKLM", 4);
-    pk_put16(p + 4, PK_LOGITS_META_VERSION);
+    pk_frame_open(p, "PKLM", PK_LOGITS_META_VERSION);
     pk_put16(p + 6, PK_LOGITS_VERSION);
     pk_put64(p + 8, m->teacher_hash);
     pk_put64(p + 16, m->pack_id);
@@ -227,11 +202,7 @@ int pk_logits_meta_encode(uint8_t **out, size_t *out_len, const pk_logits_meta *
     off += na;
     p[off++] = (uint8_t)ns;
     memcpy(p + off, m->stem, ns);
-    off += ns;
-    pk_put32(p + off, pk_crc32(p, off));
-    *out = p;
-    *out_len = total;
-    return PK_OK;
+    return pk_frame_seal(p, total, out, out_len);
 }
 
 static int get_name(char *dst, const uint8_t *p, size_t *off, size_t end, const char *what,
@@ -254,19 +225,11 @@ int pk_logits_meta_decode(pk_logits_meta *m, const void *data, size_t len, pk_er
 {
     const uint8_t *p = data;
     memset(m, 0, sizeof *m);
-    if (len < LMETA_FIXED + 2 + 4)
-        return pk_fail(e, PK_EFORMAT, "logits metadata too short (%zu bytes)", len);
-    if (memcmp(p, "PKLM", 4))
-        return pk_fail(e, PK_EFORMAT, "not pspkd logits metadata (bad magic)");
-    m->version = (int)pk_get16(p + 4);
-    if (m->version != PK_LOGITS_META_VERSION)
-        return pk_fail(e, PK_EFORMAT, "logits metadata version %d, this build reads %d",
-                       m->version, PK_LOGITS_META_VERSION);
-    uint32_t crc = pk_crc32(p, len - 4), stored = pk_get32(p + len - 4);
-    if (crc != stored)
-        return pk_fail(e, PK_EFORMAT,
-                       "logits metadata CRC mismatch (stored %08x, computed %08x)", stored,
-                       crc);
+    int rc = pk_frame_check(p, len, LMETA_FIXED + 2 + 4, "PKLM", PK_LOGITS_META_VERSION,
+                            "logits metadata", e);
+    if (rc)
+        return rc;
+    m->version = PK_LOGITS_META_VERSION;
     m->record_version = (int)pk_get16(p + 6);
     if (m->record_version != PK_LOGITS_VERSION)
         return pk_fail(e, PK_EFORMAT, "logits metadata: record version %d, this build reads %d",
@@ -339,136 +302,66 @@ int pk_fnv1a64_file(uint64_t *h, const char *path, pk_err *e)
 /* ---- reading a cache ---- */
 
 struct pk_logits_cache {
-    pk_lmdb_reader r;
+    pk_pack *p;
     pk_logits_meta meta;
-    char *path;
 };
+
+void pk_logits_cache_close(pk_logits_cache *c)
+{
+    if (!c)
+        return;
+    pk_pack_close(c->p);
+    free(c);
+}
 
 int pk_logits_cache_open(pk_logits_cache **out, const char *path, pk_err *e)
 {
     *out = NULL;
     pk_logits_cache *c = calloc(1, sizeof *c);
-    if (!c || !(c->path = strdup(path))) {
-        free(c);
+    if (!c)
         return pk_fail(e, PK_ENOMEM, "out of memory");
-    }
-    int rc = pk_lmdb_open_read(&c->r, path, e);
-    if (rc) {
-        free(c->path);
-        free(c);
-        return rc; /* the message names the file */
-    }
-    MDB_txn *txn = NULL;
-    MDB_val v;
-    size_t entries = 0;
-    rc = pk_lmdb_txn_begin(&txn, &c->r, e);
+    int rc = pk_pack_open_raw(&c->p, path, e); /* the message names the file */
     if (!rc) {
-        rc = pk_lmdb_get(txn, &c->r, PK_META_KEY, &v, e);
-        if (rc == PK_ENOTFOUND)
-            rc = pk_fail(e, PK_EFORMAT, "no logits metadata record (not a logits cache?)");
-        else if (!rc)
-            rc = pk_logits_meta_decode(&c->meta, v.mv_data, v.mv_size, e);
-        mdb_txn_abort(txn);
+        size_t len;
+        const void *m = pk_pack_meta_bytes(c->p, &len);
+        if ((rc = pk_logits_meta_decode(&c->meta, m, len, e)))
+            pk_wrap(e, "%s", path);
     }
     if (!rc)
-        rc = pk_lmdb_count(&c->r, &entries, e);
-    if (!rc && entries != (size_t)c->meta.count + 1)
-        rc = pk_fail(e, PK_EFORMAT, "metadata says %d records, the file holds %zu",
-                     c->meta.count, entries - 1);
+        rc = pk_pack_check_count(c->p, c->meta.count, e);
     if (rc) {
         pk_logits_cache_close(c);
-        pk_wrap(e, "%s", path);
         return rc;
     }
     *out = c;
     return PK_OK;
 }
 
-void pk_logits_cache_close(pk_logits_cache *c)
-{
-    if (!c)
-        return;
-    pk_lmdb_close(&c->r);
-    free(c->path);
-    free(c);
-}
-
 const pk_logits_meta *pk_logits_cache_meta(const pk_logits_cache *c) { return &c->meta; }
-const char *pk_logits_cache_path(const pk_logits_cache *c) { return c->path; }
-
-struct key_check {
-    pk_logits_cache *c;
-    MDB_txn *txn;
-    char missing[PK_LOGITS_KEY_MAX + 1];
-    long checked;
-};
-
-static int is_meta_key(const MDB_val *k)
-{
-    return k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size);
-}
-
-static int check_key(const MDB_val *k, const MDB_val *v, void *user, pk_err *e)
-{
-    (void)v;
-    struct key_check *kc = user;
-    if (is_meta_key(k))
-        return 0;
-    MDB_val key = *k, val;
-    int rc = mdb_get(kc->txn, kc->c->r.dbi, &key, &val);
-    if (rc == MDB_NOTFOUND) {
-        size_t n = k->mv_size < PK_LOGITS_KEY_MAX ? k->mv_size : PK_LOGITS_KEY_MAX;
-        memcpy(kc->missing, k->mv_data, n);
-        kc->missing[n] = '\0';
-        return pk_fail(e, PK_ENOTFOUND, "no logits for key %s", kc->missing);
-    }
-    if (rc)
-        return pk_lmdb_fail(e, rc, "logits lookup");
-    kc->checked++;
-    return 0;
-}
+const char *pk_logits_cache_path(const pk_logits_cache *c) { return pk_pack_path(c->p); }
 
 int pk_logits_cache_check_pack(pk_logits_cache *c, const char *pack_path, pk_err *e)
 {
-    pk_lmdb_reader pr;
-    int rc = pk_lmdb_open_read(&pr, pack_path, e);
+    pk_pack *pack;
+    int rc = pk_pack_open(&pack, pack_path, e); /* the message names the file */
     if (rc)
         return rc;
-    MDB_txn *ptxn = NULL, *ctxn = NULL;
-    MDB_val v;
-    pk_meta pm;
-    rc = pk_lmdb_txn_begin(&ptxn, &pr, e);
-    if (!rc) {
-        rc = pk_lmdb_get(ptxn, &pr, PK_META_KEY, &v, e);
-        if (rc == PK_ENOTFOUND)
-            rc = pk_fail(e, PK_EFORMAT, "%s: no pack metadata record", pack_path);
-        else if (!rc && (rc = pk_meta_decode(&pm, v.mv_data, v.mv_size, e)))
-            pk_wrap(e, "%s", pack_path);
-    }
-    if (!rc && pm.pack_id != c->meta.pack_id)
+    const pk_meta *pm = pk_pack_meta(pack);
+    const char *path = pk_logits_cache_path(c);
+    if (pm->pack_id != c->meta.pack_id)
         rc = pk_fail(e, PK_EINVAL,
                      "%s was made from another data pack (pack id %016llx, %s has %016llx)",
-                     c->path, (unsigned long long)c->meta.pack_id, pack_path,
-                     (unsigned long long)pm.pack_id);
-    if (!rc && pm.classes != c->meta.classes)
-        rc = pk_fail(e, PK_EINVAL, "%s has %d classes, %s has %d", c->path, c->meta.classes,
-                     pack_path, pm.classes);
-    if (!rc)
-        rc = pk_lmdb_txn_begin(&ctxn, &c->r, e);
-    if (!rc) {
-        struct key_check kc = {.c = c, .txn = ctxn};
-        rc = pk_lmdb_foreach(ptxn, &pr, check_key, &kc, e);
-        if (rc)
-            pk_wrap(e, "%s", c->path);
-        else if (kc.checked != pm.count)
-            rc = pk_fail(e, PK_EFORMAT, "%s: metadata says %d records, found %ld", pack_path,
-                         pm.count, kc.checked);
+                     path, (unsigned long long)c->meta.pack_id, pack_path,
+                     (unsigned long long)pm->pack_id);
+    else if (pm->classes != c->meta.classes)
+        rc = pk_fail(e, PK_EINVAL, "%s has %d classes, %s has %d", path, c->meta.classes,
+                     pack_path, pm->classes);
+    for (int i = 0; !rc && i < pk_pack_count(pack); i++) {
+        const char *key = pk_pack_key(pack, i);
+        if (pk_pack_find(c->p, key) < 0)
+            rc = pk_fail(e, PK_ENOTFOUND, "%s: no logits for key %s", path, key);
     }
-    if (ctxn)
-        mdb_txn_abort(ctxn);
-    if (ptxn)
-        mdb_txn_abort(ptxn);
-    pk_lmdb_close(&pr);
+    pk_pack_close(pack);
     return rc;
 }
 
@@ -476,31 +369,33 @@ int pk_logits_cache_get(pk_logits_cache *c, const char *key, int img_w, int img_
                         float *main_logits, float *aux_logits, pk_logits_geom *g,
                         pk_err *e)
 {
-    MDB_txn *txn = NULL;
-    MDB_val v;
+    const char *path = pk_logits_cache_path(c);
+    int i = pk_pack_find(c->p, key);
+    if (i < 0)
+        return pk_fail(e, PK_ENOTFOUND, "%s: no logits for key %s", path, key);
+    pk_pack_reader *r;
+    const void *v;
+    size_t len;
     pk_logits_view view;
-    int rc = pk_lmdb_txn_begin(&txn, &c->r, e);
+    int rc = pk_pack_reader_open(&r, c->p, e);
     if (rc)
         return rc;
-    rc = pk_lmdb_get(txn, &c->r, key, &v, e);
-    if (rc == PK_ENOTFOUND)
-        rc = pk_fail(e, PK_ENOTFOUND, "%s: no logits for key %s", c->path, key);
-    else if (!rc && (rc = pk_logits_parse(&view, v.mv_data, v.mv_size, e)))
-        pk_wrap(e, "%s: %s", c->path, key);
+    if ((rc = pk_pack_read(r, i, &v, &len, e)) || (rc = pk_logits_parse(&view, v, len, e)))
+        pk_wrap(e, "%s: %s", path, key);
     if (!rc && strcmp(view.key, key))
-        rc = pk_fail(e, PK_EFORMAT, "%s: the record under key %s is for %s", c->path, key,
+        rc = pk_fail(e, PK_EFORMAT, "%s: the record under key %s is for %s", path, key,
                      view.key);
     if (!rc && (view.geom.img_w != img_w || view.geom.img_h != img_h))
         rc = pk_fail(e, PK_EINVAL, "%s: %s: logits for a %dx%d image, the data has %dx%d",
-                     c->path, key, view.geom.img_w, view.geom.img_h, img_w, img_h);
+                     path, key, view.geom.img_w, view.geom.img_h, img_w, img_h);
     if (!rc && view.classes != c->meta.classes)
-        rc = pk_fail(e, PK_EFORMAT, "%s: %s: %d classes, the metadata says %d", c->path, key,
+        rc = pk_fail(e, PK_EFORMAT, "%s: %s: %d classes, the metadata says %d", path, key,
                      view.classes, c->meta.classes);
     if (!rc) {
         pk_logits_view_to_f32(&view, main_logits, aux_logits);
         if (g)
             *g = view.geom;
     }
-    mdb_txn_abort(txn);
+    pk_pack_reader_close(r);
     return rc;
 }

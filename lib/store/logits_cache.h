@@ -1,6 +1,6 @@
 /* The teacher-logits cache written by teacher-dump and read by
  * student-distill (see pspkd-logits(5)): an LMDB file (same one-file,
- * no-lock layout as a data pack, lib/store/lmdb_util.h) holding, for every record
+ * no-lock layout as a data pack, lib/store/pack.h) holding, for every record
  * key of a data pack, the frozen teacher's main and aux logits at output
  * stride 8 in fp16, plus one metadata record under PK_META_KEY.
  *
@@ -61,6 +61,10 @@ typedef struct pk_logits_geom {
     int grid_w, grid_h;
     float m[6];       /* image pixel (x, y) -> grid: {1/8, 0, 0, 0, 1/8, 0} */
 } pk_logits_geom;
+
+/* The smallest n' >= n with (n' - 1) % 8 == 0: PSPNet's input sizes, Wp
+ * and Hp above (n >= 1). */
+int pk_pad8(int n);
 
 /* Fills g for a W x H image (W, H >= 1). */
 void pk_logits_geom_init(pk_logits_geom *g, int img_w, int img_h);

@@ -7,9 +7,9 @@
 #include "core/err.h"
 #include "store/record.h"
 
-/* Opens the pack at path read-only, decodes its PK_META_KEY record into m
- * and closes it. PK_ENOTFOUND (with "no metadata record: not a pack, or
- * empty") when the record is absent; LMDB and format errors as usual. */
+/* Opens the data pack at path (pk_pack_open: the metadata is checked
+ * against the records, and there is at least one), copies its metadata
+ * into m and closes it. Errors as pk_pack_open's. */
 int pk_pack_meta_read(const char *path, pk_meta *m, pk_err *e);
 
 #endif

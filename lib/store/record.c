@@ -6,21 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
-#include "core/rng.h"
 #include "core/le_bytes.h"
+#include "core/rng.h"
+#include "store/frame.h"
 
 #define REC_FIXED 36 /* header bytes before the id */
 
 
 static int valid_id(const char *id, size_t n)
 {
-    if (n == 0 || n > PK_RECORD_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
-            return 0;
-    return 1;
+    return n >= 1 && n <= PK_RECORD_ID_MAX && pk_printable(id, n);
 }
 
 int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int h,
@@ -51,8 +46,7 @@ int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int 
     uint8_t *p = malloc(total);
     if (!p)
         return pk_fail(e, PK_ENOMEM, "%s: out of memory for a %zu-byte record", id, total);
-    memcpy(p, "PKDR", 4);
-    pk_put16(p + 4, PK_RECORD_VERSION);
+    pk_frame_open(p, "PKDR", PK_RECORD_VERSION);
     pk_put16(p + 6, (uint32_t)hdr);
     pk_put32(p + 8, (uint32_t)w);
     pk_put32(p + 12, (uint32_t)h);
@@ -66,10 +60,7 @@ int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int 
     memcpy(p + REC_FIXED, id, idlen);
     memcpy(p + hdr, image, image_bytes);
     memcpy(p + hdr + image_bytes, label, npix);
-    pk_put32(p + total - 4, pk_crc32(p, total - 4));
-    *out = p;
-    *out_len = total;
-    return PK_OK;
+    return pk_frame_seal(p, total, out, out_len);
 }
 
 int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e)
@@ -183,8 +174,7 @@ int pk_meta_encode(uint8_t **out, size_t *out_len, const pk_meta *m, pk_err *e)
     uint8_t *p = malloc(total);
     if (!p)
         return pk_fail(e, PK_ENOMEM, "out of memory");
-    memcpy(p, "PKDM", 4);
-    pk_put16(p + 4, PK_META_VERSION);
+    pk_frame_open(p, "PKDM", PK_META_VERSION);
     pk_put16(p + 6, PK_RECORD_VERSION);
     pk_put32(p + 8, (uint32_t)m->count);
     pk_put32(p + 12, (uint32_t)m->classes);
@@ -198,28 +188,17 @@ int pk_meta_encode(uint8_t **out, size_t *out_len, const pk_meta *m, pk_err *e)
         memcpy(p + off, m->names[i], n);
         off += n;
     }
-    pk_put32(p + off, pk_crc32(p, off));
-    *out = p;
-    *out_len = total;
-    return PK_OK;
+    return pk_frame_seal(p, total, out, out_len);
 }
 
 int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
 {
     const uint8_t *p = data;
     memset(m, 0, sizeof *m);
-    if (len < META_FIXED + 4)
-        return pk_fail(e, PK_EFORMAT, "metadata too short (%zu bytes)", len);
-    if (memcmp(p, "PKDM", 4))
-        return pk_fail(e, PK_EFORMAT, "not pspkd metadata (bad magic)");
-    m->version = (int)pk_get16(p + 4);
-    if (m->version != PK_META_VERSION)
-        return pk_fail(e, PK_EFORMAT, "metadata version %d, this build reads %d", m->version,
-                       PK_META_VERSION);
-    uint32_t crc = pk_crc32(p, len - 4), stored = pk_get32(p + len - 4);
-    if (crc != stored)
-        return pk_fail(e, PK_EFORMAT, "metadata CRC mismatch (stored %08x, computed %08x)",
-                       stored, crc);
+    int rc = pk_frame_check(p, len, META_FIXED + 4, "PKDM", PK_META_VERSION, "metadata", e);
+    if (rc)
+        return rc;
+    m->version = PK_META_VERSION;
     m->record_version = (int)pk_get16(p + 6);
     uint32_t count = pk_get32(p + 8), classes = pk_get32(p + 12), enc = pk_get32(p + 16);
     if (count > 99999999u)

@@ -13,6 +13,7 @@
 
 #include "core/atomic_file.h"
 #include "core/half.h"
+#include "core/le_bytes.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; this code copies it as host order"
@@ -32,7 +33,7 @@ struct pk_st_file {
     char **meta_key, **meta_val;
 };
 
-static const char *dtype_name(pk_dtype d)
+const char *pk_dtype_name(pk_dtype d)
 {
     switch (d) {
     case PK_F32: return "F32";
@@ -56,22 +57,30 @@ static int dtype_parse(const char *s, pk_dtype *d)
 {
     static const pk_dtype all[] = {PK_F32, PK_F16, PK_I64};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(s, dtype_name(all[i])) == 0) {
+        if (strcmp(s, pk_dtype_name(all[i])) == 0) {
             *d = all[i];
             return 1;
         }
     return 0;
 }
 
-/* "[2, 3, 4]" into buf, for messages. */
-static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+const char *pk_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
     size_t used = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%" PRId64, i ? ", " : "", shape[i]);
+        used += (size_t)snprintf(buf + used, cap - used, "%s%" PRId64, i ? "," : "", shape[i]);
     if (used < cap)
         snprintf(buf + used, cap - used, "]");
     return buf;
+}
+
+/* Frees n strings and the array holding them (the metadata of readers and
+ * writers). */
+static void free_strings(char **s, int n)
+{
+    for (int i = 0; s && i < n; i++)
+        free(s[i]);
+    free(s);
 }
 
 void pk_st_close(pk_st_file *f)
@@ -80,12 +89,8 @@ void pk_st_close(pk_st_file *f)
         return;
     for (int i = 0; i < f->n; i++)
         free((char *)f->t[i].name);
-    for (int i = 0; i < f->nmeta; i++) {
-        free(f->meta_key[i]);
-        free(f->meta_val[i]);
-    }
-    free(f->meta_key);
-    free(f->meta_val);
+    free_strings(f->meta_key, f->nmeta);
+    free_strings(f->meta_val, f->nmeta);
     free(f->t);
     free(f->sorted);
     free(f->buf);
@@ -188,8 +193,8 @@ static int parse_tensor(pk_st_tensor *t, const cJSON *j, const unsigned char *da
     if (en - b != t->nbytes) {
         char s[160];
         return pk_fail(e, PK_EFORMAT, "tensor '%s': %s %s needs %zu bytes, data_offsets give %"
-                       PRIu64, name, dtype_name(t->dtype),
-                       shape_str(s, sizeof s, t->ndim, t->shape), t->nbytes, en - b);
+                       PRIu64, name, pk_dtype_name(t->dtype),
+                       pk_shape_str(s, sizeof s, t->ndim, t->shape), t->nbytes, en - b);
     }
     t->data = data + b;
     return PK_OK;
@@ -243,9 +248,7 @@ static int parse_header(pk_st_file *f, size_t len, pk_err *e)
     if (len < 8)
         return pk_fail(e, PK_EFORMAT, "too short for safetensors: %zu bytes, need at least 8",
                        len);
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = hlen << 8 | f->buf[i];
+    uint64_t hlen = pk_get64(f->buf);
     if (hlen > ST_MAX_HEADER)
         return pk_fail(e, PK_EFORMAT, "header length %" PRIu64 " is absurd (limit %" PRIu64
                        " bytes): not a safetensors file?", hlen, ST_MAX_HEADER);
@@ -414,10 +417,17 @@ int pk_st_read_f32(const pk_st_file *f, const char *name, float *dst, size_t n, 
     if (t->numel != n) {
         char s[160];
         return pk_fail(e, PK_EINVAL, "tensor '%s' has shape %s (%zu elements), expected %zu",
-                       name, shape_str(s, sizeof s, t->ndim, t->shape), t->numel, n);
+                       name, pk_shape_str(s, sizeof s, t->ndim, t->shape), t->numel, n);
     }
+    pk_st_tensor_f32(t, dst);
+    return PK_OK;
+}
+
+void pk_st_tensor_f32(const pk_st_tensor *t, float *dst)
+{
     /* Offsets in the file need not be aligned: copy element by element. */
     const unsigned char *p = t->data;
+    size_t n = t->numel;
     switch (t->dtype) {
     case PK_F32:
         if (n)
@@ -438,13 +448,12 @@ int pk_st_read_f32(const pk_st_file *f, const char *name, float *dst, size_t n, 
         }
         break;
     }
-    return PK_OK;
 }
 
 /* ---- writer ---- */
 
 typedef struct st_entry {
-    char *name;
+    char *name; /* after the data, in the same allocation */
     pk_dtype dtype;
     int ndim;
     int64_t shape[PK_ST_MAX_DIMS];
@@ -465,17 +474,11 @@ void pk_st_writer_free(pk_st_writer *w)
 {
     if (!w)
         return;
-    for (int i = 0; i < w->n; i++) {
-        free(w->t[i].name);
+    for (int i = 0; i < w->n; i++)
         free(w->t[i].data);
-    }
-    for (int i = 0; i < w->nm; i++) {
-        free(w->mk[i]);
-        free(w->mv[i]);
-    }
+    free_strings(w->mk, w->nm);
+    free_strings(w->mv, w->nm);
     free(w->t);
-    free(w->mk);
-    free(w->mv);
     free(w);
 }
 
@@ -512,13 +515,10 @@ int pk_st_add(pk_st_writer *w, const char *name, pk_dtype dtype, int ndim,
     }
     st_entry *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
-    t->name = strdup(name);
-    t->data = malloc(nbytes ? nbytes : 1);
-    if (!t->name || !t->data) {
-        free(t->name);
-        free(t->data);
+    size_t nlen = strlen(name) + 1;
+    if (!(t->data = malloc(nbytes + nlen)))
         return pk_fail(e, PK_ENOMEM, "tensor '%s': out of memory (%zu bytes)", name, nbytes);
-    }
+    t->name = memcpy((char *)t->data + nbytes, name, nlen);
     if (nbytes)
         memcpy(t->data, data, nbytes);
     t->dtype = dtype;
@@ -584,15 +584,11 @@ static int build_header(const pk_st_writer *w, char **hdr, size_t *hlen, size_t 
         const st_entry *t = &w->t[i];
         /* Integers are written by hand (as raw JSON) so they stay exact. */
         char shape[PK_ST_MAX_DIMS * 22 + 3], offs[48];
-        size_t used = (size_t)snprintf(shape, sizeof shape, "[");
-        for (int d = 0; d < t->ndim; d++)
-            used += (size_t)snprintf(shape + used, sizeof shape - used, "%s%" PRId64,
-                                     d ? "," : "", t->shape[d]);
-        snprintf(shape + used, sizeof shape - used, "]");
+        pk_shape_str(shape, sizeof shape, t->ndim, t->shape);
         snprintf(offs, sizeof offs, "[%zu,%zu]", off, off + t->nbytes);
         off += t->nbytes;
         cJSON *o = cJSON_AddObjectToObject(root, t->name);
-        ok = o && cJSON_AddStringToObject(o, "dtype", dtype_name(t->dtype)) &&
+        ok = o && cJSON_AddStringToObject(o, "dtype", pk_dtype_name(t->dtype)) &&
              cJSON_AddRawToObject(o, "shape", shape) &&
              cJSON_AddRawToObject(o, "data_offsets", offs);
     }
@@ -614,12 +610,6 @@ static int build_header(const pk_st_writer *w, char **hdr, size_t *hlen, size_t 
     return PK_OK;
 }
 
-static void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
 int pk_st_serialize(pk_st_writer *w, void **buf, size_t *len, pk_err *e)
 {
     *buf = NULL;
@@ -635,7 +625,7 @@ int pk_st_serialize(pk_st_writer *w, void **buf, size_t *len, pk_err *e)
         free(hdr);
         return pk_fail(e, PK_ENOMEM, "out of memory (%zu bytes)", total);
     }
-    put_le64(out, hlen);
+    pk_put64(out, hlen);
     memcpy(out + 8, hdr, hlen);
     free(hdr);
     unsigned char *p = out + 8 + hlen;
@@ -662,7 +652,7 @@ int pk_st_write(pk_st_writer *w, const char *path, pk_err *e)
         return rc;
     }
     unsigned char lenbuf[8];
-    put_le64(lenbuf, hlen);
+    pk_put64(lenbuf, hlen);
     int ok = fwrite(lenbuf, 1, 8, af.fp) == 8 && fwrite(hdr, 1, hlen, af.fp) == hlen;
     for (int i = 0; ok && i < w->n; i++)
         ok = fwrite(w->t[i].data, 1, w->t[i].nbytes, af.fp) == w->t[i].nbytes;

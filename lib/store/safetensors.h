@@ -12,6 +12,12 @@
 typedef enum { PK_F32 = 0, PK_F16, PK_I64 } pk_dtype;
 #define PK_ST_MAX_DIMS 8
 
+/* "F32", "F16", "I64": the header's spelling, also used in messages. */
+const char *pk_dtype_name(pk_dtype d);
+/* "[64,3,7,7]" ("[]" for a scalar) into buf (truncated to cap): the
+ * header's spelling, also used in messages. */
+const char *pk_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+
 typedef struct pk_st_tensor {
     const char *name;
     pk_dtype dtype;
@@ -36,6 +42,8 @@ const char *pk_st_meta(const pk_st_file *f, const char *key);
 /* Copies tensor `name` as float32 (F16 converted) into dst[n]; fails with a
  * message naming the tensor when it is missing or has numel != n. */
 int pk_st_read_f32(const pk_st_file *f, const char *name, float *dst, size_t n, pk_err *e);
+/* Copies t's numel elements into dst as float32 (F16 and I64 converted). */
+void pk_st_tensor_f32(const pk_st_tensor *t, float *dst);
 
 typedef struct pk_st_writer pk_st_writer;
 pk_st_writer *pk_st_writer_new(void);

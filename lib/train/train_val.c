@@ -5,16 +5,21 @@
 #include <string.h>
 
 #include "data/augment.h"
-#include "store/lmdb_util.h"
-#include "store/pack_meta.h"
+#include "store/logits_cache.h"
+#include "store/pack.h"
 #include "store/record.h"
 
 struct pk_val_set {
-    pk_lmdb_reader db;
-    pk_meta meta;
-    int classes;
-    char path[4096];
+    pk_pack *pack; /* its class count is the model's */
 };
+
+void pk_val_close(pk_val_set *v)
+{
+    if (!v)
+        return;
+    pk_pack_close(v->pack);
+    free(v);
+}
 
 int pk_val_open(pk_val_set **out, const char *path, int classes, pk_err *e)
 {
@@ -22,33 +27,19 @@ int pk_val_open(pk_val_set **out, const char *path, int classes, pk_err *e)
     pk_val_set *v = calloc(1, sizeof *v);
     if (!v)
         return pk_fail(e, PK_ENOMEM, "out of memory");
-    snprintf(v->path, sizeof v->path, "%s", path);
-    v->classes = classes;
-    int rc = pk_pack_meta_read(path, &v->meta, e);
-    if (!rc && v->meta.classes != classes)
+    int rc = pk_pack_open(&v->pack, path, e); /* the message names the file */
+    if (!rc && pk_pack_meta(v->pack)->classes != classes)
         rc = pk_fail(e, PK_EINVAL, "%s: validation pack has %d classes, the model %d", path,
-                     v->meta.classes, classes);
-    if (!rc && v->meta.count < 1)
-        rc = pk_fail(e, PK_EINVAL, "%s: validation pack is empty", path);
-    if (!rc)
-        rc = pk_lmdb_open_read(&v->db, path, e);
+                     pk_pack_meta(v->pack)->classes, classes);
     if (rc) {
-        free(v);
+        pk_val_close(v);
         return rc;
     }
     *out = v;
     return PK_OK;
 }
 
-void pk_val_close(pk_val_set *v)
-{
-    if (!v)
-        return;
-    pk_lmdb_close(&v->db);
-    free(v);
-}
-
-int pk_val_count(const pk_val_set *v) { return v->meta.count; }
+int pk_val_count(const pk_val_set *v) { return pk_pack_count(v->pack); }
 
 /* Scratch reused across images (host and device). */
 typedef struct val_ws {
@@ -84,14 +75,12 @@ static void ws_free(val_ws *w)
         pk_dev_free(w->ctx, w->d_logits);
 }
 
-static int pad8(int x) { return x + (8 - (x - 1) % 8) % 8; }
-
 /* Forward of one record; adds its pixels to conf. */
 static int eval_one(val_ws *w, pk_model *m, const pk_record_view *rv, pk_confusion *conf,
                     const pk_aug_opts *norm, pk_err *e)
 {
     int W = rv->hdr.width, H = rv->hdr.height, K = pk_model_config(m)->classes;
-    int wp = pad8(W), hp = pad8(H), ox = (wp - W) / 2, oy = (hp - H) / 2;
+    int wp = pk_pad8(W), hp = pk_pad8(H), ox = (wp - W) / 2, oy = (hp - H) / 2;
     size_t img_bytes = (size_t)wp * hp * 3 * sizeof(float);
     size_t logit_bytes = (size_t)wp * hp * K * sizeof(float);
     size_t old_img = w->img_cap, old_logit = w->logit_cap;
@@ -155,26 +144,19 @@ struct visit {
     int interrupted;
 };
 
-static int is_meta_key(const MDB_val *k)
-{
-    return k->mv_size == strlen(PK_META_KEY) && !memcmp(k->mv_data, PK_META_KEY, k->mv_size);
-}
-
-static int visit(const MDB_val *key, const MDB_val *val, void *user, pk_err *e)
+static int visit(const pk_pack_rec *r, void *user, pk_err *e)
 {
     struct visit *v = user;
-    if (is_meta_key(key))
-        return PK_OK;
     if (v->stop && v->stop()) {
         v->interrupted = 1;
         return -1; /* ends the walk; not an error */
     }
     pk_record_view rv;
-    int rc = pk_record_parse(&rv, val->mv_data, val->mv_size, e);
+    int rc = pk_record_parse(&rv, r->data, r->len, e);
     if (!rc)
         rc = eval_one(v->w, v->m, &rv, v->conf, v->norm, e);
     if (rc)
-        pk_wrap(e, "%.*s", (int)key->mv_size, (const char *)key->mv_data);
+        pk_wrap(e, "%s", r->key);
     return rc;
 }
 
@@ -185,24 +167,19 @@ int pk_val_run(pk_val_set *v, pk_model *m, int (*stop)(void), pk_seg_scores *s,
     pk_aug_opts norm;
     pk_aug_opts_default(&norm, 1, 1);
     pk_confusion conf;
-    int rc = pk_confusion_init(&conf, v->classes, e);
+    int rc = pk_confusion_init(&conf, pk_pack_meta(v->pack)->classes, e);
     if (rc)
         return rc;
     val_ws w = {.ctx = pk_model_ctx(m)};
     struct visit st = {.m = m, .w = &w, .conf = &conf, .norm = &norm, .stop = stop};
-    MDB_txn *txn = NULL;
-    rc = pk_lmdb_txn_begin(&txn, &v->db, e);
-    if (!rc) {
-        rc = pk_lmdb_foreach(txn, &v->db, visit, &st, e);
-        mdb_txn_abort(txn);
-    }
+    rc = pk_pack_foreach(v->pack, visit, &st, e);
     if (st.interrupted) {
         rc = PK_OK;
         *interrupted = 1;
     } else if (!rc) {
         pk_confusion_scores(&conf, NULL, NULL, s);
     } else {
-        pk_wrap(e, "validation %s", v->path);
+        pk_wrap(e, "validation %s", pk_pack_path(v->pack));
     }
     ws_free(&w);
     pk_confusion_free(&conf);
