@@ -168,6 +168,8 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
     inputs in;
     double *times = calloc((size_t)o->iters, sizeof(double));
     int rc = pk_model_create(&m, c, &cfg, &e);
+    if (!rc)
+        rc = pk_model_init(m, 1, &e);
     if (rc || !times) {
         fprintf(stderr, "bench_gpu: %s: %s\n", bc->name, rc ? e.msg : "out of memory");
         free(times);
@@ -175,7 +177,6 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
         pk_ctx_destroy(c);
         return 1;
     }
-    pk_model_init(m, 1);
     if (make_inputs(c, &in, bc)) {
         fprintf(stderr, "bench_gpu: %s: out of memory for the inputs\n", bc->name);
         rc = 1;

@@ -122,12 +122,14 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
     float *logits = NULL;
     double *times = calloc(2 * (size_t)o->iters, sizeof(double)), *cpu = times + o->iters;
     int rc = pk_model_create(&m, c, &cfg, &e);
+    if (!rc)
+        rc = pk_model_init(m, 1, &e);
     if (rc) {
         fprintf(stderr, "bench_model: %s: %s\n", bc->name, e.msg);
         free(times);
+        pk_model_destroy(m);
         return 1;
     }
-    pk_model_init(m, 1);
     if (make_inputs(&in, bc) || !times ||
         (!bc->train && !(logits = malloc(2 * (size_t)bc->n * bc->size * bc->size * CLASSES *
                                          sizeof(float))))) {

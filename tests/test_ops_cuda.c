@@ -620,14 +620,14 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
     pk_model_cfg cfg = {.arch = arch, .stem = stem, .classes = K, .dropout = 0.1f};
     pk_model *mc = NULL, *mg = NULL;
     pk_err e = {0};
-    if (pk_model_create(&mc, H->cpu, &cfg, &e) || pk_model_create(&mg, H->gpu, &cfg, &e)) {
+    if (pk_model_create(&mc, H->cpu, &cfg, &e) || pk_model_create(&mg, H->gpu, &cfg, &e) ||
+        pk_model_init(mc, 5, &e) || pk_model_init(mg, 5, &e)) {
         printf("  FAIL [%s] model create: %s\n", H->tag, e.msg);
         H->fails++;
         pk_model_destroy(mc);
+        pk_model_destroy(mg);
         return;
     }
-    pk_model_init(mc, 5);
-    pk_model_init(mg, 5);
     step_inputs in;
     make_step_inputs(&in, 2, 65, 65, K);
     size_t pix = (size_t)in.n * in.h * in.w;

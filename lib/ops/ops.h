@@ -10,8 +10,8 @@
  *    row-major matrix;
  *  - convolution weights are OHWI (co, kh, kw, ci) float32 in memory;
  *    PyTorch's OIHW appears only at the file boundary (see checkpoint.h).
- * The CPU implementation is the specification; a CUDA twin (ops_*.cu) keeps
- * the same signatures. */
+ * The CPU implementation NAME.c is the specification; its CUDA twin
+ * NAME_cuda.cu beside it keeps the same signatures (ops_cuda.h). */
 #ifndef PSPKD_OPS_H
 #define PSPKD_OPS_H
 
@@ -122,7 +122,9 @@ void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t 
                            long hw, int ch, float p);
 
 /* ---- losses (float per pixel, double over pixels; convention above) ---- */
-/* K is at most 256 (labels are uint8); larger K: returns 0, adds nothing. */
+/* K is at most PK_LOSS_KMAX, which pk_model_create enforces (labels are
+ * uint8); CE and KD assert it (a NaN loss where assertions are off). */
+#define PK_LOSS_KMAX 256
 /* Softmax cross-entropy over [P, K] logits, labels uint8 (ignore -> skipped),
  * mean over valid pixels; no valid pixel: returns 0, adds nothing. */
 float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *labels,

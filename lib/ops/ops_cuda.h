@@ -1,10 +1,11 @@
-/* The CUDA twins of the ops in ops.h (lib/NAME_cuda.cu), same arguments and
- * semantics, every pointer a device pointer of c's device (the host arrays
- * of pointers and sizes of concat excepted). The public ops in lib/NAME.c
- * forward here when pk_ctx_device(c) == PK_DEV_CUDA, so callers never
- * name these directly; tests and benchmarks use the status and memory
- * functions at the end. Declared in every build, defined only in PSPKD_CUDA
- * builds (the dispatch macros below reference them only there).
+/* The CUDA twins of the ops in ops.h (lib/ops/NAME_cuda.cu), same arguments
+ * and semantics, every pointer a device pointer of c's device (the host
+ * arrays of pointers and sizes of concat excepted). The public ops in
+ * lib/ops/NAME.c forward here when pk_ctx_device(c) == PK_DEV_CUDA, so
+ * callers never name these directly; tests and benchmarks use the status
+ * and memory functions at the end. Declared in every build, defined only
+ * in PSPKD_CUDA builds (the dispatch macros below reference them only
+ * there).
  *
  * Errors: ops that return void cannot report a failed CUDA, cuDNN or
  * cuBLAS call, so the first failure ("file:line: call: reason") is kept
