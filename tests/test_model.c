@@ -36,16 +36,7 @@ static pk_test_batch make_data(int n, int h, int w)
     return d;
 }
 
-static pk_train_cfg kd_cfg(void)
-{
-    pk_train_cfg t;
-    pk_train_cfg_defaults(&t);
-    t.kd_weight = 0.7f;
-    t.kd_T = 2.0f;
-    t.auxkd_weight = 0.5f;
-    t.auxkd = PK_AUXKD_SMOOTHL1;
-    return t;
-}
+static pk_train_cfg kd_cfg(void) { return pk_test_kd_cfg(0.7f, PK_AUXKD_SMOOTHL1); }
 
 static int test_table(pk_ctx *c)
 {

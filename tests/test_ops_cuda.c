@@ -640,12 +640,7 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
                    up_bytes(H, in.valid, pix),
                    up(H, in.tm, pix * K),
                    up(H, in.ta, pix * K)};
-    pk_train_cfg t;
-    pk_train_cfg_defaults(&t);
-    t.kd_weight = 1.0f;
-    t.kd_T = 2.0f;
-    t.auxkd_weight = 0.5f;
-    t.auxkd = auxkd;
+    pk_train_cfg t = pk_test_kd_cfg(1.0f, auxkd);
     t.seed = 77;
     pk_losses lc, lg;
     char what[128];

@@ -57,25 +57,22 @@ int pk_ckl_check(const pk_st_tensor *t, const pk_tensor_info *ti, const char *fi
     return PK_OK;
 }
 
-/* conv weights: buffer [O][kh][kw][I] <-> file [O][I][kh][kw] */
-static void ohwi_to_oihw(float *dst, const float *src, const int64_t *s)
+/* conv weights: buffer [O][kh][kw][I] -> file [O][I][kh][kw] (to_file),
+ * or back. */
+static void reorder(float *dst, const float *src, const int64_t *s, int to_file)
 {
     size_t O = (size_t)s[0], I = (size_t)s[1], H = (size_t)s[2], W = (size_t)s[3];
     for (size_t o = 0; o < O; o++)
         for (size_t y = 0; y < H; y++)
             for (size_t x = 0; x < W; x++)
-                for (size_t i = 0; i < I; i++)
-                    dst[((o * I + i) * H + y) * W + x] = src[((o * H + y) * W + x) * I + i];
-}
-
-static void oihw_to_ohwi(float *dst, const float *src, const int64_t *s)
-{
-    size_t O = (size_t)s[0], I = (size_t)s[1], H = (size_t)s[2], W = (size_t)s[3];
-    for (size_t o = 0; o < O; o++)
-        for (size_t y = 0; y < H; y++)
-            for (size_t x = 0; x < W; x++)
-                for (size_t i = 0; i < I; i++)
-                    dst[((o * H + y) * W + x) * I + i] = src[((o * I + i) * H + y) * W + x];
+                for (size_t i = 0; i < I; i++) {
+                    size_t ohwi = ((o * H + y) * W + x) * I + i;
+                    size_t oihw = ((o * I + i) * H + y) * W + x;
+                    if (to_file)
+                        dst[oihw] = src[ohwi];
+                    else
+                        dst[ohwi] = src[oihw];
+                }
 }
 
 void pk_ckl_read_tensor(pk_model *m, const float *base, const pk_tensor_info *ti, float *out,
@@ -84,7 +81,7 @@ void pk_ckl_read_tensor(pk_model *m, const float *base, const pk_tensor_info *ti
     pk_ctx *c = pk_model_ctx(m);
     if (ti->is_conv_weight && ti->ndim == 4) {
         pk_dev_download(c, scratch, base + ti->offset, ti->count * sizeof(float));
-        ohwi_to_oihw(out, scratch, ti->shape);
+        reorder(out, scratch, ti->shape, 1);
     } else {
         pk_dev_download(c, out, base + ti->offset, ti->count * sizeof(float));
     }
@@ -119,7 +116,7 @@ void pk_ckl_write_tensor(pk_model *m, float *base, const pk_tensor_info *ti,
     to_f32(scratch, t);
     const float *src = scratch;
     if (ti->is_conv_weight && ti->ndim == 4) {
-        oihw_to_ohwi(scratch2, scratch, ti->shape);
+        reorder(scratch2, scratch, ti->shape, 0);
         src = scratch2;
     }
     pk_dev_upload(c, base + ti->offset, src, ti->count * sizeof(float));

@@ -221,13 +221,7 @@ int pk_model_init(pk_model *m, uint64_t seed, pk_err *e)
 
 double pk_model_flops(const pk_model *m, int h, int w)
 {
-    pk_plan p = {0};
-    p.train = 1;
-    p.n = 1;
-    p.h = h;
-    p.w = w;
-    p.upsample = 1;
-    p.with_aux = 1;
+    pk_plan p = {.train = 1, .n = 1, .h = h, .w = w, .upsample = 1, .with_aux = 1};
     pk_err e = {0};
     double f = 0.0;
     if (pk_graph_build(m, &p, &e) == PK_OK)

@@ -126,51 +126,47 @@ float pk_kd_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uin
     return (float)((double)T * (double)T * total / (double)nvalid);
 }
 
-float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
-                       const uint8_t *mask, long P, int K, float weight)
+/* The mean over valid elements (valid pixels * K) of SmoothL1 with beta 1
+ * (smooth = 1) or of the squared difference (smooth = 0). */
+static float regression_loss(pk_ctx *c, float *ds, const float *s, const float *t,
+                             const uint8_t *mask, long P, int K, float weight, int smooth)
 {
-    PK_ON_CUDA_RETURN(c, pk_cuda_smoothl1_loss(c, ds, s, t, mask, P, K, weight));
     long nvalid = count_mask(mask, P);
     if (nvalid == 0)
         return 0.0f;
     double count = (double)nvalid * (double)K, total = 0.0;
-    double gscale = (double)weight / count;
+    double gscale = (smooth ? 1.0 : 2.0) * (double)weight / count;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
     for (long p = 0; p < P; p++) {
         if (mask && !mask[p])
             continue;
         for (int k = 0; k < K; k++) {
             long i = p * K + k;
-            double d = (double)s[i] - (double)t[i], ad = fabs(d);
-            /* beta = 1: quadratic strictly inside, linear from |d| = 1 (torch's split) */
-            total += ad < 1.0 ? 0.5 * d * d : ad - 0.5;
+            double d = (double)s[i] - (double)t[i], ad = fabs(d), g = d;
+            if (smooth) {
+                /* beta = 1: quadratic strictly inside, linear from |d| = 1 (torch's split) */
+                total += ad < 1.0 ? 0.5 * d * d : ad - 0.5;
+                g = ad < 1.0 ? d : (d > 0 ? 1.0 : -1.0);
+            } else {
+                total += d * d;
+            }
             if (ds)
-                ds[i] += (float)(gscale * (ad < 1.0 ? d : (d > 0 ? 1.0 : -1.0)));
+                ds[i] += (float)(gscale * g);
         }
     }
     return (float)(total / count);
+}
+
+float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
+                       const uint8_t *mask, long P, int K, float weight)
+{
+    PK_ON_CUDA_RETURN(c, pk_cuda_smoothl1_loss(c, ds, s, t, mask, P, K, weight));
+    return regression_loss(c, ds, s, t, mask, P, K, weight, 1);
 }
 
 float pk_mse_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
                   long P, int K, float weight)
 {
     PK_ON_CUDA_RETURN(c, pk_cuda_mse_loss(c, ds, s, t, mask, P, K, weight));
-    long nvalid = count_mask(mask, P);
-    if (nvalid == 0)
-        return 0.0f;
-    double count = (double)nvalid * (double)K, total = 0.0;
-    double gscale = 2.0 * (double)weight / count;
-#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
-    for (long p = 0; p < P; p++) {
-        if (mask && !mask[p])
-            continue;
-        for (int k = 0; k < K; k++) {
-            long i = p * K + k;
-            double d = (double)s[i] - (double)t[i];
-            total += d * d;
-            if (ds)
-                ds[i] += (float)(gscale * d);
-        }
-    }
-    return (float)(total / count);
+    return regression_loss(c, ds, s, t, mask, P, K, weight, 0);
 }

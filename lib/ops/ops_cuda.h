@@ -44,13 +44,8 @@ int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w,
 int pk_cuda_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                             const float *x, const float *w, const pk_conv_desc *d, pk_err *e);
 
-void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
-                              const float *x, const float *gamma, const float *beta,
-                              float *running_mean, float *running_var, long P, int C,
-                              float momentum, float eps);
-void pk_cuda_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
-                             const float *beta, const float *running_mean,
-                             const float *running_var, long P, int C, float eps);
+pk_bn_train_fn pk_cuda_bn_forward_train;
+pk_bn_eval_fn pk_cuda_bn_forward_eval;
 void pk_cuda_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                          const float *x, const float *save_mean, const float *save_rstd,
                          const float *gamma, long P, int C);
