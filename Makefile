@@ -139,8 +139,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
-	for s in 1 5 7; do for m in man/man$$s/*.$$s; do [ -f "$$m" ] && \
-	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s; done; done; true
+	for s in 1 5 7; do \
+	    install -m 644 man/man$$s/*.$$s $(DESTDIR)$(PREFIX)/share/man/man$$s || exit 1; done
 
 clean:
 	rm -rf build build-san bin

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "data/augment.h"
 #include "data/image.h"
 #include "data/loader.h"
@@ -37,34 +38,10 @@
 #define CROP 473
 #define MAX_RUNS 9
 
-static double clock_s(clockid_t id)
-{
-    struct timespec t;
-    clock_gettime(id, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
-/* CPU seconds of the whole process (every thread): crops per CPU second is
- * the per-core throughput, which other users of a shared machine disturb
- * far less than wall-clock figures. */
-static double cpu_now(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
-
 /* A throughput measured both ways. */
 typedef struct rate {
     double cpu, wall;
 } rate;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Runs a shell command; returns its wall time or -1 on failure. */
 static double timed_system(const char *cmd)

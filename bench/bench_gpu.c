@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "cli/device_opt.h"
 #include "ops/ops_cuda.h"
 #include "model/pspnet.h"
@@ -52,19 +53,6 @@ static const bench_case cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 #define CLASSES 21
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Dense TF32 tensor-core peak in FLOP/s by device name; 0 when unknown. */
 static double tf32_peak(const char *name)
@@ -168,6 +156,8 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
     inputs in;
     double *times = calloc((size_t)o->iters, sizeof(double));
     int rc = pk_model_create(&m, c, &cfg, &e);
+    if (!rc)
+        rc = pk_model_init(m, 1, &e);
     if (rc || !times) {
         fprintf(stderr, "bench_gpu: %s: %s\n", bc->name, rc ? e.msg : "out of memory");
         free(times);
@@ -175,7 +165,6 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
         pk_ctx_destroy(c);
         return 1;
     }
-    pk_model_init(m, 1);
     if (make_inputs(c, &in, bc)) {
         fprintf(stderr, "bench_gpu: %s: out of memory for the inputs\n", bc->name);
         rc = 1;
@@ -208,9 +197,7 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
         fprintf(stderr, "bench_gpu: %s: %s\n", bc->name, e.msg);
         goto done;
     }
-    qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
-    double med = o->iters % 2 ? times[o->iters / 2]
-                              : 0.5 * (times[o->iters / 2 - 1] + times[o->iters / 2]);
+    double med = median(times, o->iters);
     double flops = pk_model_flops(m, bc->size, bc->size) * bc->n * (bc->train ? 3.0 : 1.0);
     size_t held = 0, peak = 0;
     pk_cuda_mem_stats(c, &held, &peak);

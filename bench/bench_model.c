@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "model/pspnet.h"
 #include "core/rng.h"
 
@@ -40,25 +41,6 @@ typedef struct opts {
     int warmup, iters, threads, profile;
     const char *only;
 } opts;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Synthetic inputs: normalised-looking pixels, labels with some ignore
  * pixels, teacher logits of a plausible scale. Host memory: the bench runs
@@ -122,12 +104,14 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
     float *logits = NULL;
     double *times = calloc(2 * (size_t)o->iters, sizeof(double)), *cpu = times + o->iters;
     int rc = pk_model_create(&m, c, &cfg, &e);
+    if (!rc)
+        rc = pk_model_init(m, 1, &e);
     if (rc) {
         fprintf(stderr, "bench_model: %s: %s\n", bc->name, e.msg);
         free(times);
+        pk_model_destroy(m);
         return 1;
     }
-    pk_model_init(m, 1);
     if (make_inputs(&in, bc) || !times ||
         (!bc->train && !(logits = malloc(2 * (size_t)bc->n * bc->size * bc->size * CLASSES *
                                          sizeof(float))))) {
@@ -150,11 +134,11 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
     pk_model_profile_reset(m);
     pk_model_set_profile(m, o->profile);
     for (int i = 0; i < o->iters && !rc; i++) {
-        double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        double t0 = now(), c0 = cpu_now();
         rc = one_iter(m, bc, &in, &t, iter++, logits, &e);
         pk_dev_sync(c);
-        times[i] = clock_s(CLOCK_MONOTONIC) - t0;
-        cpu[i] = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        times[i] = now() - t0;
+        cpu[i] = cpu_now() - c0;
     }
     if (rc) {
         fprintf(stderr, "bench_model: %s: %s\n", bc->name, e.msg);

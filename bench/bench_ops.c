@@ -26,6 +26,7 @@
 
 #include <dnnl.h>
 
+#include "bench_util.h"
 #include "ops/conv_phase.h"
 #include "ops/ops.h"
 #include "core/rng.h"
@@ -44,25 +45,6 @@ static const conv_shape shapes[] = {
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof *shapes))
 #define BATCH 2
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
 
 static float *alloc_filled(pk_ctx *c, size_t n, unsigned long long seed)
 {

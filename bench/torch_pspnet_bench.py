@@ -23,29 +23,17 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 from pspnet_ref import PSPNet  # noqa: E402
+from torch_step import make_step  # noqa: E402  (beside this file)
 
 CLASSES = 21
 # name, arch, stem, train, kd, batch, size
 CASES = [("r18_train_b2_225", "resnet18", "7x7", True, True, 2, 225),
          ("r50_infer_b1_473", "resnet50", "deep", False, False, 1, 473),
          ("r50_train_b2_225", "resnet50", "deep", True, False, 2, 225)]
-
-
-def train_step(net, opt, x, y, t_main, t_aux):
-    main, aux = net(x)
-    loss = F.cross_entropy(main, y, ignore_index=255) + \
-        0.4 * F.cross_entropy(aux, y, ignore_index=255)
-    if t_main is not None:
-        kl = F.kl_div(F.log_softmax(main, 1), F.softmax(t_main, 1), reduction="none")
-        loss = loss + kl.sum(1).mean() + F.smooth_l1_loss(aux, t_aux)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
 
 
 def run(case, warmup, iters):
@@ -59,16 +47,7 @@ def run(case, warmup, iters):
     if kd:
         t_main = torch.rand(n, CLASSES, size, size, generator=g) * 8 - 4
         t_aux = torch.rand(n, CLASSES, size, size, generator=g) * 8 - 4
-    if train:
-        net.train()
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-        step = lambda: train_step(net, opt, x, y, t_main, t_aux)  # noqa: E731
-    else:
-        net.eval()
-
-        def step():
-            with torch.no_grad():
-                net(x)
+    step = make_step(net, x, y if train else None, t_main, t_aux)
     for _ in range(warmup):
         step()
     times, cpu = [], []

@@ -27,11 +27,11 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 from pspnet_ref import PSPNet  # noqa: E402
+from torch_step import make_step  # noqa: E402  (beside this file)
 
 CLASSES = 21
 GFLOP_FWD = {"resnet18": 120.7, "resnet50": 340.3}  # per image at 473x473 (pk_model_flops)
@@ -41,40 +41,19 @@ CASES = [("r18_train_b8_473", "resnet18", "7x7", True, 8, 473),
          ("r50_infer_b8_473", "resnet50", "deep", False, 8, 473)]
 
 
-def train_step(net, opt, x, y, t_main, t_aux):
-    main, aux = net(x)
-    loss = F.cross_entropy(main, y, ignore_index=255) + \
-        0.4 * F.cross_entropy(aux, y, ignore_index=255)
-    kl = F.kl_div(F.log_softmax(main, 1), F.softmax(t_main, 1), reduction="none")
-    loss = loss + kl.sum(1).mean() + F.smooth_l1_loss(aux, t_aux)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss
-
-
 def run(case, warmup, iters):
     name, arch, stem, train, n, size = case
     dev = torch.device("cuda")
     g = torch.Generator(device=dev).manual_seed(7)
     net = PSPNet(arch, stem, CLASSES, dropout=0.1).to(dev)
     x = torch.rand(n, 3, size, size, generator=g, device=dev) * 4 - 2
+    y = t_main = t_aux = None
     if train:
         y = torch.randint(0, CLASSES, (n, size, size), generator=g, device=dev)
         y[torch.rand(n, size, size, generator=g, device=dev) < 0.05] = 255
         t_main = torch.rand(n, CLASSES, size, size, generator=g, device=dev) * 8 - 4
         t_aux = torch.rand(n, CLASSES, size, size, generator=g, device=dev) * 8 - 4
-        net.train()
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-
-        def step():
-            train_step(net, opt, x, y, t_main, t_aux)
-    else:
-        net.eval()
-
-        def step():
-            with torch.no_grad():
-                net(x)
+    step = make_step(net, x, y, t_main, t_aux)
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()

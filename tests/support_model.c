@@ -171,3 +171,14 @@ pk_batch pk_test_batch_view(const pk_test_batch *b)
 {
     return (pk_batch){b->n, b->h, b->w, b->image, b->label, b->valid, b->tmain, b->taux};
 }
+
+pk_train_cfg pk_test_kd_cfg(float kd_weight, pk_auxkd auxkd)
+{
+    pk_train_cfg t;
+    pk_train_cfg_defaults(&t);
+    t.kd_weight = kd_weight;
+    t.kd_T = 2.0f;
+    t.auxkd_weight = 0.5f;
+    t.auxkd = auxkd;
+    return t;
+}

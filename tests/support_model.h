@@ -52,4 +52,8 @@ void pk_test_batch_free(pk_test_batch *b);
 /* The model's view of it (all of its planes). */
 pk_batch pk_test_batch_view(const pk_test_batch *b);
 
+/* pk_train_cfg_defaults with both distillation terms on: the KD at weight
+ * kd_weight and T = 2, the aux term `auxkd` at weight 0.5. */
+pk_train_cfg pk_test_kd_cfg(float kd_weight, pk_auxkd auxkd);
+
 #endif

@@ -141,6 +141,22 @@ static const pk_st_tensor *need(const pk_st_file *f, const char *name)
     return t;
 }
 
+/* m's eval logits of the [n, h, w, 3] image tensor at its resolution: *main
+ * and *aux receive malloc'd [n, h, w, K] floats. */
+static void infer_image(pk_model *m, const pk_st_tensor *img, float **main, float **aux)
+{
+    int n = (int)img->shape[0], h = (int)img->shape[1], w = (int)img->shape[2];
+    size_t nout = (size_t)n * h * w * pk_model_config(m)->classes;
+    float *image = malloc(img->numel * sizeof *image);
+    *main = malloc(nout * sizeof **main);
+    *aux = malloc(nout * sizeof **aux);
+    memcpy(image, img->data, img->numel * sizeof *image);
+    pk_err e = {0};
+    if (pk_model_infer(m, *main, *aux, image, n, h, w, 1, &e))
+        die("infer", &e);
+    free(image);
+}
+
 /* A PyTorch-style file loads (config inferred) and gives PyTorch's logits. */
 static void check_load_logits(pk_ctx *c, const pk_st_file *fx, const char *arch,
                               const char *stem, int K, const char *path)
@@ -168,11 +184,8 @@ static void check_load_logits(pk_ctx *c, const pk_st_file *fx, const char *arch,
              "inferred %s %s %d", pk_arch_name(cfg->arch), pk_stem_name(cfg->stem),
              cfg->classes);
     size_t nout = (size_t)n * h * w * K;
-    float *main = malloc(nout * sizeof *main), *aux = malloc(nout * sizeof *aux);
-    float *image = malloc(img->numel * sizeof *image);
-    memcpy(image, img->data, img->numel * sizeof *image);
-    if (pk_model_infer(m, main, aux, image, n, h, w, 1, &e))
-        die("infer", &e);
+    float *main, *aux;
+    infer_image(m, img, &main, &aux);
     char what[128];
     snprintf(what, sizeof what, "load %s %s state_dict file: main logits vs PyTorch", arch,
              stem);
@@ -180,7 +193,7 @@ static void check_load_logits(pk_ctx *c, const pk_st_file *fx, const char *arch,
     snprintf(what, sizeof what, "load %s %s state_dict file: aux logits vs PyTorch", arch,
              stem);
     failures += pk_check_close(what, aux, want_aux->data, nout, TOL);
-    free(main), free(aux), free(image);
+    free(main), free(aux);
     pk_model_destroy(m);
 }
 
@@ -237,21 +250,16 @@ static int mode_logits(pk_ctx *c, const char *ckpt, const char *image_path, cons
         die("open image", &e);
     const pk_st_tensor *img = need(f, "image");
     int n = (int)img->shape[0], h = (int)img->shape[1], w = (int)img->shape[2];
-    int K = pk_model_config(m)->classes;
-    size_t nout = (size_t)n * h * w * K;
-    float *main = malloc(nout * sizeof *main), *aux = malloc(nout * sizeof *aux);
-    float *image = malloc(img->numel * sizeof *image);
-    memcpy(image, img->data, img->numel * sizeof *image);
-    if (pk_model_infer(m, main, aux, image, n, h, w, 1, &e))
-        die("infer", &e);
-    int64_t shape[4] = {n, h, w, K};
+    float *main, *aux;
+    infer_image(m, img, &main, &aux);
+    int64_t shape[4] = {n, h, w, pk_model_config(m)->classes};
     pk_st_writer *wr = pk_st_writer_new();
     if (pk_st_add(wr, "main", PK_F32, 4, shape, main, &e) ||
         pk_st_add(wr, "aux", PK_F32, 4, shape, aux, &e) || pk_st_write(wr, out, &e))
         die("write logits", &e);
     pk_st_writer_free(wr);
     pk_st_close(f);
-    free(main), free(aux), free(image);
+    free(main), free(aux);
     pk_model_destroy(m);
     return 0;
 }

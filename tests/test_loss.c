@@ -1,11 +1,15 @@
 /* Losses: values against naive double loops, finite-difference gradients,
  * weight scaling and accumulation into a shared buffer, ignored/masked
  * pixels, the all-ignored and all-masked cases (0, no gradient, no NaN),
- * temperatures other than 1 and large logits. */
+ * temperatures other than 1 and large logits, and the class-count guard
+ * (K up to PK_LOSS_KMAX works; more asserts, in a child process). */
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "ops/ops.h"
 #include "support.h"
 
@@ -142,6 +146,43 @@ static int check_empty(const char *name, loss_fn *a, const float *s)
     return fails;
 }
 
+/* CE and KD at K = PK_LOSS_KMAX give a finite loss; at K = PK_LOSS_KMAX + 1
+ * they assert (SIGABRT; a NaN loss where assertions are compiled out), in a
+ * child so that the abort does not end this test. */
+static int check_kmax_guard(pk_ctx *c)
+{
+    enum { KX = PK_LOSS_KMAX + 1 };
+    static float x[2 * KX], t[2 * KX];
+    static const uint8_t lab[2] = {0, 5};
+    int fails = 0;
+    pk_test_fill(x, 2 * KX, 11, 2.0f);
+    pk_test_fill(t, 2 * KX, 12, 2.0f);
+    float ce = pk_ce_loss(c, NULL, x, lab, 2, PK_LOSS_KMAX, 255, 1.0f);
+    float kd = pk_kd_loss(c, NULL, x, t, NULL, 2, PK_LOSS_KMAX, 2.0f, 1.0f);
+    PK_CHECK(fails, isfinite(ce) && ce > 0.0f && isfinite(kd) && kd > 0.0f,
+             "K = %d: CE %g, KD %g", PK_LOSS_KMAX, ce, kd);
+    for (int which = 0; which < 2; which++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (!freopen("/dev/null", "w", stderr)) /* the assertion's message */
+                _exit(4);
+            float v = which ? pk_kd_loss(c, NULL, x, t, NULL, 2, KX, 2.0f, 1.0f)
+                            : pk_ce_loss(c, NULL, x, lab, 2, KX, 255, 1.0f);
+            _exit(isnan(v) ? 3 : 0);
+        }
+        int st = 0;
+        int ok = pid > 0 && waitpid(pid, &st, 0) == pid &&
+                 ((WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT) ||
+                  (WIFEXITED(st) && WEXITSTATUS(st) == 3));
+        PK_CHECK(fails, ok, "%s with K = %d: not refused (status %#x)", which ? "KD" : "CE", KX,
+                 st);
+    }
+    printf("  %s CE and KD take K = %d and assert on K = %d\n", fails ? "FAIL" : "ok  ",
+           PK_LOSS_KMAX, KX);
+    return fails;
+}
+
 int main(void)
 {
     pk_ctx *c = pk_test_ctx(2);
@@ -217,6 +258,8 @@ int main(void)
     for (int i = 0; i < P * K; i++)
         want[i] = gce[i] + gkd[i];
     fails += pk_check_close("CE + 0.5 KD into one buffer", gsum, want, P * K, 1e-6);
+
+    fails += check_kmax_guard(c);
 
     pk_ctx_destroy(c);
     if (fails)

@@ -1,11 +1,13 @@
 /* The PSPNet model beyond PyTorch parity: the tensor table, the arena plans
  * (replayed block by block) and their sizes, refused inputs, inference
  * output sizes, arena reuse, eval vs train mode, dropout determinism, the
- * profile, and a finite-difference check of the whole training loss
+ * profile, creation and initialisation, and a finite-difference check of the whole training loss
  * against the analytic gradient on a small ResNet18. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include "model/pspnet.h"
 #include "model/pspnet_impl.h" /* the plan checker below reads the schedule */
 #include "support.h"
@@ -34,16 +36,7 @@ static pk_test_batch make_data(int n, int h, int w)
     return d;
 }
 
-static pk_train_cfg kd_cfg(void)
-{
-    pk_train_cfg t;
-    pk_train_cfg_defaults(&t);
-    t.kd_weight = 0.7f;
-    t.kd_T = 2.0f;
-    t.auxkd_weight = 0.5f;
-    t.auxkd = PK_AUXKD_SMOOTHL1;
-    return t;
-}
+static pk_train_cfg kd_cfg(void) { return pk_test_kd_cfg(0.7f, PK_AUXKD_SMOOTHL1); }
 
 static int test_table(pk_ctx *c)
 {
@@ -511,6 +504,86 @@ static int test_plan_bytes(pk_ctx *c)
     return fails;
 }
 
+/* The bytes of the process's address space now (VmSize). */
+static size_t vm_bytes(void)
+{
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%lu", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* pk_model_create: the class-count bound (also the losses', PK_LOSS_KMAX)
+ * and zero buffers; pk_model_init: deterministic, and PK_ENOMEM with the
+ * model unchanged when its staging buffers cannot be had. */
+static int test_create_init(pk_ctx *c)
+{
+    int fails = 0;
+    pk_err e = {0};
+    static const int bad[] = {0, 256, PK_LOSS_KMAX + 1, 1000};
+    for (int i = 0; i < 4; i++) {
+        pk_model_cfg cfg = {PK_ARCH_R18, PK_STEM_7X7, bad[i], 0.1f};
+        pk_model *m = NULL;
+        e.msg[0] = '\0';
+        int rc = pk_model_create(&m, c, &cfg, &e);
+        PK_CHECK(fails, rc == PK_EINVAL && !m && strstr(e.msg, "1..255"),
+                 "%d classes: rc %d '%s'", bad[i], rc, e.msg);
+    }
+    printf("  %s more than 255 classes refused: \"%s\"\n", fails ? "FAIL" : "ok  ", e.msg);
+    int f0 = fails;
+    pk_model *a = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f), *b = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
+    size_t np = pk_model_num_params(a), ns = pk_model_num_state(a);
+    size_t nz = 0;
+    for (size_t i = 0; i < np; i++)
+        nz += pk_model_params(a)[i] != 0.0f || pk_model_momentum(a)[i] != 0.0f;
+    for (size_t i = 0; i < ns; i++)
+        nz += pk_model_state(a)[i] != 0.0f;
+    PK_CHECK(fails, nz == 0, "pk_model_create: %zu non-zero values", nz);
+    PK_CHECK(fails, pk_model_init(a, 3, &e) == PK_OK && pk_model_init(b, 3, &e) == PK_OK, "%s",
+             e.msg);
+    PK_CHECK(fails, !memcmp(pk_model_params(a), pk_model_params(b), np * sizeof(float)) &&
+                        !memcmp(pk_model_state(a), pk_model_state(b), ns * sizeof(float)),
+             "pk_model_init(3) twice differs");
+    const pk_tensor_info *w = pk_model_find(a, "layer1.0.conv1.weight");
+    const pk_tensor_info *v = pk_model_find(a, "layer1.0.bn1.running_var");
+    PK_CHECK(fails, w && v && pk_model_params(a)[w->offset] != 0.0f &&
+                        pk_model_state(a)[v->offset] == 1.0f,
+             "pk_model_init left weights or running_var at 0");
+#if defined(__SANITIZE_ADDRESS__)
+    printf("  %s pk_model_init deterministic (out-of-memory case skipped under ASan)\n",
+           fails > f0 ? "FAIL" : "ok  ");
+#else
+    /* no room for the staging buffers (~50 MB here): PK_ENOMEM, b unchanged */
+    memset(pk_model_params(b), 0, np * sizeof(float));
+    struct rlimit old, low;
+    int rc = -1;
+    if (getrlimit(RLIMIT_AS, &old) == 0) {
+        low = old;
+        low.rlim_cur = vm_bytes() + ((size_t)8 << 20);
+        if (old.rlim_cur == RLIM_INFINITY || low.rlim_cur < old.rlim_cur) {
+            setrlimit(RLIMIT_AS, &low);
+            rc = pk_model_init(b, 3, &e);
+            setrlimit(RLIMIT_AS, &old);
+        }
+    }
+    nz = 0;
+    for (size_t i = 0; i < np; i++)
+        nz += pk_model_params(b)[i] != 0.0f;
+    PK_CHECK(fails, rc == PK_ENOMEM && strstr(e.msg, "out of memory") && nz == 0,
+             "pk_model_init under a low RLIMIT_AS: rc %d '%s', %zu values written", rc, e.msg,
+             nz);
+    printf("  %s pk_model_init deterministic; out of memory: \"%s\"\n",
+           fails > f0 ? "FAIL" : "ok  ", e.msg);
+#endif
+    pk_model_destroy(a);
+    pk_model_destroy(b);
+    return fails;
+}
+
 int main(void)
 {
     pk_ctx *c = pk_test_ctx(0);
@@ -518,6 +591,7 @@ int main(void)
     fails += test_table(c);
     fails += test_plan_bytes(c); /* before anything runs a plan */
     fails += test_refusals(c);
+    fails += test_create_init(c);
     fails += test_infer_sizes(c);
     fails += test_arena_and_modes(c);
     fails += test_finite_differences(c);

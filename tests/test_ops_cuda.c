@@ -5,8 +5,9 @@
  * accumulate start from the same random values. Error = max|gpu - cpu| /
  * max|cpu|: at most 1e-3 with TF32 off, 3e-3 with TF32 on (convolutions;
  * the other ops do not use TF32). Exact where the GPU promises it: argmax,
- * the dropout mask, the SGD update. Then full ResNet18 and ResNet50 PSPNet
- * train steps (KD losses, dropout, BN running stats, SGD) CPU vs GPU.
+ * the dropout mask, the SGD update. The fused ops (BN+ReLU, add+ReLU) are
+ * checked like the others. Then full ResNet18 and ResNet50 PSPNet train
+ * steps (KD losses, dropout, BN running stats, SGD) CPU vs GPU.
  *
  * The CPU side runs the direct convolution algorithm (PyTorch's; Winograd
  * has its own checks in test_conv and test_model_parity): at these small
@@ -235,8 +236,12 @@ static void test_conv(harness *H)
 }
 
 /* ---- batch norm ---------------------------------------------------------------- */
-static void bn_case(harness *H, long P, int C, int alias)
+/* relu = 1: the fused BN+ReLU ops (pk_bn_relu_*), the backward through the
+ * ReLU's output. */
+static void bn_case(harness *H, long P, int C, int alias, int relu)
 {
+    pk_bn_eval_fn *fwd_eval = relu ? pk_bn_relu_forward_eval : pk_bn_forward_eval;
+    pk_bn_train_fn *fwd_train = relu ? pk_bn_relu_forward_train : pk_bn_forward_train;
     size_t n = (size_t)P * C;
     float *x = rand_host(n, 21, 1.0f), *g = rand_host(C, 22, 1.0f),
           *bt = rand_host(C, 23, 1.0f);
@@ -254,17 +259,22 @@ static void bn_case(harness *H, long P, int C, int alias)
     float *gy = alias ? up(H, x, n) : poisoned(H, n), *gsm = poisoned(H, C),
           *gsr = poisoned(H, C);
     float *gye = poisoned(H, n), *gdx = alias ? up(H, dy, n) : poisoned(H, n);
-    pk_bn_forward_eval(H->cpu, ye, x, g, bt, rm, rv, P, C, 1e-5f);
-    pk_bn_forward_eval(H->gpu, gye, gx, gg, gbt, grm, grv, P, C, 1e-5f);
-    pk_bn_forward_train(H->cpu, y, sm, sr, x, g, bt, rm, rv, P, C, 0.1f, 1e-5f);
-    pk_bn_forward_train(H->gpu, gy, gsm, gsr, alias ? gy : gx, gg, gbt, grm, grv, P, C, 0.1f,
-                        1e-5f);
-    pk_bn_backward(H->cpu, dx, dg, dbt, dy, x, sm, sr, g, P, C);
-    pk_bn_backward(H->gpu, gdx, gdg, gdbt, alias ? gdx : gdy, gx, gsm, gsr, gg, P, C);
+    fwd_eval(H->cpu, ye, x, g, bt, rm, rv, P, C, 1e-5f);
+    fwd_eval(H->gpu, gye, gx, gg, gbt, grm, grv, P, C, 1e-5f);
+    fwd_train(H->cpu, y, sm, sr, x, g, bt, rm, rv, P, C, 0.1f, 1e-5f);
+    fwd_train(H->gpu, gy, gsm, gsr, alias ? gy : gx, gg, gbt, grm, grv, P, C, 0.1f, 1e-5f);
+    if (relu) {
+        pk_bn_relu_backward(H->cpu, dx, dg, dbt, dy, y, x, sm, sr, g, P, C);
+        pk_bn_relu_backward(H->gpu, gdx, gdg, gdbt, alias ? gdx : gdy, gy, gx, gsm, gsr, gg, P,
+                            C);
+    } else {
+        pk_bn_backward(H->cpu, dx, dg, dbt, dy, x, sm, sr, g, P, C);
+        pk_bn_backward(H->gpu, gdx, gdg, gdbt, alias ? gdx : gdy, gx, gsm, gsr, gg, P, C);
+    }
     char what[96];
-    const char *a = alias ? ", in place" : "";
+    const char *a = alias ? ", in place" : "", *op = relu ? "bn+relu" : "bn";
 #define BN_CHECK(label, dev, host, cnt)                                                        \
-    snprintf(what, sizeof what, "bn P=%ld C=%d%s %s", P, C, a, label);                         \
+    snprintf(what, sizeof what, "%s P=%ld C=%d%s %s", op, P, C, a, label);                     \
     check(H, what, dev, host, cnt, 1e-3)
     BN_CHECK("eval y", gye, ye, n);
     BN_CHECK("train y", gy, y, n);
@@ -283,10 +293,13 @@ static void bn_case(harness *H, long P, int C, int alias)
 
 static void test_bn(harness *H)
 {
-    bn_case(H, 2 * 17 * 13, 37, 0);
-    bn_case(H, 8 * 30 * 30, 256, 0);
-    bn_case(H, 2, 512, 0); /* the 1x1 PPM bin of a batch of 2 */
-    bn_case(H, 3 * 11 * 7, 64, 1);
+    bn_case(H, 2 * 17 * 13, 37, 0, 0);
+    bn_case(H, 8 * 30 * 30, 256, 0, 0);
+    bn_case(H, 2, 512, 0, 0); /* the 1x1 PPM bin of a batch of 2 */
+    bn_case(H, 3 * 11 * 7, 64, 1, 0);
+    bn_case(H, 2 * 17 * 13, 37, 0, 1);
+    bn_case(H, 8 * 30 * 30, 256, 0, 1);
+    bn_case(H, 3 * 11 * 7, 64, 1, 1);
 }
 
 /* ---- elementwise ------------------------------------------------------------- */
@@ -316,6 +329,12 @@ static void test_elementwise(harness *H)
         pk_add_forward(H->gpu, gy, ga, gb, n);
         snprintf(what, sizeof what, "add %s", al);
         check(H, what, gy, want, n, 0.0);
+
+        float *gz = poisoned(H, n + 1) + off;
+        pk_add_relu_forward(H->cpu, want, a + off, b + off, n); /* fused */
+        pk_add_relu_forward(H->gpu, gz, ga, gb, n);
+        snprintf(what, sizeof what, "add+relu %s", al);
+        check(H, what, gz, want, n, 0.0);
 
         memcpy(want, a + off, n * 4);
         pk_accumulate(H->cpu, want, b + off, n);
@@ -620,14 +639,14 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
     pk_model_cfg cfg = {.arch = arch, .stem = stem, .classes = K, .dropout = 0.1f};
     pk_model *mc = NULL, *mg = NULL;
     pk_err e = {0};
-    if (pk_model_create(&mc, H->cpu, &cfg, &e) || pk_model_create(&mg, H->gpu, &cfg, &e)) {
+    if (pk_model_create(&mc, H->cpu, &cfg, &e) || pk_model_create(&mg, H->gpu, &cfg, &e) ||
+        pk_model_init(mc, 5, &e) || pk_model_init(mg, 5, &e)) {
         printf("  FAIL [%s] model create: %s\n", H->tag, e.msg);
         H->fails++;
         pk_model_destroy(mc);
+        pk_model_destroy(mg);
         return;
     }
-    pk_model_init(mc, 5);
-    pk_model_init(mg, 5);
     step_inputs in;
     make_step_inputs(&in, 2, 65, 65, K);
     size_t pix = (size_t)in.n * in.h * in.w;
@@ -640,12 +659,7 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
                    up_bytes(H, in.valid, pix),
                    up(H, in.tm, pix * K),
                    up(H, in.ta, pix * K)};
-    pk_train_cfg t;
-    pk_train_cfg_defaults(&t);
-    t.kd_weight = 1.0f;
-    t.kd_T = 2.0f;
-    t.auxkd_weight = 0.5f;
-    t.auxkd = auxkd;
+    pk_train_cfg t = pk_test_kd_cfg(1.0f, auxkd);
     t.seed = 77;
     pk_losses lc, lg;
     char what[128];

@@ -29,51 +29,46 @@ static void src_taps(int o, int in, int out, int *i0, int *i1, double *l1)
     *l1 = s - *i0;
 }
 
-static void naive_forward(float *y, const float *x, int n, int h, int w, int ch, int ho, int wo)
+/* The four source pixels (indices into the [n, h, w] input grid) of output
+ * pixel (b, oh, ow) and their weights. */
+static void taps4(size_t src[4], double wt[4], int b, int oh, int ow, int h, int w, int ho,
+                  int wo)
 {
-    for (int b = 0; b < n; b++)
-        for (int oh = 0; oh < ho; oh++)
-            for (int ow = 0; ow < wo; ow++) {
-                int h0, h1, w0, w1;
-                double a, bw;
-                src_taps(oh, h, ho, &h0, &h1, &a);
-                src_taps(ow, w, wo, &w0, &w1, &bw);
-                for (int k = 0; k < ch; k++) {
-#define X(i, j) ((double)x[(((size_t)b * h + (i)) * w + (j)) * ch + k])
-                    double v = (1 - a) * ((1 - bw) * X(h0, w0) + bw * X(h0, w1)) +
-                               a * ((1 - bw) * X(h1, w0) + bw * X(h1, w1));
-#undef X
-                    y[(((size_t)b * ho + oh) * wo + ow) * ch + k] = (float)v;
-                }
-            }
+    int h0, h1, w0, w1;
+    double a, bw;
+    src_taps(oh, h, ho, &h0, &h1, &a);
+    src_taps(ow, w, wo, &w0, &w1, &bw);
+    size_t r0 = ((size_t)b * h + h0) * w, r1 = ((size_t)b * h + h1) * w;
+    src[0] = r0 + w0, src[1] = r0 + w1, src[2] = r1 + w0, src[3] = r1 + w1;
+    wt[0] = (1 - a) * (1 - bw), wt[1] = (1 - a) * bw, wt[2] = a * (1 - bw), wt[3] = a * bw;
 }
 
-static void naive_backward(float *dx, const float *dy, int n, int h, int w, int ch, int ho,
-                           int wo)
+/* The resize from the definition, in double: y from x (adjoint = 0), or
+ * its adjoint, dx from dy, each output gradient spread over its four
+ * source pixels (adjoint = 1). */
+static void naive(float *out, const float *in, int n, int h, int w, int ch, int ho, int wo,
+                  int adjoint)
 {
-    size_t nx = (size_t)n * h * w * ch;
-    double *acc = calloc(nx, sizeof *acc);
+    size_t nout = (size_t)n * (adjoint ? h * w : ho * wo) * ch;
+    double *acc = calloc(nout, sizeof *acc);
     if (!acc)
         exit(1);
     for (int b = 0; b < n; b++)
         for (int oh = 0; oh < ho; oh++)
             for (int ow = 0; ow < wo; ow++) {
-                int h0, h1, w0, w1;
-                double a, bw;
-                src_taps(oh, h, ho, &h0, &h1, &a);
-                src_taps(ow, w, wo, &w0, &w1, &bw);
-                for (int k = 0; k < ch; k++) {
-                    double g = dy[(((size_t)b * ho + oh) * wo + ow) * ch + k];
-#define A(i, j) acc[(((size_t)b * h + (i)) * w + (j)) * ch + k]
-                    A(h0, w0) += (1 - a) * (1 - bw) * g;
-                    A(h0, w1) += (1 - a) * bw * g;
-                    A(h1, w0) += a * (1 - bw) * g;
-                    A(h1, w1) += a * bw * g;
-#undef A
-                }
+                size_t src[4], o = ((size_t)b * ho + oh) * wo + ow;
+                double wt[4];
+                taps4(src, wt, b, oh, ow, h, w, ho, wo);
+                for (int k = 0; k < ch; k++)
+                    for (int t = 0; t < 4; t++) {
+                        if (adjoint)
+                            acc[src[t] * ch + k] += wt[t] * in[o * ch + k];
+                        else
+                            acc[o * ch + k] += wt[t] * in[src[t] * ch + k];
+                    }
             }
-    for (size_t i = 0; i < nx; i++)
-        dx[i] = (float)acc[i];
+    for (size_t i = 0; i < nout; i++)
+        out[i] = (float)acc[i];
     free(acc);
 }
 
@@ -106,7 +101,7 @@ static int check_case(pk_ctx *c, int n, int h, int w, int ch, int ho, int wo)
     pk_test_fill(dy, ny, (unsigned long long)(ho * 7 + wo), 1.0f);
 
     pk_resize_forward(c, y, x, n, h, w, ch, ho, wo);
-    naive_forward(yref, x, n, h, w, ch, ho, wo);
+    naive(yref, x, n, h, w, ch, ho, wo, 0);
     snprintf(what, sizeof what, "forward %dx%d -> %dx%d (n=%d ch=%d) vs naive", h, w, ho, wo,
              n, ch);
     fails += pk_check_close(what, y, yref, ny, 1e-6);
@@ -114,7 +109,7 @@ static int check_case(pk_ctx *c, int n, int h, int w, int ch, int ho, int wo)
     for (size_t i = 0; i < nx; i++)
         dx[i] = NAN; /* the backward must assign every element */
     pk_resize_backward(c, dx, dy, n, h, w, ch, ho, wo);
-    naive_backward(dxref, dy, n, h, w, ch, ho, wo);
+    naive(dxref, dy, n, h, w, ch, ho, wo, 1);
     snprintf(what, sizeof what, "backward %dx%d -> %dx%d vs naive scatter", h, w, ho, wo);
     fails += pk_check_close(what, dx, dxref, nx, 1e-6);
 

@@ -299,100 +299,115 @@ static void test_malformed(void)
     reject("zero header length", b, len, "not valid JSON");
     free(b);
 
-    reject_json("bad JSON", "{\"a\": {\"dtype\": ", 0, "not valid JSON");
-    reject_json("bad JSON 2", "{abc}", 0, "not valid JSON");
-    reject_json("array header", "[1, 2]", 0, "not a JSON object");
-    reject_json("string header", "\"x\"", 0, "not a JSON object");
-    reject_json("trailing garbage", "{}xyz", 0, "trailing");
-    reject_json("entry not object", "{\"a\": 5}", 0, "'a': entry is not a JSON object");
-
-    reject_json("missing dtype", "{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-                "'a': missing dtype");
-    reject_json("missing shape", "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4,
-                "'a': missing shape");
-    reject_json("missing offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4,
-                "'a': missing data_offsets");
-    reject_json("dtype not string", "{\"a\":{\"dtype\":3,\"shape\":[1],\"data_offsets\":[0,4]}}",
-                4, "dtype is not a string");
-    reject_json("unknown dtype",
-                "{\"a\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2,
-                "unsupported dtype 'BF16'");
-    reject_json("shape not array",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}", 4,
-                "shape is not an array");
-    reject_json("negative shape",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
-                "shape[0] is not a non-negative integer");
-    reject_json("fractional shape",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,1.5],\"data_offsets\":[0,12]}}", 12,
-                "shape[1] is not a non-negative integer");
-    reject_json("string shape",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4,
-                "shape[0]");
-    reject_json("huge shape entry",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,4]}}", 4,
-                "shape[0]");
-    reject_json("overflowing shape",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
-                "\"data_offsets\":[0,4]}}",
-                4, "overflows");
-    reject_json("byte size overflow",
-                "{\"a\":{\"dtype\":\"I64\",\"shape\":[4294967296,536870912],"
-                "\"data_offsets\":[0,4]}}",
-                4, "overflows");
-    reject_json("too many dims",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
-                4, "dimensions");
-    reject_json("offsets not array",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":0}}", 4,
-                "data_offsets is not a pair");
-    reject_json("offsets wrong length",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8,
-                "data_offsets is not a pair");
-    reject_json("negative offset",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 4,
-                "data_offsets is not a pair");
-    reject_json("offsets reversed",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", 4,
-                "end before they begin");
-    reject_json("size mismatch",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8,
-                "needs 8 bytes, data_offsets give 4");
-    reject_json("F16 size mismatch",
-                "{\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16,
-                "needs 8 bytes");
-    reject_json("offset beyond data",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 8,
-                "beyond the 8-byte data section");
-    reject_json("huge offsets",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":"
-                "[9007199254740000,9007199254740004]}}",
-                4, "beyond");
-    reject_json("overlap",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
-                12, "overlap");
-    reject_json("out-of-order overlap",
-                "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]},"
-                "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]},"
-                "\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}",
-                16, "overlap");
-    reject_json("same range twice",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
-                4, "overlap");
-    reject_json("duplicate names",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-                8, "duplicate tensor name 'a'");
-    reject_json("metadata not object", "{\"__metadata__\": [\"x\"]}", 0,
-                "__metadata__ is not a JSON object");
-    reject_json("metadata value not string", "{\"__metadata__\": {\"step\": 5}}", 0,
-                "value of 'step' is not a string");
-    reject_json("duplicate metadata", "{\"__metadata__\": {}, \"__metadata__\": {}}", 0,
-                "duplicate __metadata__");
-    reject_json("duplicate metadata key", "{\"__metadata__\": {\"k\":\"1\",\"k\":\"2\"}}", 0,
-                "duplicate __metadata__ key 'k'");
+    static const struct {
+        const char *what, *json;
+        size_t data;
+        const char *msg;
+    } bad_json[] = {
+        {"bad JSON", "{\"a\": {\"dtype\": ", 0, "not valid JSON"},
+        {"bad JSON 2", "{abc}", 0, "not valid JSON"},
+        {"array header", "[1, 2]", 0, "not a JSON object"},
+        {"string header", "\"x\"", 0, "not a JSON object"},
+        {"trailing garbage", "{}xyz", 0, "trailing"},
+        {"entry not object", "{\"a\": 5}", 0, "'a': entry is not a JSON object"},
+        {"missing dtype",
+         "{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}",
+         4, "'a': missing dtype"},
+        {"missing shape",
+         "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}",
+         4, "'a': missing shape"},
+        {"missing offsets",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}",
+         4, "'a': missing data_offsets"},
+        {"dtype not string",
+         "{\"a\":{\"dtype\":3,\"shape\":[1],\"data_offsets\":[0,4]}}",
+         4, "dtype is not a string"},
+        {"unknown dtype",
+         "{\"a\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]}}",
+         2, "unsupported dtype 'BF16'"},
+        {"shape not array",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}",
+         4, "shape is not an array"},
+        {"negative shape",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
+         4, "shape[0] is not a non-negative integer"},
+        {"fractional shape",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,1.5],\"data_offsets\":[0,12]}}",
+         12, "shape[1] is not a non-negative integer"},
+        {"string shape",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}",
+         4, "shape[0]"},
+        {"huge shape entry",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,4]}}",
+         4, "shape[0]"},
+        {"overflowing shape",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
+         "\"data_offsets\":[0,4]}}",
+         4, "overflows"},
+        {"byte size overflow",
+         "{\"a\":{\"dtype\":\"I64\",\"shape\":[4294967296,536870912],"
+         "\"data_offsets\":[0,4]}}",
+         4, "overflows"},
+        {"too many dims",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
+         4, "dimensions"},
+        {"offsets not array",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":0}}",
+         4, "data_offsets is not a pair"},
+        {"offsets wrong length",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}",
+         8, "data_offsets is not a pair"},
+        {"negative offset",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}",
+         4, "data_offsets is not a pair"},
+        {"offsets reversed",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}",
+         4, "end before they begin"},
+        {"size mismatch",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}",
+         8, "needs 8 bytes, data_offsets give 4"},
+        {"F16 size mismatch",
+         "{\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,16]}}",
+         16, "needs 8 bytes"},
+        {"offset beyond data",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+         8, "beyond the 8-byte data section"},
+        {"huge offsets",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":"
+         "[9007199254740000,9007199254740004]}}",
+         4, "beyond"},
+        {"overlap",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+         12, "overlap"},
+        {"out-of-order overlap",
+         "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]},"
+         "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]},"
+         "\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}",
+         16, "overlap"},
+        {"same range twice",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         4, "overlap"},
+        {"duplicate names",
+         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+         8, "duplicate tensor name 'a'"},
+        {"metadata not object",
+         "{\"__metadata__\": [\"x\"]}",
+         0, "__metadata__ is not a JSON object"},
+        {"metadata value not string",
+         "{\"__metadata__\": {\"step\": 5}}",
+         0, "value of 'step' is not a string"},
+        {"duplicate metadata",
+         "{\"__metadata__\": {}, \"__metadata__\": {}}",
+         0, "duplicate __metadata__"},
+        {"duplicate metadata key",
+         "{\"__metadata__\": {\"k\":\"1\",\"k\":\"2\"}}",
+         0, "duplicate __metadata__ key 'k'"},
+    };
+    for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++)
+        reject_json(bad_json[i].what, bad_json[i].json, bad_json[i].data, bad_json[i].msg);
 
     /* Valid variants that the checks must not refuse. */
     const char *ok_json[] = {

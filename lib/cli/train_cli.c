@@ -341,9 +341,8 @@ int pk_train_main(pk_train_opts *o)
         goto out;
     pk_model_cfg mc = {.arch = o->arch, .stem = o->stem, .classes = o->classes,
                        .dropout = o->dropout};
-    if (pk_model_create(&m, ctx, &mc, &e))
+    if (pk_model_create(&m, ctx, &mc, &e) || pk_model_init(m, o->seed, &e))
         goto out;
-    pk_model_init(m, o->seed);
     if (o->init && pk_load_imagenet(m, o->init, &e))
         goto out;
     if (open_teacher(o, ctx, &t, &e))

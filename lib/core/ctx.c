@@ -145,30 +145,29 @@ void pk_dev_zero(pk_ctx *c, void *p, size_t bytes)
         memset(p, 0, bytes);
 }
 
-void pk_dev_upload(pk_ctx *c, void *dst_dev, const void *src_host, size_t bytes)
+/* Upload and download: on the CPU one copy (none in place). */
+static void dev_copy(pk_ctx *c, void *dst, const void *src, size_t bytes, int upload)
 {
 #ifdef PSPKD_CUDA
     if (c->cuda) {
-        pk_cuda_dev_upload(c, dst_dev, src_host, bytes);
+        (upload ? pk_cuda_dev_upload : pk_cuda_dev_download)(c, dst, src, bytes);
         return;
     }
 #endif
     (void)c;
-    if (bytes && dst_dev != src_host)
-        memcpy(dst_dev, src_host, bytes);
+    (void)upload;
+    if (bytes && dst != src)
+        memcpy(dst, src, bytes);
+}
+
+void pk_dev_upload(pk_ctx *c, void *dst_dev, const void *src_host, size_t bytes)
+{
+    dev_copy(c, dst_dev, src_host, bytes, 1);
 }
 
 void pk_dev_download(pk_ctx *c, void *dst_host, const void *src_dev, size_t bytes)
 {
-#ifdef PSPKD_CUDA
-    if (c->cuda) {
-        pk_cuda_dev_download(c, dst_host, src_dev, bytes);
-        return;
-    }
-#endif
-    (void)c;
-    if (bytes && dst_host != src_dev)
-        memcpy(dst_host, src_dev, bytes);
+    dev_copy(c, dst_host, src_dev, bytes, 0);
 }
 
 void pk_dev_sync(pk_ctx *c)

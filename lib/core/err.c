@@ -38,18 +38,3 @@ int pk_wrap(pk_err *e, const char *fmt, ...)
     e->msg[lp + lo] = '\0';
     return e->code;
 }
-
-const char *pk_strerror(int code)
-{
-    switch (code) {
-    case PK_OK: return "success";
-    case PK_EINVAL: return "invalid argument";
-    case PK_EIO: return "input/output error";
-    case PK_ENOMEM: return "out of memory";
-    case PK_EFORMAT: return "malformed data";
-    case PK_EBACKEND: return "compute backend error";
-    case PK_ELMDB: return "LMDB error";
-    case PK_ENOTFOUND: return "not found";
-    default: return "unknown error";
-    }
-}

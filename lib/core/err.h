@@ -25,6 +25,5 @@ int pk_fail(pk_err *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Prepends "prefix: " to an existing message; returns e->code. */
 int pk_wrap(pk_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-const char *pk_strerror(int code);
 
 #endif

@@ -36,7 +36,7 @@ int pk_ckl_check(const pk_st_tensor *t, const pk_tensor_info *ti, const char *fi
 }
 
 /* conv weights: buffer [O][kh][kw][I] -> file [O][I][kh][kw] (to_file),
- * or back. s is the file's shape. */
+ * or back. */
 static void reorder(float *dst, const float *src, const int64_t *s, int to_file)
 {
     size_t O = (size_t)s[0], I = (size_t)s[1], H = (size_t)s[2], W = (size_t)s[3];
@@ -44,11 +44,12 @@ static void reorder(float *dst, const float *src, const int64_t *s, int to_file)
         for (size_t y = 0; y < H; y++)
             for (size_t x = 0; x < W; x++)
                 for (size_t i = 0; i < I; i++) {
-                    size_t f = ((o * I + i) * H + y) * W + x, b = ((o * H + y) * W + x) * I + i;
+                    size_t ohwi = ((o * H + y) * W + x) * I + i;
+                    size_t oihw = ((o * I + i) * H + y) * W + x;
                     if (to_file)
-                        dst[f] = src[b];
+                        dst[oihw] = src[ohwi];
                     else
-                        dst[b] = src[f];
+                        dst[ohwi] = src[oihw];
                 }
 }
 

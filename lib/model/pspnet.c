@@ -50,6 +50,8 @@ int pk_model_create(pk_model **out, pk_ctx *c, const pk_model_cfg *cfg, pk_err *
         return pk_fail(e, PK_EINVAL, "model: unknown architecture %d", (int)cfg->arch);
     if (cfg->stem != PK_STEM_7X7 && cfg->stem != PK_STEM_DEEP)
         return pk_fail(e, PK_EINVAL, "model: unknown stem %d", (int)cfg->stem);
+    /* also the losses' bound: their per-pixel softmax is on the stack */
+    _Static_assert(255 <= PK_LOSS_KMAX, "the losses take at most PK_LOSS_KMAX classes");
     if (cfg->classes < 1 || cfg->classes > 255)
         return pk_fail(e, PK_EINVAL, "model: classes must be in 1..255 (labels are bytes, "
                                      "255 = ignore), got %d", cfg->classes);
@@ -76,9 +78,11 @@ int pk_model_create(pk_model **out, pk_ctx *c, const pk_model_cfg *cfg, pk_err *
         return pk_fail(e, PK_ENOMEM, "model: cannot allocate %zu MB of parameter buffers",
                        (3 * pb + sb) >> 20);
     }
-    pk_dev_zero(c, m->params, pb); /* alignment gaps stay zero */
+    /* zero until pk_model_init or a checkpoint load; alignment gaps stay zero */
+    pk_dev_zero(c, m->params, pb);
     pk_dev_zero(c, m->grads, pb);
-    pk_model_init(m, 0);
+    pk_dev_zero(c, m->momentum, pb);
+    pk_dev_zero(c, m->state, sb);
     *out = m;
     return PK_OK;
 }
@@ -168,13 +172,14 @@ static void fill_random(pk_ctx *c, float *d, size_t n, uint64_t key, float sd, f
     }
 }
 
-void pk_model_init(pk_model *m, uint64_t seed)
+int pk_model_init(pk_model *m, uint64_t seed, pk_err *e)
 {
     float *p = calloc(m->nparams, sizeof *p), *s = calloc(m->nstate ? m->nstate : 1, sizeof *s);
-    if (!p || !s) { /* cannot report from a void function: leave the weights alone */
+    if (!p || !s) { /* the weights are left alone */
         free(p);
         free(s);
-        return;
+        return pk_fail(e, PK_ENOMEM, "model: out of memory initialising the weights (%zu MB)",
+                       (m->nparams + m->nstate) * sizeof(float) >> 20);
     }
     for (int i = 0; i < m->ntensors; i++) {
         const pk_tensor_info *t = &m->tensors[i];
@@ -211,17 +216,12 @@ void pk_model_init(pk_model *m, uint64_t seed)
     m->num_batches = 0;
     free(p);
     free(s);
+    return PK_OK;
 }
 
 double pk_model_flops(const pk_model *m, int h, int w)
 {
-    pk_plan p = {0};
-    p.train = 1;
-    p.n = 1;
-    p.h = h;
-    p.w = w;
-    p.upsample = 1;
-    p.with_aux = 1;
+    pk_plan p = {.train = 1, .n = 1, .h = h, .w = w, .upsample = 1, .with_aux = 1};
     pk_err e = {0};
     double f = 0.0;
     if (pk_graph_build(m, &p, &e) == PK_OK)

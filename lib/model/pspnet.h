@@ -1,5 +1,7 @@
 /* PSPNet with a dilated ResNet18/50 backbone (output stride 8), numerically
- * matching hszhao/semseg's PSPNet; see DESIGN.md "The model".
+ * matching hszhao/semseg's PSPNet; see pspkd(7) (man/man7/pspkd.7), "The
+ * model" and "Training", and for the files the model is trained from and
+ * writes, pspkd-data(5), pspkd-logits(5) and pspkd-log(5) (man/man5).
  *
  * Storage: trainable parameters, their gradients and SGD momentum each live in
  * ONE contiguous device buffer; BatchNorm running statistics in a second
@@ -58,8 +60,11 @@ pk_ctx *pk_model_ctx(pk_model *m);
 
 /* PyTorch-style default initialisation (semseg's ResNet: kaiming_normal
  * fan_out for backbone convs, BN weight 1 bias 0; heads as nn.Conv2d's
- * default), deterministic in seed. Resets running stats and momentum. */
-void pk_model_init(pk_model *m, uint64_t seed);
+ * default), deterministic in seed. Resets running stats and momentum.
+ * PK_ENOMEM (the model unchanged) when its host staging buffers cannot be
+ * allocated. pk_model_create leaves every buffer zero: a model gets its
+ * values from this or from a checkpoint load. */
+int pk_model_init(pk_model *m, uint64_t seed, pk_err *e);
 
 int pk_model_tensor_count(const pk_model *m);
 const pk_tensor_info *pk_model_tensor(const pk_model *m, int i);
@@ -126,8 +131,8 @@ typedef struct pk_losses {
 int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg *t,
                               long iter, pk_losses *out, pk_err *e);
 /* SGD with poly LR at iteration `iter` (0-based; LR uses iter as semseg's
- * current_iter - 1) over the param groups; increments num_batches_tracked
- * is done by the forward. Returns the LR used. */
+ * current_iter - 1) over the param groups. num_batches_tracked is not
+ * touched here: the forward increments it. Returns the LR used. */
 float pk_model_sgd_step(pk_model *m, const pk_train_cfg *t, long iter);
 /* Both of the above. */
 int pk_model_train_step(pk_model *m, const pk_batch *b, const pk_train_cfg *t, long iter,

@@ -6,20 +6,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "core/grow.h"
 
 int pk_plan_value(pk_plan *p, int n, int h, int w, int c, size_t floats, pk_err *e)
 {
-    if (p->nvals == p->cap_vals) {
-        int cap = p->cap_vals ? 2 * p->cap_vals : 512;
-        pk_value *v = realloc(p->vals, (size_t)cap * sizeof *v);
-        if (!v) {
-            pk_fail(e, PK_ENOMEM, "model: out of memory planning activations");
-            return -1;
-        }
-        p->vals = v;
-        p->cap_vals = cap;
+    pk_value *v = pk_grow(p->vals, &p->cap_vals, p->nvals, 512, sizeof *v);
+    if (!v) {
+        pk_fail(e, PK_ENOMEM, "model: out of memory planning activations");
+        return -1;
     }
-    pk_value *v = &p->vals[p->nvals];
+    p->vals = v;
+    v += p->nvals;
     memset(v, 0, sizeof *v);
     v->n = n;
     v->h = h;
@@ -38,17 +35,13 @@ int pk_plan_value(pk_plan *p, int n, int h, int w, int c, size_t floats, pk_err 
 
 int pk_plan_node(pk_plan *p, int kind, int group, pk_err *e)
 {
-    if (p->nnodes == p->cap_nodes) {
-        int cap = p->cap_nodes ? 2 * p->cap_nodes : 256;
-        pk_node *nd = realloc(p->nodes, (size_t)cap * sizeof *nd);
-        if (!nd) {
-            pk_fail(e, PK_ENOMEM, "model: out of memory planning the graph");
-            return -1;
-        }
-        p->nodes = nd;
-        p->cap_nodes = cap;
+    pk_node *nd = pk_grow(p->nodes, &p->cap_nodes, p->nnodes, 256, sizeof *nd);
+    if (!nd) {
+        pk_fail(e, PK_ENOMEM, "model: out of memory planning the graph");
+        return -1;
     }
-    pk_node *nd = &p->nodes[p->nnodes];
+    p->nodes = nd;
+    nd += p->nnodes;
     memset(nd, 0, sizeof *nd);
     nd->kind = kind;
     nd->group = group;

@@ -278,12 +278,8 @@ int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int u
                   int with_aux, pk_err *e)
 {
     pk_plan_free(p);
-    p->train = train;
-    p->n = n;
-    p->h = h;
-    p->w = w;
-    p->upsample = upsample;
-    p->with_aux = with_aux;
+    *p = (pk_plan){.train = train, .n = n, .h = h, .w = w, .upsample = upsample,
+                   .with_aux = with_aux};
     int rc = pk_graph_build(m, p, e);
     if (rc != PK_OK) {
         pk_plan_free(p);

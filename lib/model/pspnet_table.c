@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/grow.h"
 
 #define PK_ALIGN_FLOATS 16 /* 64-byte aligned tensors in the buffers */
 
@@ -27,17 +28,13 @@ static size_t align_up(size_t x)
 static int add_tensor(pk_model *m, const char *name, const char *suffix, pk_tensor_kind kind,
                       int ndim, const int64_t *shape, int is_conv, int head, pk_err *e)
 {
-    if (m->ntensors == m->cap_tensors) {
-        int cap = m->cap_tensors ? 2 * m->cap_tensors : 256;
-        pk_tensor_info *t = realloc(m->tensors, (size_t)cap * sizeof *t);
-        if (!t) {
-            pk_fail(e, PK_ENOMEM, "model: out of memory for the tensor table");
-            return -1;
-        }
-        m->tensors = t;
-        m->cap_tensors = cap;
+    pk_tensor_info *t = pk_grow(m->tensors, &m->cap_tensors, m->ntensors, 256, sizeof *t);
+    if (!t) {
+        pk_fail(e, PK_ENOMEM, "model: out of memory for the tensor table");
+        return -1;
     }
-    pk_tensor_info *t = &m->tensors[m->ntensors];
+    m->tensors = t;
+    t += m->ntensors;
     memset(t, 0, sizeof *t);
     int len = snprintf(t->name, sizeof t->name, "%s.%s", name, suffix);
     if (len < 0 || (size_t)len >= sizeof t->name) {
@@ -71,14 +68,10 @@ static int add_tensor(pk_model *m, const char *name, const char *suffix, pk_tens
 static int add_layer(pk_model *m, const char *conv, const char *bn, int ci, int co, int k,
                      int stride, int pad, int dil, int bias, int group, pk_err *e)
 {
-    if (m->nlayers == m->cap_layers) {
-        int cap = m->cap_layers ? 2 * m->cap_layers : 64;
-        pk_layer *l = realloc(m->layers, (size_t)cap * sizeof *l);
-        if (!l)
-            return -pk_fail(e, PK_ENOMEM, "model: out of memory for the layer list");
-        m->layers = l;
-        m->cap_layers = cap;
-    }
+    pk_layer *l = pk_grow(m->layers, &m->cap_layers, m->nlayers, 64, sizeof *l);
+    if (!l)
+        return -pk_fail(e, PK_ENOMEM, "model: out of memory for the layer list");
+    m->layers = l;
     int head = group >= PK_G_PPM;
     pk_layer L = {ci, co, k, stride, pad, dil, -1, -1, -1, group, 0};
     int64_t wshape[4] = {co, ci, k, k}, cshape[1] = {co};

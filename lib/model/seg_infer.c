@@ -204,26 +204,23 @@ void pk_seg_resize_linear(float *dst, int dw, int dh, const float *src, int sw, 
     free(ty);
 }
 
-int pk_seg_whole_image(pk_model *m, const uint8_t *rgb, int w, int h, int upsample,
-                       const float mean[3], const float std[3], float *main_logits,
-                       float *aux_logits, pk_seg_ws *ws, pk_err *e)
+/* n normalised host images [n, h, w, 3] through the model: main (and aux,
+ * may be NULL) receive host logits as pk_model_infer gives them. */
+static int run_model(pk_model *m, pk_seg_ws *ws, const float *in, int n, int h, int w,
+                     int upsample, float *main_logits, float *aux_logits, pk_err *e)
 {
     pk_ctx *c = pk_model_ctx(m);
-    int k = pk_model_config(m)->classes;
-    pk_logits_geom g;
-    pk_logits_geom_init(&g, w, h);
-    size_t nin = (size_t)g.pad_w * g.pad_h * 3;
-    size_t nout = upsample ? (size_t)g.pad_w * g.pad_h * k : (size_t)g.grid_w * g.grid_h * k;
+    size_t nin = (size_t)n * h * w * 3;
+    size_t nout = (upsample ? (size_t)h * w : (size_t)((h - 1) / 8 + 1) * ((w - 1) / 8 + 1)) *
+                  (size_t)n * pk_model_config(m)->classes;
     int rc;
-    if ((rc = grow(&ws->in, &ws->in_cap, nin, e)) ||
-        (rc = dev_grow(ws, c, &ws->d_in, &ws->d_in_cap, nin, e)) ||
+    if ((rc = dev_grow(ws, c, &ws->d_in, &ws->d_in_cap, nin, e)) ||
         (rc = dev_grow(ws, c, &ws->d_out, &ws->d_out_cap, nout, e)) ||
         (aux_logits && (rc = dev_grow(ws, c, &ws->d_aux, &ws->d_aux_cap, nout, e))))
         return rc;
-    pk_seg_normalize_pad(ws->in, g.pad_w, g.pad_h, rgb, w, h, mean, std);
-    pk_dev_upload(c, ws->d_in, ws->in, nin * sizeof(float));
-    rc = pk_model_infer(m, ws->d_out, aux_logits ? ws->d_aux : NULL, ws->d_in, 1, g.pad_h,
-                        g.pad_w, upsample, e);
+    pk_dev_upload(c, ws->d_in, in, nin * sizeof(float));
+    rc = pk_model_infer(m, ws->d_out, aux_logits ? ws->d_aux : NULL, ws->d_in, n, h, w,
+                        upsample, e);
     if (rc)
         return rc;
     pk_dev_download(c, main_logits, ws->d_out, nout * sizeof(float));
@@ -231,6 +228,26 @@ int pk_seg_whole_image(pk_model *m, const uint8_t *rgb, int w, int h, int upsamp
         pk_dev_download(c, aux_logits, ws->d_aux, nout * sizeof(float));
     pk_dev_sync(c);
     return PK_OK;
+}
+
+int pk_seg_whole_padded(pk_model *m, const float *in, int pw, int ph, int upsample,
+                        float *main_logits, float *aux_logits, pk_seg_ws *ws, pk_err *e)
+{
+    return run_model(m, ws, in, 1, ph, pw, upsample, main_logits, aux_logits, e);
+}
+
+int pk_seg_whole_image(pk_model *m, const uint8_t *rgb, int w, int h, int upsample,
+                       const float mean[3], const float std[3], float *main_logits,
+                       float *aux_logits, pk_seg_ws *ws, pk_err *e)
+{
+    pk_logits_geom g;
+    pk_logits_geom_init(&g, w, h);
+    int rc = grow(&ws->in, &ws->in_cap, (size_t)g.pad_w * g.pad_h * 3, e);
+    if (rc)
+        return rc;
+    pk_seg_normalize_pad(ws->in, g.pad_w, g.pad_h, rgb, w, h, mean, std);
+    return pk_seg_whole_padded(m, ws->in, g.pad_w, g.pad_h, upsample, main_logits, aux_logits,
+                               ws, e);
 }
 
 /* In place over npix pixels of k logits. */
@@ -262,19 +279,7 @@ static int model_net_fn(void *user, float *logits, const float *images, int n, i
                         pk_err *e)
 {
     struct model_net *mn = user;
-    pk_ctx *c = pk_model_ctx(mn->m);
-    pk_seg_ws *ws = mn->ws;
-    size_t nin = (size_t)n * h * w * 3, nout = (size_t)n * h * w * pk_model_config(mn->m)->classes;
-    int rc;
-    if ((rc = dev_grow(ws, c, &ws->d_in, &ws->d_in_cap, nin, e)) ||
-        (rc = dev_grow(ws, c, &ws->d_out, &ws->d_out_cap, nout, e)))
-        return rc;
-    pk_dev_upload(c, ws->d_in, images, nin * sizeof(float));
-    if ((rc = pk_model_infer(mn->m, ws->d_out, NULL, ws->d_in, n, h, w, 1, e)))
-        return rc;
-    pk_dev_download(c, logits, ws->d_out, nout * sizeof(float));
-    pk_dev_sync(c);
-    return PK_OK;
+    return run_model(mn->m, mn->ws, images, n, h, w, 1, logits, NULL, e);
 }
 
 struct net {

@@ -60,6 +60,13 @@ int pk_seg_whole_image(pk_model *m, const uint8_t *rgb, int w, int h, int upsamp
                        const float mean[3], const float std[3], float *main_logits,
                        float *aux_logits, pk_seg_ws *ws, pk_err *e);
 
+/* The same pass from an image the caller has normalised and padded: in is
+ * [ph, pw, 3] host floats with (ph-1) % 8 == 0 and (pw-1) % 8 == 0; the
+ * logits as above for that padded size (training's validation centres its
+ * images in the padding). */
+int pk_seg_whole_padded(pk_model *m, const float *in, int pw, int ph, int upsample,
+                        float *main_logits, float *aux_logits, pk_seg_ws *ws, pk_err *e);
+
 /* semseg's test protocol on one w x h image: probs [h, w, K] receives the
  * class probabilities averaged over the scales. */
 int pk_seg_eval_image(pk_model *m, const pk_seg_opts *o, const uint8_t *rgb, int w, int h,

@@ -35,64 +35,96 @@ static int team_size(const pk_ctx *c, long P, int C)
     return nt < units ? nt : units;
 }
 
+/* One op's arguments, for the per-block kernels below. */
+typedef struct bn_args {
+    float *y, *save_mean, *save_rstd, *running_mean, *running_var; /* forward outputs */
+    float *dx, *dgamma, *dbeta;                                    /* backward outputs */
+    const float *x, *gamma, *beta;                                 /* inputs */
+    const float *run_mean, *run_var;                               /* eval's statistics */
+    const float *dy, *relu_y, *mean, *rstd;                        /* backward's */
+    long P;
+    int C;
+    float momentum, eps;
+    int relu;
+} bn_args;
+
+/* Runs block(a, b0, nb) over channels [b0, b0 + nb), blocks of at most
+ * BN_BLOCK, each thread of the team on its own channel range. */
+static void for_channel_blocks(pk_ctx *c, const bn_args *a,
+                               void (*block)(const bn_args *a, int b0, int nb))
+{
+    if (a->P <= 0 || a->C <= 0)
+        return;
+#pragma omp parallel num_threads(team_size(c, a->P, a->C))
+    {
+        int c0, c1;
+        channel_range(a->C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK)
+            block(a, b0, c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK);
+    }
+}
+
 /* ReLU as pk_relu_forward writes it (NaN -> 0). */
 static inline float relu_if(float v, int relu) { return relu && !(v > 0.0f) ? 0.0f : v; }
+
+static void forward_train_block(const bn_args *a, int b0, int nb)
+{
+    const float *x = a->x;
+    long P = a->P;
+    int C = a->C, relu = a->relu;
+    float momentum = a->momentum;
+    double s[BN_BLOCK] = {0}, q[BN_BLOCK] = {0}, shift[BN_BLOCK];
+    float scale[BN_BLOCK], mean_f[BN_BLOCK], bias[BN_BLOCK];
+    for (int j = 0; j < nb; j++)
+        shift[j] = x[b0 + j];
+    for (long p = 0; p < P; p++) {
+        const float *row = x + p * C + b0;
+#pragma omp simd
+        for (int j = 0; j < nb; j++) {
+            double v = (double)row[j] - shift[j];
+            s[j] += v;
+            q[j] += v * v;
+        }
+    }
+    for (int j = 0; j < nb; j++) {
+        int ch = b0 + j;
+        double dm = s[j] / (double)P;
+        double var = q[j] / (double)P - dm * dm;
+        if (var < 0)
+            var = 0;
+        double mean = shift[j] + dm;
+        float rstd = (float)(1.0 / sqrt(var + (double)a->eps));
+        a->save_mean[ch] = (float)mean;
+        a->save_rstd[ch] = rstd;
+        /* PyTorch's update; the running variance is unbiased. */
+        double unbiased = P > 1 ? var * (double)P / (double)(P - 1) : var;
+        a->running_mean[ch] = (1.0f - momentum) * a->running_mean[ch] + momentum * (float)mean;
+        a->running_var[ch] = (1.0f - momentum) * a->running_var[ch] + momentum * (float)unbiased;
+        scale[j] = a->gamma[ch] * rstd;
+        mean_f[j] = (float)mean;
+        bias[j] = a->beta[ch];
+    }
+    /* (x - mean) * scale + beta as PyTorch's training kernel: folding the
+     * mean into the offset cancels badly when |mean| >> std. */
+    for (long p = 0; p < P; p++) {
+        const float *xr = x + p * C + b0;
+        float *yr = a->y + p * C + b0;
+#pragma omp simd
+        for (int j = 0; j < nb; j++)
+            yr[j] = relu_if((xr[j] - mean_f[j]) * scale[j] + bias[j], relu);
+    }
+}
 
 static void bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
                              const float *x, const float *gamma, const float *beta,
                              float *running_mean, float *running_var, long P, int C,
                              float momentum, float eps, int relu)
 {
-    if (P <= 0 || C <= 0)
-        return;
-#pragma omp parallel num_threads(team_size(c, P, C))
-    {
-        int c0, c1;
-        channel_range(C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
-        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
-            int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
-            double s[BN_BLOCK] = {0}, q[BN_BLOCK] = {0}, shift[BN_BLOCK];
-            float scale[BN_BLOCK], mean_f[BN_BLOCK], bias[BN_BLOCK];
-            for (int j = 0; j < nb; j++)
-                shift[j] = x[b0 + j];
-            for (long p = 0; p < P; p++) {
-                const float *row = x + p * C + b0;
-#pragma omp simd
-                for (int j = 0; j < nb; j++) {
-                    double v = (double)row[j] - shift[j];
-                    s[j] += v;
-                    q[j] += v * v;
-                }
-            }
-            for (int j = 0; j < nb; j++) {
-                int ch = b0 + j;
-                double dm = s[j] / (double)P;
-                double var = q[j] / (double)P - dm * dm;
-                if (var < 0)
-                    var = 0;
-                double mean = shift[j] + dm;
-                float rstd = (float)(1.0 / sqrt(var + (double)eps));
-                save_mean[ch] = (float)mean;
-                save_rstd[ch] = rstd;
-                /* PyTorch's update; the running variance is unbiased. */
-                double unbiased = P > 1 ? var * (double)P / (double)(P - 1) : var;
-                running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * (float)mean;
-                running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
-                scale[j] = gamma[ch] * rstd;
-                mean_f[j] = (float)mean;
-                bias[j] = beta[ch];
-            }
-            /* (x - mean) * scale + beta as PyTorch's training kernel: folding
-             * the mean into the offset cancels badly when |mean| >> std. */
-            for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0;
-                float *yr = y + p * C + b0;
-#pragma omp simd
-                for (int j = 0; j < nb; j++)
-                    yr[j] = relu_if((xr[j] - mean_f[j]) * scale[j] + bias[j], relu);
-            }
-        }
-    }
+    bn_args a = {.y = y, .save_mean = save_mean, .save_rstd = save_rstd,
+                 .running_mean = running_mean, .running_var = running_var, .x = x,
+                 .gamma = gamma, .beta = beta, .P = P, .C = C, .momentum = momentum,
+                 .eps = eps, .relu = relu};
+    for_channel_blocks(c, &a, forward_train_block);
 }
 
 void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
@@ -121,34 +153,33 @@ void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save
                      C, momentum, eps, 1);
 }
 
+static void forward_eval_block(const bn_args *a, int b0, int nb)
+{
+    long P = a->P;
+    int C = a->C, relu = a->relu;
+    float scale[BN_BLOCK], offset[BN_BLOCK];
+    for (int j = 0; j < nb; j++) {
+        int ch = b0 + j;
+        float rstd = (float)(1.0 / sqrt((double)a->run_var[ch] + (double)a->eps));
+        scale[j] = a->gamma[ch] * rstd;
+        offset[j] = a->beta[ch] - a->run_mean[ch] * scale[j];
+    }
+    for (long p = 0; p < P; p++) {
+        const float *xr = a->x + p * C + b0;
+        float *yr = a->y + p * C + b0;
+#pragma omp simd
+        for (int j = 0; j < nb; j++)
+            yr[j] = relu_if(xr[j] * scale[j] + offset[j], relu);
+    }
+}
+
 static void bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
                             const float *beta, const float *running_mean,
                             const float *running_var, long P, int C, float eps, int relu)
 {
-    if (P <= 0 || C <= 0)
-        return;
-#pragma omp parallel num_threads(team_size(c, P, C))
-    {
-        int c0, c1;
-        channel_range(C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
-        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
-            int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
-            float scale[BN_BLOCK], offset[BN_BLOCK];
-            for (int j = 0; j < nb; j++) {
-                int ch = b0 + j;
-                float rstd = (float)(1.0 / sqrt((double)running_var[ch] + (double)eps));
-                scale[j] = gamma[ch] * rstd;
-                offset[j] = beta[ch] - running_mean[ch] * scale[j];
-            }
-            for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0;
-                float *yr = y + p * C + b0;
-#pragma omp simd
-                for (int j = 0; j < nb; j++)
-                    yr[j] = relu_if(xr[j] * scale[j] + offset[j], relu);
-            }
-        }
-    }
+    bn_args a = {.y = y, .x = x, .gamma = gamma, .beta = beta, .run_mean = running_mean,
+                 .run_var = running_var, .P = P, .C = C, .eps = eps, .relu = relu};
+    for_channel_blocks(c, &a, forward_eval_block);
 }
 
 void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
@@ -192,53 +223,53 @@ static inline const float *grad_row(const float *dy, const float *relu_y, long o
  *   dbeta += sum dy,  dgamma += sum dy*xhat,
  *   dx = gamma*rstd * (dy - mean(dy) - xhat * mean(dy*xhat)),
  * dy first masked by the following ReLU's output when relu_y is given. */
+static void backward_block(const bn_args *a, int b0, int nb)
+{
+    const float *x = a->x, *dy = a->dy, *relu_y = a->relu_y;
+    long P = a->P;
+    int C = a->C;
+    double sdy[BN_BLOCK] = {0}, sdyx[BN_BLOCK] = {0};
+    float mean[BN_BLOCK], k0[BN_BLOCK], k1[BN_BLOCK], k2[BN_BLOCK], buf[BN_BLOCK];
+    for (int j = 0; j < nb; j++)
+        mean[j] = a->mean[b0 + j];
+    for (long p = 0; p < P; p++) {
+        const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
+#pragma omp simd
+        for (int j = 0; j < nb; j++) {
+            double g = gr[j];
+            sdy[j] += g;
+            sdyx[j] += g * ((double)xr[j] - mean[j]);
+        }
+    }
+    /* dx = k0*dy + k1*(x - mean) + k2 per channel. */
+    for (int j = 0; j < nb; j++) {
+        int ch = b0 + j;
+        double rstd = a->rstd[ch], g = a->gamma[ch];
+        double sum_dyxhat = sdyx[j] * rstd;
+        a->dbeta[ch] += (float)sdy[j];
+        a->dgamma[ch] += (float)sum_dyxhat;
+        k0[j] = (float)(g * rstd);
+        k1[j] = (float)(-g * rstd * rstd * rstd * sdyx[j] / (double)P);
+        k2[j] = (float)(-g * rstd * sdy[j] / (double)P);
+    }
+    if (!a->dx)
+        return;
+    for (long p = 0; p < P; p++) {
+        const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
+        float *dr = a->dx + p * C + b0;
+#pragma omp simd
+        for (int j = 0; j < nb; j++)
+            dr[j] = k0[j] * gr[j] + k1[j] * (xr[j] - mean[j]) + k2[j];
+    }
+}
+
 static void bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                         const float *relu_y, const float *x, const float *save_mean,
                         const float *save_rstd, const float *gamma, long P, int C)
 {
-    if (P <= 0 || C <= 0)
-        return;
-#pragma omp parallel num_threads(team_size(c, P, C))
-    {
-        int c0, c1;
-        channel_range(C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
-        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK) {
-            int nb = c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK;
-            double sdy[BN_BLOCK] = {0}, sdyx[BN_BLOCK] = {0};
-            float mean[BN_BLOCK], a[BN_BLOCK], k1[BN_BLOCK], k2[BN_BLOCK], buf[BN_BLOCK];
-            for (int j = 0; j < nb; j++)
-                mean[j] = save_mean[b0 + j];
-            for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
-#pragma omp simd
-                for (int j = 0; j < nb; j++) {
-                    double g = gr[j];
-                    sdy[j] += g;
-                    sdyx[j] += g * ((double)xr[j] - mean[j]);
-                }
-            }
-            /* dx = a*dy + k1*(x - mean) + k2 per channel. */
-            for (int j = 0; j < nb; j++) {
-                int ch = b0 + j;
-                double rstd = save_rstd[ch], g = gamma[ch];
-                double sum_dyxhat = sdyx[j] * rstd;
-                dbeta[ch] += (float)sdy[j];
-                dgamma[ch] += (float)sum_dyxhat;
-                a[j] = (float)(g * rstd);
-                k1[j] = (float)(-g * rstd * rstd * rstd * sdyx[j] / (double)P);
-                k2[j] = (float)(-g * rstd * sdy[j] / (double)P);
-            }
-            if (!dx)
-                continue;
-            for (long p = 0; p < P; p++) {
-                const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
-                float *dr = dx + p * C + b0;
-#pragma omp simd
-                for (int j = 0; j < nb; j++)
-                    dr[j] = a[j] * gr[j] + k1[j] * (xr[j] - mean[j]) + k2[j];
-            }
-        }
-    }
+    bn_args a = {.dx = dx, .dgamma = dgamma, .dbeta = dbeta, .dy = dy, .relu_y = relu_y,
+                 .x = x, .mean = save_mean, .rstd = save_rstd, .gamma = gamma, .P = P, .C = C};
+    for_channel_blocks(c, &a, backward_block);
 }
 
 void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,

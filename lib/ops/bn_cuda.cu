@@ -120,6 +120,18 @@ __global__ void bn_apply_centered_kernel(float *y, const float *x, const float *
     }
 }
 
+/* Channel ch's sums of bn_reduce_kernel's partials, in chunk order. */
+__device__ inline void bn_chunk_sums(double *s, double *q, const double *ps, const double *pq,
+                                     int C, int ch, int chunks)
+{
+    *s = 0.0;
+    *q = 0.0;
+    for (int k = 0; k < chunks; k++) {
+        *s += ps[(size_t)k * C + ch];
+        *q += pq[(size_t)k * C + ch];
+    }
+}
+
 __global__ void bn_stats_kernel(float *scale, float *save_mean, float *save_rstd,
                                 float *running_mean, float *running_var, const double *ps,
                                 const double *pq, const float *x, const float *gamma, long P,
@@ -128,11 +140,8 @@ __global__ void bn_stats_kernel(float *scale, float *save_mean, float *save_rstd
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= C)
         return;
-    double s = 0.0, q = 0.0;
-    for (int k = 0; k < chunks; k++) {
-        s += ps[(size_t)k * C + ch];
-        q += pq[(size_t)k * C + ch];
-    }
+    double s, q;
+    bn_chunk_sums(&s, &q, ps, pq, C, ch, chunks);
     double dm = s / (double)P, var = q / (double)P - dm * dm;
     if (var < 0)
         var = 0;
@@ -170,11 +179,8 @@ __global__ void bn_bwd_coef_kernel(float *coef, float *dgamma, float *dbeta, con
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= C)
         return;
-    double sdy = 0.0, sdyx = 0.0;
-    for (int k = 0; k < chunks; k++) {
-        sdy += ps[(size_t)k * C + ch];
-        sdyx += pq[(size_t)k * C + ch];
-    }
+    double sdy, sdyx;
+    bn_chunk_sums(&sdy, &sdyx, ps, pq, C, ch, chunks);
     double rstd = save_rstd[ch], g = gamma[ch];
     dbeta[ch] = __fadd_rn(dbeta[ch], (float)sdy);
     dgamma[ch] = __fadd_rn(dgamma[ch], (float)(sdyx * rstd));
@@ -198,12 +204,16 @@ __global__ void bn_bwd_apply_kernel(float *dx, const float *dy, const float *x,
     }
 }
 
-/* Workspace: chunk partials (2 x chunks x C doubles), then `floats`
- * per-channel coefficients. */
-static bool bn_workspace(pk_cuda_ctx *cs, int chunks, int C, int floats, double **ps,
-                         double **pq, float **coef)
+/* bn_reduce_kernel<MODE>'s per-chunk partial sums over P in a workspace
+ * (2 x chunks x C doubles, *ps and *pq) that leaves `floats` per-channel
+ * coefficients after them (*coef); false when a step failed. */
+template <int MODE>
+static bool bn_reduce(pk_cuda_ctx *cs, const float *x, const float *dy, const float *mean,
+                      long P, int C, int floats, double **ps, double **pq, float **coef,
+                      int *chunks)
 {
-    size_t nd = (size_t)chunks * C;
+    int nc = bn_chunks(P, C), tiles = (C + BN_TX - 1) / BN_TX;
+    size_t nd = (size_t)nc * C;
     char *w =
         (char *)pk_cuda_workspace(cs, 2 * nd * sizeof(double) + (size_t)floats * sizeof(float));
     if (!w)
@@ -211,7 +221,11 @@ static bool bn_workspace(pk_cuda_ctx *cs, int chunks, int C, int floats, double 
     *ps = (double *)w;
     *pq = *ps + nd;
     *coef = (float *)(*pq + nd);
-    return true;
+    *chunks = nc;
+    long rpc = (P + nc - 1) / nc;
+    bn_reduce_kernel<MODE><<<dim3(tiles, nc), dim3(BN_TX, BN_TY), 0, cs->stream>>>(
+        *ps, *pq, x, dy, mean, P, C, rpc);
+    return PK_CU_LAUNCH(cs);
 }
 
 extern "C" void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean,
@@ -221,17 +235,11 @@ extern "C" void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean,
                                          float eps)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
-    if (!cs || P <= 0 || C <= 0)
-        return;
-    int chunks = bn_chunks(P, C), tiles = (C + BN_TX - 1) / BN_TX;
     double *ps, *pq;
     float *coef;
-    if (!bn_workspace(cs, chunks, C, C, &ps, &pq, &coef))
-        return;
-    long rpc = (P + chunks - 1) / chunks;
-    bn_reduce_kernel<0><<<dim3(tiles, chunks), dim3(BN_TX, BN_TY), 0, cs->stream>>>(
-        ps, pq, x, NULL, NULL, P, C, rpc);
-    if (!PK_CU_LAUNCH(cs))
+    int chunks;
+    if (!cs || P <= 0 || C <= 0 ||
+        !bn_reduce<0>(cs, x, NULL, NULL, P, C, C, &ps, &pq, &coef, &chunks))
         return;
     bn_stats_kernel<<<(C + 127) / 128, 128, 0, cs->stream>>>(
         coef, save_mean, save_rstd, running_mean, running_var, ps, pq, x, gamma, P, C, chunks,
@@ -268,17 +276,11 @@ extern "C" void pk_cuda_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *
                                     const float *save_rstd, const float *gamma, long P, int C)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
-    if (!cs || P <= 0 || C <= 0)
-        return;
-    int chunks = bn_chunks(P, C), tiles = (C + BN_TX - 1) / BN_TX;
     double *ps, *pq;
     float *coef;
-    if (!bn_workspace(cs, chunks, C, 3 * C, &ps, &pq, &coef))
-        return;
-    long rpc = (P + chunks - 1) / chunks;
-    bn_reduce_kernel<1><<<dim3(tiles, chunks), dim3(BN_TX, BN_TY), 0, cs->stream>>>(
-        ps, pq, x, dy, save_mean, P, C, rpc);
-    if (!PK_CU_LAUNCH(cs))
+    int chunks;
+    if (!cs || P <= 0 || C <= 0 ||
+        !bn_reduce<1>(cs, x, dy, save_mean, P, C, 3 * C, &ps, &pq, &coef, &chunks))
         return;
     bn_bwd_coef_kernel<<<(C + 127) / 128, 128, 0, cs->stream>>>(coef, dgamma, dbeta, ps, pq,
                                                                 save_rstd, gamma, P, C, chunks);

@@ -63,9 +63,13 @@ static int fail_from(pk_cuda_ctx *cs, pk_err *e)
     return rc != PK_OK ? rc : pk_fail(e, PK_EBACKEND, "conv: CUDA failure");
 }
 
-static int get_plan(pk_ctx *c, pk_cuda_ctx *cs, const pk_conv_desc *d, conv_plan **out,
+/* c's CUDA state (*csp) and the plan of d's shape, made on first use. */
+static int get_plan(pk_ctx *c, const pk_conv_desc *d, pk_cuda_ctx **csp, conv_plan **out,
                     pk_err *e)
 {
+    pk_cuda_ctx *cs = *csp = pk_cuda_enter(c);
+    if (!cs)
+        return pk_fail(e, PK_EINVAL, "conv: not a CUDA context");
     conv_key key = {CONV_CUDA_KEY_TAG, cs->conv_engine, d->n,   d->h,  d->w, d->ci, d->co, d->k,
                     d->stride,         d->pad,          d->dil, d->ho, d->wo};
     conv_plan *p = (conv_plan *)pk_ctx_cache_find(c, &key, sizeof key);
@@ -183,14 +187,43 @@ template <typename Perf> static int pick(const Perf *r, int n, bool timed, size_
     return best;
 }
 
-struct find_bufs {
-    const float *x, *w, *dy; /* inputs */
-    float *out;              /* the direction's output (scratch for the filter) */
+/* One direction's cuDNN choice: the algorithm, its workspace and math type
+ * (best < 0: none), and its time in ms (< 0: not timed). */
+struct dnn_choice {
+    int best, algo;
+    size_t need;
+    cudnnMathType_t math;
+    float time;
 };
 
-/* Times cuDNN (and cuBLAS for a GEMM shape) for `dir` and records the choice. */
-static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d,
-                   const find_bufs &b)
+/* Times the N algorithms with find (cudnnFind*Ex) and picks one; when that
+ * fails, asks get (the heuristic cudnnGet*_v7, named `what`) instead. */
+template <typename Perf, int N, typename Find, typename Get>
+static dnn_choice find_algo(pk_cuda_ctx *cs, size_t ws_size, Find find, Get get,
+                            const char *what)
+{
+    Perf r[N];
+    int n = 0;
+    dnn_choice c = {-1, 0, 0, CUDNN_DEFAULT_MATH, -1.0f};
+    if (find(r, N, &n) == CUDNN_STATUS_SUCCESS)
+        c.best = pick(r, n, true, ws_size);
+    if (c.best >= 0)
+        c.time = r[c.best].time;
+    else if (pk_cuda_ok(cs, get(r, N, &n), __FILE__, __LINE__, what))
+        c.best = pick(r, n, false, (size_t)-1);
+    if (c.best >= 0) {
+        c.algo = r[c.best].algo;
+        c.need = r[c.best].memory;
+        c.math = r[c.best].mathType;
+    }
+    return c;
+}
+
+/* Times cuDNN (and cuBLAS for a GEMM shape) for `dir` on the call's own
+ * buffers and records the choice; out, a and b as gemm_run's (out is
+ * written). */
+static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d, float *out,
+                   const float *a, const float *b)
 {
     size_t free_b = 0, total_b = 0;
     if (!PK_CU(cs, cudaMemGetInfo(&free_b, &total_b)))
@@ -203,89 +236,68 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
         ws_size = 0;
     }
     cudnnConvolutionDescriptor_t cd = p->cd[dir];
-    int n = 0, best = -1, algo = 0;
-    size_t need = 0;
-    float t_dnn = -1.0f;
-    cudnnMathType_t math = CUDNN_DEFAULT_MATH;
-    bool ok = true;
-    if (dir == DIR_FWD) {
-        cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        if (cudnnFindConvolutionForwardAlgorithmEx(cs->cudnn, p->xd, b.x, p->wd, b.w, cd, p->yd,
-                                                   b.out, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
-                                                   r, ws, ws_size) == CUDNN_STATUS_SUCCESS)
-            best = pick(r, n, true, ws_size);
-        if (best >= 0)
-            t_dnn = r[best].time;
-        else if (PK_CU(cs, cudnnGetConvolutionForwardAlgorithm_v7(
-                               cs->cudnn, p->xd, p->wd, cd, p->yd,
-                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, r)))
-            best = pick(r, n, false, (size_t)-1);
-        if (best >= 0) {
-            algo = r[best].algo;
-            need = r[best].memory;
-            math = r[best].mathType;
-        }
-    } else if (dir == DIR_DATA) {
-        cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        if (cudnnFindConvolutionBackwardDataAlgorithmEx(
-                cs->cudnn, p->wd, b.w, p->yd, b.dy, cd, p->xd, b.out,
-                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, r, ws,
-                ws_size) == CUDNN_STATUS_SUCCESS)
-            best = pick(r, n, true, ws_size);
-        if (best >= 0)
-            t_dnn = r[best].time;
-        else if (PK_CU(cs, cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                               cs->cudnn, p->wd, p->yd, cd, p->xd,
-                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, r)))
-            best = pick(r, n, false, (size_t)-1);
-        if (best >= 0) {
-            algo = r[best].algo;
-            need = r[best].memory;
-            math = r[best].mathType;
-        }
-    } else {
-        cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        if (cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                cs->cudnn, p->xd, b.x, p->yd, b.dy, cd, p->wd, b.out,
-                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, r, ws,
-                ws_size) == CUDNN_STATUS_SUCCESS)
-            best = pick(r, n, true, ws_size);
-        if (best >= 0)
-            t_dnn = r[best].time;
-        else if (PK_CU(cs, cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                               cs->cudnn, p->xd, p->yd, cd, p->wd,
-                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, r)))
-            best = pick(r, n, false, (size_t)-1);
-        if (best >= 0) {
-            algo = r[best].algo;
-            need = r[best].memory;
-            math = r[best].mathType;
-        }
-    }
+    cudnnHandle_t h = cs->cudnn;
+    dnn_choice dc;
+    if (dir == DIR_FWD) /* a = x, b = w */
+        dc = find_algo<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+            cs, ws_size,
+            [&](cudnnConvolutionFwdAlgoPerf_t *r, int m, int *n) {
+                return cudnnFindConvolutionForwardAlgorithmEx(h, p->xd, a, p->wd, b, cd, p->yd,
+                                                              out, m, n, r, ws, ws_size);
+            },
+            [&](cudnnConvolutionFwdAlgoPerf_t *r, int m, int *n) {
+                return cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, cd, p->yd, m, n,
+                                                              r);
+            },
+            "cudnnGetConvolutionForwardAlgorithm_v7");
+    else if (dir == DIR_DATA) /* a = dy, b = w */
+        dc = find_algo<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+            cs, ws_size,
+            [&](cudnnConvolutionBwdDataAlgoPerf_t *r, int m, int *n) {
+                return cudnnFindConvolutionBackwardDataAlgorithmEx(
+                    h, p->wd, b, p->yd, a, cd, p->xd, out, m, n, r, ws, ws_size);
+            },
+            [&](cudnnConvolutionBwdDataAlgoPerf_t *r, int m, int *n) {
+                return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, cd, p->xd, m,
+                                                                   n, r);
+            },
+            "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+    else /* DIR_FILTER: a = dy, b = x */
+        dc = find_algo<cudnnConvolutionBwdFilterAlgoPerf_t,
+                       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+            cs, ws_size,
+            [&](cudnnConvolutionBwdFilterAlgoPerf_t *r, int m, int *n) {
+                return cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                    h, p->xd, b, p->yd, a, cd, p->wd, out, m, n, r, ws, ws_size);
+            },
+            [&](cudnnConvolutionBwdFilterAlgoPerf_t *r, int m, int *n) {
+                return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, cd, p->wd,
+                                                                     m, n, r);
+            },
+            "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
     if (ws)
         cudaFree(ws);
     (void)cudaGetLastError(); /* a failed Find left nothing sticky behind */
     float t_blas = -1.0f;
-    if (p->gemm && cs->conv_engine != PK_CUDA_CONV_CUDNN) {
-        const float *a = dir == DIR_FWD ? b.x : b.dy, *bb = dir == DIR_FILTER ? b.x : b.w;
-        t_blas = gemm_time(cs, dir, d, b.out, a, bb);
-    }
-    if (t_blas >= 0.0f && (cs->conv_engine == PK_CUDA_CONV_CUBLAS || best < 0 || t_dnn < 0.0f ||
-                           t_blas < t_dnn)) {
+    if (p->gemm && cs->conv_engine != PK_CUDA_CONV_CUDNN)
+        t_blas = gemm_time(cs, dir, d, out, a, b);
+    if (t_blas >= 0.0f && (cs->conv_engine == PK_CUDA_CONV_CUBLAS || dc.best < 0 ||
+                           dc.time < 0.0f || t_blas < dc.time)) {
         p->engine[dir] = ENG_CUBLAS;
         p->ws[dir] = 0;
         return true;
     }
-    if (best < 0)
+    if (dc.best < 0)
         return pk_cuda_note(cs, PK_EBACKEND, __FILE__, __LINE__, "conv",
                             "no cuDNN algorithm supports this shape");
     /* Without TF32 the descriptor stays strict FP32 whatever cuDNN reports
      * (it labels TF32 kernels with the default math type). */
+    bool ok = true;
     if (cs->tf32)
-        ok = PK_CU(cs, cudnnSetConvolutionMathType(cd, math));
+        ok = PK_CU(cs, cudnnSetConvolutionMathType(cd, dc.math));
     p->engine[dir] = ENG_CUDNN;
-    p->algo[dir] = algo;
-    p->ws[dir] = need;
+    p->algo[dir] = dc.algo;
+    p->ws[dir] = dc.need;
     return ok;
 }
 
@@ -354,32 +366,66 @@ static bool bias_grad(pk_cuda_ctx *cs, float *db, const float *dy, long P, int c
 /* ---- public ------------------------------------------------------------- */
 static const float kOne = 1.0f, kZero = 0.0f;
 
+/* Direction dir on the shape's engine, chosen on its first call (timing
+ * writes the output, so the accumulating filter gradient is timed on a
+ * scratch buffer); out, a and b as gemm_run's, beta 1 accumulates. */
+static bool conv_dir(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d, float *out,
+                     const float *a, const float *b, float beta)
+{
+    if (!p->engine[dir]) {
+        float *scratch = NULL;
+        if (dir == DIR_FILTER &&
+            !PK_CU(cs, cudaMalloc(&scratch, (size_t)d->co * d->k * d->k * d->ci * sizeof(float))))
+            return false;
+        bool ok = choose(cs, p, dir, d, scratch ? scratch : out, a, b);
+        if (scratch)
+            PK_CU(cs, cudaFree(scratch));
+        if (!ok)
+            return false;
+    }
+    if (p->engine[dir] == ENG_CUBLAS)
+        return gemm_run(cs, dir, d, out, a, b, beta);
+    size_t wsb = p->ws[dir];
+    void *ws = wsb ? pk_cuda_workspace(cs, wsb) : NULL;
+    if (wsb && !ws)
+        return false;
+    const float *bp = beta != 0.0f ? &kOne : &kZero;
+    cudnnConvolutionDescriptor_t cd = p->cd[dir];
+    switch (dir) {
+    case DIR_FWD: /* a = x, b = w */
+        return PK_CU(cs, cudnnConvolutionForward(cs->cudnn, &kOne, p->xd, a, p->wd, b, cd,
+                                                 (cudnnConvolutionFwdAlgo_t)p->algo[dir], ws,
+                                                 wsb, bp, p->yd, out));
+    case DIR_DATA: /* a = dy, b = w */
+        return PK_CU(cs, cudnnConvolutionBackwardData(
+                             cs->cudnn, &kOne, p->wd, b, p->yd, a, cd,
+                             (cudnnConvolutionBwdDataAlgo_t)p->algo[dir], ws, wsb, bp, p->xd,
+                             out));
+    default: /* DIR_FILTER: a = dy, b = x */
+        return PK_CU(cs, cudnnConvolutionBackwardFilter(
+                             cs->cudnn, &kOne, p->xd, b, p->yd, a, cd,
+                             (cudnnConvolutionBwdFilterAlgo_t)p->algo[dir], ws, wsb, bp, p->wd,
+                             out));
+    }
+}
+
+/* The status of an op that ended with ok: the failure kept in the context
+ * or, when ok is false and none was, a generic one. */
+static int finish(pk_cuda_ctx *cs, bool ok, pk_err *e)
+{
+    int rc = pk_cuda_take_error(cs, e);
+    return ok ? rc : (rc != PK_OK ? rc : fail_from(cs, e));
+}
+
 extern "C" int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w,
                                       const float *b, const pk_conv_desc *d, pk_err *e)
 {
-    pk_cuda_ctx *cs = pk_cuda_enter(c);
-    if (!cs)
-        return pk_fail(e, PK_EINVAL, "conv: not a CUDA context");
+    pk_cuda_ctx *cs;
     conv_plan *p;
-    int rc = get_plan(c, cs, d, &p, e);
+    int rc = get_plan(c, d, &cs, &p, e);
     if (rc != PK_OK)
         return rc;
-    if (!p->engine[DIR_FWD]) {
-        find_bufs fb = {x, w, NULL, y};
-        if (!choose(cs, p, DIR_FWD, d, fb))
-            return fail_from(cs, e);
-    }
-    bool ok;
-    if (p->engine[DIR_FWD] == ENG_CUBLAS) {
-        ok = gemm_run(cs, DIR_FWD, d, y, x, w, 0.0f);
-    } else {
-        void *ws = p->ws[DIR_FWD] ? pk_cuda_workspace(cs, p->ws[DIR_FWD]) : NULL;
-        ok = (ws || !p->ws[DIR_FWD]) &&
-             PK_CU(cs,
-                   cudnnConvolutionForward(cs->cudnn, &kOne, p->xd, x, p->wd, w, p->cd[DIR_FWD],
-                                           (cudnnConvolutionFwdAlgo_t)p->algo[DIR_FWD], ws,
-                                           p->ws[DIR_FWD], &kZero, p->yd, y));
-    }
+    bool ok = conv_dir(cs, p, DIR_FWD, d, y, x, w, 0.0f);
     if (ok && d->bias) {
         long P = (long)d->n * d->ho * d->wo;
         int bx = d->co >= 128 ? 128 : (d->co + 31) / 32 * 32, by = 256 / bx;
@@ -388,65 +434,23 @@ extern "C" int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const
                           dim3(bx, by), 0, cs->stream>>>(y, b, P, d->co);
         ok = PK_CU_LAUNCH(cs);
     }
-    rc = pk_cuda_take_error(cs, e);
-    return ok ? rc : (rc != PK_OK ? rc : fail_from(cs, e));
+    return finish(cs, ok, e);
 }
 
 extern "C" int pk_cuda_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db,
                                        const float *dy, const float *x, const float *w,
                                        const pk_conv_desc *d, pk_err *e)
 {
-    pk_cuda_ctx *cs = pk_cuda_enter(c);
-    if (!cs)
-        return pk_fail(e, PK_EINVAL, "conv: not a CUDA context");
+    pk_cuda_ctx *cs;
     conv_plan *p;
-    int rc = get_plan(c, cs, d, &p, e);
+    int rc = get_plan(c, d, &cs, &p, e);
     if (rc != PK_OK)
         return rc;
-    bool ok = true;
-    if (dx) {
-        if (!p->engine[DIR_DATA]) {
-            find_bufs fb = {x, w, dy, dx};
-            ok = choose(cs, p, DIR_DATA, d, fb);
-        }
-        if (ok && p->engine[DIR_DATA] == ENG_CUBLAS) {
-            ok = gemm_run(cs, DIR_DATA, d, dx, dy, w, 0.0f);
-        } else if (ok) {
-            void *ws = p->ws[DIR_DATA] ? pk_cuda_workspace(cs, p->ws[DIR_DATA]) : NULL;
-            ok = (ws || !p->ws[DIR_DATA]) &&
-                 PK_CU(cs, cudnnConvolutionBackwardData(
-                               cs->cudnn, &kOne, p->wd, w, p->yd, dy, p->cd[DIR_DATA],
-                               (cudnnConvolutionBwdDataAlgo_t)p->algo[DIR_DATA], ws,
-                               p->ws[DIR_DATA], &kZero, p->xd, dx));
-        }
-    }
+    bool ok = !dx || conv_dir(cs, p, DIR_DATA, d, dx, dy, w, 0.0f);
     if (ok && dw) {
-        if (!p->engine[DIR_FILTER]) {
-            /* Timing writes its output: give it a scratch dw, not the
-             * caller's accumulating one. */
-            size_t wbytes = (size_t)d->co * d->k * d->k * d->ci * sizeof(float);
-            float *tmp = NULL;
-            ok = PK_CU(cs, cudaMalloc(&tmp, wbytes));
-            if (ok) {
-                find_bufs fb = {x, w, dy, tmp};
-                ok = choose(cs, p, DIR_FILTER, d, fb);
-                PK_CU(cs, cudaFree(tmp));
-            }
-        }
-        if (ok && p->engine[DIR_FILTER] == ENG_CUBLAS) {
-            ok = gemm_run(cs, DIR_FILTER, d, dw, dy, x, 1.0f);
-        } else if (ok) {
-            void *ws = p->ws[DIR_FILTER] ? pk_cuda_workspace(cs, p->ws[DIR_FILTER]) : NULL;
-            ok = (ws || !p->ws[DIR_FILTER]) &&
-                 PK_CU(cs, cudnnConvolutionBackwardFilter(
-                               cs->cudnn, &kOne, p->xd, x, p->yd, dy, p->cd[DIR_FILTER],
-                               (cudnnConvolutionBwdFilterAlgo_t)p->algo[DIR_FILTER], ws,
-                               p->ws[DIR_FILTER], &kOne, p->wd, dw));
-        }
-        if (ok && d->bias && db) {
+        ok = conv_dir(cs, p, DIR_FILTER, d, dw, dy, x, 1.0f);
+        if (ok && d->bias && db)
             ok = bias_grad(cs, db, dy, (long)d->n * d->ho * d->wo, d->co);
-        }
     }
-    rc = pk_cuda_take_error(cs, e);
-    return ok ? rc : (rc != PK_OK ? rc : fail_from(cs, e));
+    return finish(cs, ok, e);
 }

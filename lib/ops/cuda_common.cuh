@@ -1,4 +1,4 @@
-/* Private to the CUDA sources (lib/NAME_cuda.cu): the CUDA state of a context and the
+/* Private to the CUDA sources (lib/ops/NAME_cuda.cu): the CUDA state of a context and the
  * helpers every CUDA op uses (checked calls that report file:line, launch
  * sizes, the shared workspace, a deterministic block reduction). */
 #ifndef PSPKD_CUDA_COMMON_CUH

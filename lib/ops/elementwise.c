@@ -109,6 +109,22 @@ static float dropout_scale(float p)
     return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
 }
 
+/* out = in * scale where the channel is kept, 0 where dropped: the forward
+ * on x, and (being linear) the backward on dy. */
+static void dropout_apply(pk_ctx *c, float *out, const float *in, const uint8_t *keep, int n,
+                          long hw, int ch, float scale)
+{
+    long rows = (long)n * hw;
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * ch > PK_EW_PAR_MIN)
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *kb = keep + (r / hw) * ch;
+        const float *ir = in + r * ch;
+        float *orow = out + r * ch;
+        for (int j = 0; j < ch; j++)
+            orow[j] = kb[j] ? ir[j] * scale : 0.0f;
+    }
+}
+
 void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
                           long hw, int ch, float p, uint64_t seed)
 {
@@ -118,30 +134,12 @@ void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, in
     long nc = (long)n * ch;
     for (long i = 0; i < nc; i++)
         keep[i] = p < 1.0f && pk_bits_to_u01(pk_hash64(seed ^ (uint64_t)i)) >= p;
-    float scale = dropout_scale(p);
-    long rows = (long)n * hw;
-#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * ch > PK_EW_PAR_MIN)
-    for (long r = 0; r < rows; r++) {
-        const uint8_t *kb = keep + (r / hw) * ch;
-        const float *xr = x + r * ch;
-        float *yr = y + r * ch;
-        for (int j = 0; j < ch; j++)
-            yr[j] = kb[j] ? xr[j] * scale : 0.0f;
-    }
+    dropout_apply(c, y, x, keep, n, hw, ch, dropout_scale(p));
 }
 
 void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t *keep, int n,
                            long hw, int ch, float p)
 {
     PK_ON_CUDA(c, pk_cuda_dropout2d_backward(c, dx, dy, keep, n, hw, ch, p));
-    float scale = dropout_scale(p);
-    long rows = (long)n * hw;
-#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * ch > PK_EW_PAR_MIN)
-    for (long r = 0; r < rows; r++) {
-        const uint8_t *kb = keep + (r / hw) * ch;
-        const float *dyr = dy + r * ch;
-        float *dxr = dx + r * ch;
-        for (int j = 0; j < ch; j++)
-            dxr[j] = kb[j] ? dyr[j] * scale : 0.0f;
-    }
+    dropout_apply(c, dx, dy, keep, n, hw, ch, dropout_scale(p));
 }

@@ -5,6 +5,7 @@
 #include "ops/ops.h"
 #include "ops/ops_cuda.h"
 
+#include <assert.h>
 #include <math.h>
 
 #define PK_LOSS_PAR_MIN 4096 /* pixels below which one thread is faster */
@@ -17,19 +18,27 @@ static int ce_valid(uint8_t lab, int K, int ignore)
 }
 
 /* Per-pixel softmax work is in float with one expf per class (PyTorch's
- * CPU kernels are float too); only the sums over pixels are in double. The
- * class count is at most 255 (pspnet.c), so a pixel's exponentials fit in a
- * stack array. */
-#define PK_LOSS_KMAX 256
+ * CPU kernels are float too); only the sums over pixels are in double. A
+ * pixel's exponentials live in a stack array of PK_LOSS_KMAX, a bound that
+ * pk_model_create enforces: a larger K here is the caller's bug, which
+ * asserts, or where assertions are compiled out gives a NaN loss, never a
+ * silent 0. */
+#define KMAX_GUARD(K)                                                                    \
+    do {                                                                                 \
+        assert((K) <= PK_LOSS_KMAX);                                                     \
+        if ((K) > PK_LOSS_KMAX)                                                          \
+            return NAN;                                                                  \
+    } while (0)
 
 float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *labels,
                  long P, int K, int ignore, float weight)
 {
     PK_ON_CUDA_RETURN(c, pk_cuda_ce_loss(c, dlogits, logits, labels, P, K, ignore, weight));
+    KMAX_GUARD(K);
     long nvalid = 0;
     for (long p = 0; p < P; p++)
         nvalid += ce_valid(labels[p], K, ignore);
-    if (nvalid == 0 || K > PK_LOSS_KMAX)
+    if (nvalid == 0)
         return 0.0f;
     double total = 0.0;
     float gscale = (float)((double)weight / (double)nvalid);
@@ -101,8 +110,9 @@ float pk_kd_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uin
                  long P, int K, float T, float weight)
 {
     PK_ON_CUDA_RETURN(c, pk_cuda_kd_loss(c, ds, s, t, mask, P, K, T, weight));
+    KMAX_GUARD(K);
     long nvalid = count_mask(mask, P);
-    if (nvalid == 0 || K > PK_LOSS_KMAX)
+    if (nvalid == 0)
         return 0.0f;
     double total = 0.0;
     float invT = 1.0f / T, gscale = (float)((double)weight * (double)T / (double)nvalid);
@@ -116,51 +126,47 @@ float pk_kd_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uin
     return (float)((double)T * (double)T * total / (double)nvalid);
 }
 
-float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
-                       const uint8_t *mask, long P, int K, float weight)
+/* The mean over valid elements (valid pixels * K) of SmoothL1 with beta 1
+ * (smooth = 1) or of the squared difference (smooth = 0). */
+static float regression_loss(pk_ctx *c, float *ds, const float *s, const float *t,
+                             const uint8_t *mask, long P, int K, float weight, int smooth)
 {
-    PK_ON_CUDA_RETURN(c, pk_cuda_smoothl1_loss(c, ds, s, t, mask, P, K, weight));
     long nvalid = count_mask(mask, P);
     if (nvalid == 0)
         return 0.0f;
     double count = (double)nvalid * (double)K, total = 0.0;
-    double gscale = (double)weight / count;
+    double gscale = (smooth ? 1.0 : 2.0) * (double)weight / count;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
     for (long p = 0; p < P; p++) {
         if (mask && !mask[p])
             continue;
         for (int k = 0; k < K; k++) {
             long i = p * K + k;
-            double d = (double)s[i] - (double)t[i], ad = fabs(d);
-            /* beta = 1: quadratic strictly inside, linear from |d| = 1 (torch's split) */
-            total += ad < 1.0 ? 0.5 * d * d : ad - 0.5;
+            double d = (double)s[i] - (double)t[i], ad = fabs(d), g = d;
+            if (smooth) {
+                /* beta = 1: quadratic strictly inside, linear from |d| = 1 (torch's split) */
+                total += ad < 1.0 ? 0.5 * d * d : ad - 0.5;
+                g = ad < 1.0 ? d : (d > 0 ? 1.0 : -1.0);
+            } else {
+                total += d * d;
+            }
             if (ds)
-                ds[i] += (float)(gscale * (ad < 1.0 ? d : (d > 0 ? 1.0 : -1.0)));
+                ds[i] += (float)(gscale * g);
         }
     }
     return (float)(total / count);
+}
+
+float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
+                       const uint8_t *mask, long P, int K, float weight)
+{
+    PK_ON_CUDA_RETURN(c, pk_cuda_smoothl1_loss(c, ds, s, t, mask, P, K, weight));
+    return regression_loss(c, ds, s, t, mask, P, K, weight, 1);
 }
 
 float pk_mse_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
                   long P, int K, float weight)
 {
     PK_ON_CUDA_RETURN(c, pk_cuda_mse_loss(c, ds, s, t, mask, P, K, weight));
-    long nvalid = count_mask(mask, P);
-    if (nvalid == 0)
-        return 0.0f;
-    double count = (double)nvalid * (double)K, total = 0.0;
-    double gscale = 2.0 * (double)weight / count;
-#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
-    for (long p = 0; p < P; p++) {
-        if (mask && !mask[p])
-            continue;
-        for (int k = 0; k < K; k++) {
-            long i = p * K + k;
-            double d = (double)s[i] - (double)t[i];
-            total += d * d;
-            if (ds)
-                ds[i] += (float)(gscale * d);
-        }
-    }
-    return (float)(total / count);
+    return regression_loss(c, ds, s, t, mask, P, K, weight, 0);
 }

@@ -10,6 +10,7 @@
  * Per-pixel softmaxes are in double, as on the CPU. */
 #include "ops/cuda_common.cuh"
 
+#include <assert.h>
 #include <math.h>
 
 #define LS_THREADS 256
@@ -165,6 +166,11 @@ __global__ void finish_kernel(double *result, const double *partial, unsigned bl
 
 template <int KIND> static float run_loss(pk_ctx *c, const loss_args &a)
 {
+    if (KIND == LS_CE || KIND == LS_KD) { /* the CPU twin's bound (ops.h), the same guard */
+        assert(a.K <= PK_LOSS_KMAX);
+        if (a.K > PK_LOSS_KMAX)
+            return NAN;
+    }
     pk_cuda_ctx *cs = pk_cuda_enter(c);
     if (!cs || a.P <= 0 || a.K <= 0)
         return 0.0f;

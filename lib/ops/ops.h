@@ -10,8 +10,8 @@
  *    row-major matrix;
  *  - convolution weights are OHWI (co, kh, kw, ci) float32 in memory;
  *    PyTorch's OIHW appears only at the file boundary (see checkpoint.h).
- * The CPU implementation is the specification; a CUDA twin (ops_*.cu) keeps
- * the same signatures. */
+ * The CPU implementation NAME.c is the specification; its CUDA twin
+ * NAME_cuda.cu beside it keeps the same signatures (ops_cuda.h). */
 #ifndef PSPKD_OPS_H
 #define PSPKD_OPS_H
 
@@ -46,25 +46,25 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
 int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
 
 /* ---- batch normalisation over [P, C] ----------------------------------- */
+/* The two forwards' signatures are types: the fused variants below and the
+ * CUDA twins (ops_cuda.h) are declared with them. */
+typedef void pk_bn_train_fn(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                            const float *x, const float *gamma, const float *beta,
+                            float *running_mean, float *running_var, long P, int C,
+                            float momentum, float eps);
+typedef void pk_bn_eval_fn(pk_ctx *c, float *y, const float *x, const float *gamma,
+                           const float *beta, const float *running_mean,
+                           const float *running_var, long P, int C, float eps);
 /* Training: batch mean / biased variance normalise; saves mean and
  * rstd = 1/sqrt(var+eps); running_mean/var updated in place with momentum
  * (new = (1-m)*old + m*batch) using the unbiased variance var*P/(P-1). */
-void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
-                         const float *x, const float *gamma, const float *beta,
-                         float *running_mean, float *running_var, long P, int C,
-                         float momentum, float eps);
-void pk_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
-                        const float *beta, const float *running_mean,
-                        const float *running_var, long P, int C, float eps);
+pk_bn_train_fn pk_bn_forward_train;
+/* Evaluation: the running statistics normalise. */
+pk_bn_eval_fn pk_bn_forward_eval;
 /* The same followed by ReLU in one pass over the data (y = max(bn(x), 0)),
  * for a BN whose only consumer is a ReLU: the model runs these fused. */
-void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
-                              const float *x, const float *gamma, const float *beta,
-                              float *running_mean, float *running_var, long P, int C,
-                              float momentum, float eps);
-void pk_bn_relu_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
-                             const float *beta, const float *running_mean,
-                             const float *running_var, long P, int C, float eps);
+pk_bn_train_fn pk_bn_relu_forward_train;
+pk_bn_eval_fn pk_bn_relu_forward_eval;
 /* dx assigned (may alias dy); dgamma, dbeta accumulate. */
 void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                     const float *x, const float *save_mean, const float *save_rstd,
@@ -122,7 +122,9 @@ void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t 
                            long hw, int ch, float p);
 
 /* ---- losses (float per pixel, double over pixels; convention above) ---- */
-/* K is at most 256 (labels are uint8); larger K: returns 0, adds nothing. */
+/* K is at most PK_LOSS_KMAX, which pk_model_create enforces (labels are
+ * uint8); CE and KD assert it (a NaN loss where assertions are off). */
+#define PK_LOSS_KMAX 256
 /* Softmax cross-entropy over [P, K] logits, labels uint8 (ignore -> skipped),
  * mean over valid pixels; no valid pixel: returns 0, adds nothing. */
 float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *labels,

@@ -1,10 +1,11 @@
-/* The CUDA twins of the ops in ops.h (lib/NAME_cuda.cu), same arguments and
- * semantics, every pointer a device pointer of c's device (the host arrays
- * of pointers and sizes of concat excepted). The public ops in lib/NAME.c
- * forward here when pk_ctx_device(c) == PK_DEV_CUDA, so callers never
- * name these directly; tests and benchmarks use the status and memory
- * functions at the end. Declared in every build, defined only in PSPKD_CUDA
- * builds (the dispatch macros below reference them only there).
+/* The CUDA twins of the ops in ops.h (lib/ops/NAME_cuda.cu), same arguments
+ * and semantics, every pointer a device pointer of c's device (the host
+ * arrays of pointers and sizes of concat excepted). The public ops in
+ * lib/ops/NAME.c forward here when pk_ctx_device(c) == PK_DEV_CUDA, so
+ * callers never name these directly; tests and benchmarks use the status
+ * and memory functions at the end. Declared in every build, defined only
+ * in PSPKD_CUDA builds (the dispatch macros below reference them only
+ * there).
  *
  * Errors: ops that return void cannot report a failed CUDA, cuDNN or
  * cuBLAS call, so the first failure ("file:line: call: reason") is kept
@@ -43,13 +44,8 @@ int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w,
 int pk_cuda_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                             const float *x, const float *w, const pk_conv_desc *d, pk_err *e);
 
-void pk_cuda_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
-                              const float *x, const float *gamma, const float *beta,
-                              float *running_mean, float *running_var, long P, int C,
-                              float momentum, float eps);
-void pk_cuda_bn_forward_eval(pk_ctx *c, float *y, const float *x, const float *gamma,
-                             const float *beta, const float *running_mean,
-                             const float *running_var, long P, int C, float eps);
+pk_bn_train_fn pk_cuda_bn_forward_train;
+pk_bn_eval_fn pk_cuda_bn_forward_eval;
 void pk_cuda_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                          const float *x, const float *save_mean, const float *save_rstd,
                          const float *gamma, long P, int C);

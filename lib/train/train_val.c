@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "data/augment.h"
+#include "model/seg_infer.h"
 #include "store/logits_cache.h"
 #include "store/pack.h"
 #include "store/record.h"
@@ -41,12 +42,12 @@ int pk_val_open(pk_val_set **out, const char *path, int classes, pk_err *e)
 
 int pk_val_count(const pk_val_set *v) { return pk_pack_count(v->pack); }
 
-/* Scratch reused across images (host and device). */
+/* Scratch reused across images: the host buffers here, the device ones in
+ * the inference workspace. */
 typedef struct val_ws {
-    pk_ctx *ctx;
-    float *img;       /* host [hp, wp, 3] */
-    float *logits;    /* host [hp, wp, K] */
-    float *d_img, *d_logits; /* device copies */
+    pk_seg_ws *seg;
+    float *img;    /* [hp, wp, 3] */
+    float *logits; /* [hp, wp, K] */
     uint8_t *rgb, *pred;
     size_t img_cap, logit_cap, rgb_cap, pred_cap;
 } val_ws;
@@ -69,44 +70,27 @@ static void ws_free(val_ws *w)
     free(w->logits);
     free(w->rgb);
     free(w->pred);
-    if (w->d_img)
-        pk_dev_free(w->ctx, w->d_img);
-    if (w->d_logits)
-        pk_dev_free(w->ctx, w->d_logits);
+    pk_seg_ws_free(w->seg);
 }
 
-/* Forward of one record; adds its pixels to conf. */
+/* Forward of one record; adds its pixels to conf. The image is centred in
+ * its padding and normalised as (x - mean) / std, so not through
+ * pk_seg_whole_image (bottom/right padding, x * (1 / std)). */
 static int eval_one(val_ws *w, pk_model *m, const pk_record_view *rv, pk_confusion *conf,
                     const pk_aug_opts *norm, pk_err *e)
 {
     int W = rv->hdr.width, H = rv->hdr.height, K = pk_model_config(m)->classes;
     int wp = pk_pad8(W), hp = pk_pad8(H), ox = (wp - W) / 2, oy = (hp - H) / 2;
     size_t img_bytes = (size_t)wp * hp * 3 * sizeof(float);
-    size_t logit_bytes = (size_t)wp * hp * K * sizeof(float);
-    size_t old_img = w->img_cap, old_logit = w->logit_cap;
     int rc = grow((void **)&w->rgb, &w->rgb_cap, (size_t)W * H * 3, e);
     if (!rc)
         rc = grow((void **)&w->pred, &w->pred_cap, (size_t)W * H, e);
     if (!rc)
         rc = grow((void **)&w->img, &w->img_cap, img_bytes, e);
     if (!rc)
-        rc = grow((void **)&w->logits, &w->logit_cap, logit_bytes, e);
-    if (rc)
-        return rc;
-    /* Device buffers follow the host capacities. */
-    if (w->img_cap != old_img || !w->d_img) {
-        if (w->d_img)
-            pk_dev_free(w->ctx, w->d_img);
-        if (!(w->d_img = pk_dev_alloc(w->ctx, w->img_cap)))
-            return pk_fail(e, PK_ENOMEM, "validation: no device memory");
-    }
-    if (w->logit_cap != old_logit || !w->d_logits) {
-        if (w->d_logits)
-            pk_dev_free(w->ctx, w->d_logits);
-        if (!(w->d_logits = pk_dev_alloc(w->ctx, w->logit_cap)))
-            return pk_fail(e, PK_ENOMEM, "validation: no device memory");
-    }
-    rc = pk_record_image_into(w->rgb, rv, e);
+        rc = grow((void **)&w->logits, &w->logit_cap, (size_t)wp * hp * K * sizeof(float), e);
+    if (!rc)
+        rc = pk_record_image_into(w->rgb, rv, e);
     if (rc)
         return rc;
     memset(w->img, 0, img_bytes); /* the mean, once normalised */
@@ -117,21 +101,12 @@ static int eval_one(val_ws *w, pk_model *m, const pk_record_view *rv, pk_confusi
             for (int c = 0; c < 3; c++)
                 d[c] = ((float)s[c] - norm->mean[c]) / norm->std[c];
         }
-    pk_ctx *c = w->ctx;
-    pk_dev_upload(c, w->d_img, w->img, img_bytes);
-    rc = pk_model_infer(m, w->d_logits, NULL, w->d_img, 1, hp, wp, 1, e);
+    rc = pk_seg_whole_padded(m, w->img, wp, hp, 1, w->logits, NULL, w->seg, e);
     if (rc)
         return rc;
-    pk_dev_download(c, w->logits, w->d_logits, logit_bytes);
     for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            const float *l = w->logits + ((size_t)(y + oy) * wp + x + ox) * K;
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (l[k] > l[best])
-                    best = k;
-            w->pred[(size_t)y * W + x] = (uint8_t)best;
-        }
+        pk_seg_argmax(w->pred + (size_t)y * W, w->logits + ((size_t)(y + oy) * wp + ox) * K,
+                      (size_t)W, K);
     return pk_confusion_add(conf, w->pred, rv->label, (size_t)W * H, PK_IGNORE_LABEL, e);
 }
 
@@ -170,7 +145,11 @@ int pk_val_run(pk_val_set *v, pk_model *m, int (*stop)(void), pk_seg_scores *s,
     int rc = pk_confusion_init(&conf, pk_pack_meta(v->pack)->classes, e);
     if (rc)
         return rc;
-    val_ws w = {.ctx = pk_model_ctx(m)};
+    val_ws w = {.seg = pk_seg_ws_new()};
+    if (!w.seg) {
+        pk_confusion_free(&conf);
+        return pk_fail(e, PK_ENOMEM, "validation: out of memory");
+    }
     struct visit st = {.m = m, .w = &w, .conf = &conf, .norm = &norm, .stop = stop};
     rc = pk_pack_foreach(v->pack, visit, &st, e);
     if (st.interrupted) {
