@@ -52,7 +52,7 @@
 #include "data/logits_extra.h"
 #include "model/pspnet.h"
 #include "model/seg_infer.h"
-#include "store/lmdb_util.h"
+#include "store/pack.h"
 #include "store/logits_cache.h"
 #include "store/record.h"
 #include "train/train_data.h"
@@ -100,8 +100,8 @@ static void rec_free(img_rec *r)
 static void write_pack(const char *path, img_rec *r, int n, uint64_t *pack_id)
 {
     pk_err e = {0, ""};
-    pk_lmdb_writer *w;
-    if (pk_lmdb_writer_open(&w, path, 0, 1, &e))
+    pk_pack_writer *w;
+    if (pk_pack_writer_open(&w, path, 0, 1, &e))
         die(path, &e);
     pk_meta *m = calloc(1, sizeof *m);
     if (!m)
@@ -126,18 +126,18 @@ static void write_pack(const char *path, img_rec *r, int n, uint64_t *pack_id)
         uint32_t crc = (uint32_t)rec[len - 4] | (uint32_t)rec[len - 3] << 8 |
                        (uint32_t)rec[len - 2] << 16 | (uint32_t)rec[len - 1] << 24;
         pk_pack_id_add(&m->pack_id, r[i].key, crc);
-        if (pk_lmdb_writer_put(w, r[i].key, rec, len, &e))
+        if (pk_pack_writer_put(w, r[i].key, rec, len, &e))
             die(r[i].key, &e);
         free(rec);
     }
     uint8_t *mv;
     size_t mlen;
-    if (pk_meta_encode(&mv, &mlen, m, &e) || pk_lmdb_writer_put(w, PK_META_KEY, mv, mlen, &e))
+    if (pk_meta_encode(&mv, &mlen, m, &e) || pk_pack_writer_put(w, PK_META_KEY, mv, mlen, &e))
         die("pack metadata", &e);
     free(mv);
     *pack_id = m->pack_id;
     free(m);
-    if (pk_lmdb_writer_finish(w, &e))
+    if (pk_pack_writer_finish(w, &e))
         die(path, &e);
 }
 
@@ -147,8 +147,8 @@ static void write_cache(const char *path, const img_rec *r, int n, uint64_t pack
                         float *const *main_l, float *const *aux_l)
 {
     pk_err e = {0, ""};
-    pk_lmdb_writer *w;
-    if (pk_lmdb_writer_open(&w, path, 0, 1, &e))
+    pk_pack_writer *w;
+    if (pk_pack_writer_open(&w, path, 0, 1, &e))
         die(path, &e);
     for (int i = 0; i < n; i++) {
         pk_logits_geom g;
@@ -156,7 +156,7 @@ static void write_cache(const char *path, const img_rec *r, int n, uint64_t pack
         uint8_t *buf;
         size_t len;
         if (pk_logits_encode(&buf, &len, r[i].key, &g, K, main_l[i], aux_l[i], &e) ||
-            pk_lmdb_writer_put(w, r[i].key, buf, len, &e))
+            pk_pack_writer_put(w, r[i].key, buf, len, &e))
             die(r[i].key, &e);
         free(buf);
     }
@@ -173,10 +173,10 @@ static void write_cache(const char *path, const img_rec *r, int n, uint64_t pack
     uint8_t *buf;
     size_t len;
     if (pk_logits_meta_encode(&buf, &len, &m, &e) ||
-        pk_lmdb_writer_put(w, PK_META_KEY, buf, len, &e))
+        pk_pack_writer_put(w, PK_META_KEY, buf, len, &e))
         die("cache metadata", &e);
     free(buf);
-    if (pk_lmdb_writer_finish(w, &e))
+    if (pk_pack_writer_finish(w, &e))
         die(path, &e);
 }
 
