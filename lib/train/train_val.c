@@ -151,7 +151,8 @@ struct visit {
     val_ws *w;
     pk_confusion *conf;
     const pk_aug_opts *norm;
-    int (*stop)(void);
+    pk_stop_fn *stop;
+    void *stop_ctx;
     int interrupted;
 };
 
@@ -165,7 +166,7 @@ static int visit(const MDB_val *key, const MDB_val *val, void *user, pk_err *e)
     struct visit *v = user;
     if (is_meta_key(key))
         return PK_OK;
-    if (v->stop && v->stop()) {
+    if (v->stop && v->stop(v->stop_ctx)) {
         v->interrupted = 1;
         return -1; /* ends the walk; not an error */
     }
@@ -178,8 +179,8 @@ static int visit(const MDB_val *key, const MDB_val *val, void *user, pk_err *e)
     return rc;
 }
 
-int pk_val_run(pk_val_set *v, pk_model *m, int (*stop)(void), pk_seg_scores *s,
-               int *interrupted, pk_err *e)
+int pk_val_run(pk_val_set *v, pk_model *m, pk_stop_fn *stop, void *stop_ctx,
+               pk_seg_scores *s, int *interrupted, pk_err *e)
 {
     *interrupted = 0;
     pk_aug_opts norm;
@@ -189,7 +190,8 @@ int pk_val_run(pk_val_set *v, pk_model *m, int (*stop)(void), pk_seg_scores *s,
     if (rc)
         return rc;
     val_ws w = {.ctx = pk_model_ctx(m)};
-    struct visit st = {.m = m, .w = &w, .conf = &conf, .norm = &norm, .stop = stop};
+    struct visit st = {.m = m, .w = &w, .conf = &conf, .norm = &norm, .stop = stop,
+                       .stop_ctx = stop_ctx};
     MDB_txn *txn = NULL;
     rc = pk_lmdb_txn_begin(&txn, &v->db, e);
     if (!rc) {
