@@ -1,9 +1,11 @@
 /* tool_opts: the getopt_long driver and its messages (run against glibc's
  * getopt_long on real argument vectors), and the value parsers. */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/tool_opts.h"
 #include "support.h"
@@ -60,12 +62,65 @@ static int record(void *ctx, int code, const char *arg)
 
 static void no_usage(FILE *f) { (void)f; }
 
+/* Sends stderr to /dev/null (the usage errors the checks provoke) until
+ * unmute(the returned descriptor). */
+static int mute(void)
+{
+    fflush(stderr);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+        dup2(null, 2);
+        close(null);
+    }
+    return saved;
+}
+
+static void unmute(int saved)
+{
+    fflush(stderr);
+    if (saved >= 0) {
+        dup2(saved, 2);
+        close(saved);
+    }
+}
+
 static int drive(struct seen *s, int argc, char **argv)
 {
     static const pk_tool t = {"prog", "m:d:q", lo, no_usage};
     memset(s, 0, sizeof *s);
     optind = 0;
-    return pk_getopt(&t, argc, argv, record, s);
+    int saved = mute();
+    int st = pk_getopt(&t, argc, argv, record, s);
+    unmute(saved);
+    return st;
+}
+
+static int check_numbers(void)
+{
+    int fails = 0, i = 0;
+    long l = 0;
+    float f = 0;
+    double d = 0;
+    const pk_num_opt t[] = {
+        {'i', 1, 8, "-i takes 1..8", .i = &i},
+        {'l', 0, 1L << 40, "-l takes a count", .l = &l},
+        {'f', 0, 1, "-f takes 0..1", .f = &f},
+        {'d', -1, 1e6, "-d takes -1..1e6", .d = &d},
+    };
+    size_t n = sizeof t / sizeof *t;
+    PK_CHECK(fails, pk_num_option("prog", t, n, 'i', "8") == PK_GO_ON && i == 8, "int");
+    PK_CHECK(fails, pk_num_option("prog", t, n, 'l', "1099511627776") == PK_GO_ON &&
+                        l == 1L << 40, "long");
+    PK_CHECK(fails, pk_num_option("prog", t, n, 'f', "0.25") == PK_GO_ON && f == 0.25f, "float");
+    PK_CHECK(fails, pk_num_option("prog", t, n, 'd', "-1") == PK_GO_ON && d == -1, "double");
+    int saved = mute();
+    int bad[] = {pk_num_option("prog", t, n, 'i', "9"), pk_num_option("prog", t, n, 'i', "2.5"),
+                 pk_num_option("prog", t, n, 'f', "abc"), pk_num_option("prog", t, n, 'x', "1")};
+    unmute(saved);
+    for (int k = 0; k < 4; k++)
+        PK_CHECK(fails, bad[k] == 2, "bad value %d: status %d", k, bad[k]);
+    PK_CHECK(fails, i == 8 && f == 0.25f, "a bad value stores nothing");
+    return fails;
 }
 
 static int check_messages(void)
@@ -115,7 +170,6 @@ static int check_driver(void)
     PK_CHECK(fails, drive(&s, 4, a2) == 7 && s.n == 0, "a handler's status ends the parse");
     char *a3[] = {"prog", "--help", "-Z", NULL};
     PK_CHECK(fails, drive(&s, 3, a3) == 0, "--help: 0");
-    fprintf(stderr, "  (a usage error on purpose:)\n");
     char *a4[] = {"prog", "-q", "-Z", NULL};
     PK_CHECK(fails, drive(&s, 3, a4) == 2 && s.n == 1, "-Z: a usage error");
     return fails;
@@ -166,7 +220,7 @@ static int check_values(void)
 
 int main(void)
 {
-    int fails = check_messages() + check_driver() + check_values();
+    int fails = check_messages() + check_driver() + check_numbers() + check_values();
     if (fails) {
         fprintf(stderr, "test_tool_opts: %d failure(s)\n", fails);
         return 1;
