@@ -2,9 +2,7 @@
 # pipelines/Makefile (demo at a toy scale), table.sh, timed.sh and
 # scripts/model-stats.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup() {
     ROOT="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"

@@ -3,18 +3,15 @@
 # step): the table and JSON, single and multi scale, flip, --limit,
 # --save-dir, determinism, and bad inputs.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup_file() {
     export DATA="$BATS_FILE_TMPDIR"
-    "$PSPKD_BIN/voc-synth" -q -o "$DATA/voc" -n 4 --val 3 --size 33:48 --seed 12
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split train -o "$DATA/train.lmdb"
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split val -o "$DATA/val.lmdb"
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split val --classes 22 -o "$DATA/val22.lmdb"
-    "$PSPKD_BIN/teacher-train" -q -d "$DATA/train.lmdb" --arch resnet18 -b 2 --crop 33 \
-        --augment none --threads 1 --iters 1 --seed 3 -o "$DATA/model.safetensors"
+    synth "$DATA/voc" 4 3 12
+    pack "$DATA/voc" train "$DATA/train.lmdb"
+    pack "$DATA/voc" val "$DATA/val.lmdb"
+    pack "$DATA/voc" val "$DATA/val22.lmdb" --classes 22
+    tiny_model "$DATA/train.lmdb" "$DATA/model.safetensors" --augment none --iters 1 --seed 3
 }
 
 setup() {
@@ -25,14 +22,7 @@ setup() {
 }
 
 @test "--help prints usage on stdout and exits 0; --version" {
-    run --separate-stderr "$SE" --help
-    assert_success
-    assert_output --partial 'usage: seg-eval'
-    assert_output --partial '--save-dir DIR'
-    [ -z "$stderr" ]
-    run "$SE" --version
-    assert_success
-    assert_output --regexp '^seg-eval [0-9]+\.[0-9]+\.[0-9]+$'
+    assert_help_version "$SE" '--save-dir DIR'
 }
 
 @test "usage errors exit 2 with one message" {
@@ -42,26 +32,15 @@ setup() {
     run "$SE" -m a -d b --crop 32
     assert_failure 2
     assert_output --partial '--crop takes N or HxW'
-    run "$SE" -m a -d b --crop 33x40
-    assert_failure 2
     run "$SE" -m a -d b --scales 1.0,
     assert_failure 2
     assert_output --partial 'bad scale list'
-    run "$SE" -m a -d b --scales 0
-    assert_failure 2
-    run "$SE" -m a -d b --base-size 0
-    assert_failure 2
-    run "$SE" -m a -d b -b 0
-    assert_failure 2
-    run "$SE" -m a -d b --limit 0
-    assert_failure 2
-    run "$SE" -m a -d b --device gpu
-    assert_failure 2
-    run "$SE" -m a -d b stray
-    assert_failure 2
-    run "$SE" --what -m a -d b
-    assert_failure 2
-    assert_line --index 0 "seg-eval: unknown option '--what'"
+    assert_usage_errors "$SE" '-m a -d b' '--crop 33x40' '--crop 8201' '--scales 0' \
+        '--base-size 0' '-b 0' '--limit 0' '--device gpu' stray
+    assert_usage_error "$SE" "unknown option '--what'" --what -m a -d b
+    assert_unknown_options "$SE"
+    assert_usage_error "$SE" "option '--json' takes no argument" -m a -d b --json=1
+    assert_usage_error "$SE" "option '--save-dir' needs an argument" -m a -d b --save-dir
 }
 
 @test "happy path: a row per class with the pack's names, then mIoU/mAcc/aAcc" {
@@ -138,8 +117,7 @@ setup() {
     run "$SE" -q -m "$DATA/model.safetensors" -d "$D/none.lmdb"
     assert_failure 1
     assert_line --index 0 --regexp '^seg-eval: .*none\.lmdb'
-    printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\nDATA=END\n' |
-        mdb_load -n "$D/empty.lmdb"
+    empty_lmdb "$D/empty.lmdb"
     run "$SE" -q -m "$DATA/model.safetensors" -d "$D/empty.lmdb"
     assert_failure 1
     assert_output --partial 'no metadata record'

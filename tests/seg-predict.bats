@@ -4,16 +4,13 @@
 # Debian's PyTorch is installed, its parity with the PyTorch reference
 # PSPNet and the mask's agreement with its argmax), and bad inputs.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup_file() {
     export DATA="$BATS_FILE_TMPDIR"
-    "$PSPKD_BIN/voc-synth" -q -o "$DATA/voc" -n 4 --val 0 --size 33:48 --seed 13
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split train -o "$DATA/train.lmdb"
-    "$PSPKD_BIN/teacher-train" -q -d "$DATA/train.lmdb" --arch resnet18 -b 2 --crop 33 \
-        --augment none --threads 1 --iters 1 --seed 3 -o "$DATA/model.safetensors"
+    synth "$DATA/voc" 4 0 13
+    pack "$DATA/voc" train "$DATA/train.lmdb"
+    tiny_model "$DATA/train.lmdb" "$DATA/model.safetensors" --augment none --iters 1 --seed 3
     export IMG1 IMG2
     IMG1=$(ls "$DATA"/voc/JPEGImages/*.jpg | head -1)
     IMG2=$(ls "$DATA"/voc/JPEGImages/*.jpg | sed -n 2p)
@@ -28,24 +25,10 @@ setup() {
 name_of() { basename "${1%.*}"; }
 png_size() { file "$1" | grep -o '[0-9]* x [0-9]*'; }
 
-# The JSON header of a safetensors file.
-st_header() {
-    local n
-    n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
-    dd if="$1" bs=1 skip=8 count="$n" status=none
-}
-
 have_torch() { /usr/bin/python3 -c 'import torch, numpy, PIL' 2>/dev/null; }
 
 @test "--help prints usage on stdout and exits 0; --version" {
-    run --separate-stderr "$SP" --help
-    assert_success
-    assert_output --partial 'usage: seg-predict'
-    assert_output --partial '--logits FILE'
-    [ -z "$stderr" ]
-    run "$SP" --version
-    assert_success
-    assert_output --regexp '^seg-predict [0-9]+\.[0-9]+\.[0-9]+$'
+    assert_help_version "$SP" '--logits FILE'
 }
 
 @test "usage errors exit 2 with one message" {
@@ -55,22 +38,13 @@ have_torch() { /usr/bin/python3 -c 'import torch, numpy, PIL' 2>/dev/null; }
     run "$SP" -m m
     assert_failure 2
     assert_output --partial 'no input images'
-    run "$SP" -m m --alpha 2 x.jpg
-    assert_failure 2
-    run "$SP" -m m --alpha x x.jpg
-    assert_failure 2
     run "$SP" -m m --logits l.safetensors a.jpg b.jpg
     assert_failure 2
     assert_output --partial '--logits takes exactly one input image'
-    run "$SP" -m m --logits l.safetensors -
-    assert_failure 2
-    run "$SP" -m m a.jpg -
-    assert_failure 2
-    run "$SP" -m m -t x a.jpg
-    assert_failure 2
-    run "$SP" --nope -m m a.jpg
-    assert_failure 2
-    assert_line --index 0 "seg-predict: unknown option '--nope'"
+    assert_usage_errors "$SP" '-m m' '--alpha 2 x.jpg' '--alpha x x.jpg' \
+        '--logits l.safetensors -' 'a.jpg -' '-t x a.jpg'
+    assert_usage_error "$SP" "unknown option '--nope'" --nope -m m a.jpg
+    assert_unknown_options "$SP"
 }
 
 @test "happy path: one palette PNG per image, at the image's size" {

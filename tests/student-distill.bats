@@ -4,26 +4,20 @@
 # the logged terms), every bad cache / teacher / pack, the option
 # conventions, and resumption after a real SIGTERM.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup_file() {
     export DATA="$BATS_FILE_TMPDIR"
-    local B="$PSPKD_BIN"
-    "$B/voc-synth" -q -o "$DATA/voc" -n 8 --val 2 --size 33:48 --seed 5
-    "$B/voc-pack" -q "$DATA/voc" --split train -o "$DATA/train.lmdb"
-    "$B/voc-synth" -q -o "$DATA/voc2" -n 8 --val 0 --size 33:48 --seed 6
-    "$B/voc-pack" -q "$DATA/voc2" --split train -o "$DATA/other.lmdb"
-    "$B/voc-pack" -q "$DATA/voc" --split train --classes 16 -o "$DATA/train16.lmdb"
-    "$B/teacher-train" -q -d "$DATA/train.lmdb" --arch resnet18 -b 2 --crop 33 --iters 2 \
-        --threads 1 --freeze -o "$DATA/teacher.safetensors"
-    "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
-        -o "$DATA/logits.lmdb"
-    "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
-        --limit 3 -o "$DATA/partial.lmdb"
-    "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/other.lmdb" \
-        -o "$DATA/other-logits.lmdb"
+    synth "$DATA/voc" 8 2 5
+    pack "$DATA/voc" train "$DATA/train.lmdb"
+    synth "$DATA/voc2" 8 0 6
+    pack "$DATA/voc2" train "$DATA/other.lmdb"
+    pack "$DATA/voc" train "$DATA/train16.lmdb" --classes 16
+    tiny_model "$DATA/train.lmdb" "$DATA/teacher.safetensors" --iters 2 --freeze
+    local td=("$PSPKD_BIN/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors")
+    "${td[@]}" -d "$DATA/train.lmdb" -o "$DATA/logits.lmdb"
+    "${td[@]}" -d "$DATA/train.lmdb" --limit 3 -o "$DATA/partial.lmdb"
+    "${td[@]}" -d "$DATA/other.lmdb" -o "$DATA/other-logits.lmdb"
 }
 
 setup() {
@@ -42,37 +36,28 @@ check_total() {
 }
 
 @test "--help prints usage on stdout and exits 0; --version" {
-    run --separate-stderr "$SD" --help
-    assert_success
-    assert_output --partial 'usage: student-distill'
-    assert_output --partial '--preset NAME'
-    run "$SD" --version
-    assert_success
-    assert_output --regexp '^student-distill [0-9]+\.[0-9]+\.[0-9]+$'
+    assert_help_version "$SD" '--preset NAME'
 }
 
 @test "usage errors exit 2: the teacher source, loss options" {
     run "$SD" -d x -o y
     assert_failure 2
     assert_line --index 0 'student-distill: give exactly one of -l LOGITS, --teacher MODEL and --no-kd'
-    run "$SD" -d x -o y -l a --no-kd
-    assert_failure 2
-    run "$SD" -d x -o y -l a --teacher b
-    assert_failure 2
     run "$SD" -d x -o y --no-kd --aux-kd l2
     assert_failure 2
     assert_output --partial '--aux-kd takes kl, smoothl1 or mse'
-    run "$SD" -d x -o y --no-kd --preset hinton
-    assert_failure 2
-    run "$SD" -d x -o y --no-kd --T 0
-    assert_failure 2
-    run "$SD" -d x -o y --no-kd --kd-weight -1
-    assert_failure 2
+    assert_usage_errors "$SD" '-d x -o y' '-l a --no-kd' '-l a --teacher b' \
+        '--no-kd --preset hinton' '--no-kd --T 0' '--no-kd --kd-weight -1'
+    # a bad value names its option, not the value
+    assert_usage_error "$SD" '--kd-weight takes a number in 0..1000' --kd-weight abc
+    assert_usage_error "$SD" '--kd-weight takes a number in 0..1000' --kd-weight=abc
+    assert_usage_error "$SD" '--T takes a number in 0.01..1000' -d x -o y --T abc
+    assert_usage_error "$SD" "option '--teacher' needs an argument" -d x -o y --teacher
     run "$SD" -l a -o y
     assert_failure 2
     assert_line --index 0 'student-distill: missing -d PACK'
-    run "$SD" --bogus
-    assert_failure 2
+    assert_usage_error "$SD" "unknown option '--bogus'" --bogus
+    assert_unknown_options "$SD"
 }
 
 @test "cached logits: the default preset's loss is CE + 0.4 auxCE + KD + 0.4 auxKL" {
@@ -87,8 +72,7 @@ check_total() {
     # the distillation terms are there
     run awk -F, 'NR > 1 && ($7 <= 0 || $8 <= 0)' "$D/kd.csv"
     assert_output ''
-    h=$(od -An -t u8 -N8 "$D/kd.safetensors" | tr -d ' ')
-    [[ $(dd if="$D/kd.safetensors" bs=1 skip=8 count="$h" status=none) == *'"tool":"student-distill"'* ]]
+    [[ $(st_header "$D/kd.safetensors") == *'"tool":"student-distill"'* ]]
 }
 
 @test "--preset seed: 0.25 CE + 0.4 auxCE + 0.75 KD(T 1.9) + SmoothL1(aux); options override it" {
@@ -172,8 +156,7 @@ check_total() {
     assert_line --index 0 --regexp '^student-distill: .*trunc\.lmdb'
     run "$SD" "${FAST[@]}" -q -l "$DATA/train.lmdb" --iters 1 -o "$D/o.safetensors"
     assert_failure 1
-    printf 'VERSION=3\nformat=bytevalue\nHEADER=END\nDATA=END\n' |
-        mdb_load -n -f /dev/stdin "$D/empty.lmdb"
+    empty_lmdb "$D/empty.lmdb"
     run "$SD" -d "$D/empty.lmdb" -b 2 --crop 33 -q --no-kd -o "$D/o.safetensors"
     assert_failure 1
     assert_output --partial 'no metadata record'
@@ -184,16 +167,8 @@ check_total() {
     N=12
     A=(-l "$DATA/logits.lmdb" --iters $N --ckpt-every 100)
     "$SD" "${FAST[@]}" "${A[@]}" -q --log "$D/a.csv" -o "$D/a.safetensors"
-    "$SD" "${FAST[@]}" "${A[@]}" --ckpt-dir "$D/ck" --log "$D/b.csv" -o "$D/b.safetensors" \
-        2>"$D/b.err" &
-    pid=$!
-    for _ in $(seq 1 1200); do
-        [ "$(grep -c '' "$D/b.csv" 2>/dev/null)" -ge 4 ] 2>/dev/null && break
-        sleep 0.05
-    done
-    kill -TERM "$pid"
-    st=0
-    wait "$pid" || st=$?
+    signal_after_rows TERM "$D/b.csv" 4 "$SD" "${FAST[@]}" "${A[@]}" --ckpt-dir "$D/ck" \
+        --log "$D/b.csv" -o "$D/b.safetensors" 2>"$D/b.err"
     assert_equal "$st" 143
     grep -q 'terminated at step' "$D/b.err"
     [ ! -e "$D/b.safetensors" ]

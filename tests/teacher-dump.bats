@@ -5,21 +5,18 @@
 # input (unfrozen teacher, class mismatch, corrupt or truncated checkpoint,
 # missing or empty LMDB, an output from another teacher or not a cache).
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup_file() {
     export DATA="$BATS_FILE_TMPDIR"
-    "$PSPKD_BIN/voc-synth" -q -o "$DATA/voc" -n 6 --val 2 --size 33:48 --seed 11
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split train -o "$DATA/train.lmdb"
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split train --classes 22 -o "$DATA/train22.lmdb"
-    local tt=("$PSPKD_BIN/teacher-train" -q -d "$DATA/train.lmdb" --arch resnet18 -b 2
-        --crop 33 --augment none --threads 1 --iters 1)
-    "${tt[@]}" --seed 3 -o "$DATA/unfrozen.safetensors"
+    synth "$DATA/voc" 6 2 11
+    pack "$DATA/voc" train "$DATA/train.lmdb"
+    pack "$DATA/voc" train "$DATA/train22.lmdb" --classes 22
+    tiny_model "$DATA/train.lmdb" "$DATA/unfrozen.safetensors" --augment none --iters 1 --seed 3
     "$PSPKD_BIN/teacher-train" --freeze-only "$DATA/unfrozen.safetensors" \
         -o "$DATA/teacher.safetensors"
-    "${tt[@]}" --seed 4 --freeze -o "$DATA/teacher2.safetensors"
+    tiny_model "$DATA/train.lmdb" "$DATA/teacher2.safetensors" --augment none --iters 1 --seed 4 \
+        --freeze
     # The one-shot reference cache.
     "$PSPKD_BIN/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
         -o "$DATA/ref.lmdb" >/dev/null
@@ -39,14 +36,7 @@ lmdb_keys() {
 }
 
 @test "--help prints usage on stdout and exits 0; --version" {
-    run --separate-stderr "$TD" --help
-    assert_success
-    assert_output --partial 'usage: teacher-dump'
-    assert_output --partial '--limit N'
-    [ -z "$stderr" ]
-    run "$TD" --version
-    assert_success
-    assert_output --regexp '^teacher-dump [0-9]+\.[0-9]+\.[0-9]+$'
+    assert_help_version "$TD" '--limit N'
 }
 
 @test "usage errors exit 2 with one message" {
@@ -55,21 +45,14 @@ lmdb_keys() {
     assert_line --index 0 'teacher-dump: need -m TEACHER, -d DATA and -o LOGITS'
     run "$TD" -m a -d b
     assert_failure 2
-    run "$TD" --bogus -m a -d b -o c
-    assert_failure 2
-    assert_line --index 0 "teacher-dump: unknown option '--bogus'"
+    assert_usage_error "$TD" "unknown option '--bogus'" --bogus -m a -d b -o c
+    assert_unknown_options "$TD"
     run "$TD" -m a -d b -o c -t -1
     assert_failure 2
     assert_output --partial '--threads takes'
-    run "$TD" -m a -d b -o c --device tpu
-    assert_failure 2
-    run "$TD" -m a -d b -o c --limit -1
-    assert_failure 2
-    run "$TD" -m a -d b -o c stray
-    assert_failure 2
-    run "$TD" -m a -d b -o
-    assert_failure 2
-    assert_line --index 0 "teacher-dump: option '-o' needs an argument"
+    assert_usage_errors "$TD" '-m a -d b -o c' '--device tpu' '--limit -1' stray
+    assert_usage_error "$TD" "option '-o' needs an argument" -m a -d b -o
+    assert_usage_error "$TD" "option '--output' needs an argument" -m a -d b --output
 }
 
 @test "happy path: one record per pack key, metadata, summary and JSON" {
@@ -84,9 +67,7 @@ lmdb_keys() {
     [ "$(lmdb_keys "$D/l.lmdb" | wc -l)" = 7 ]
     # Deterministic: equal to the reference cache, record for record.
     diff <(lmdb_dump "$DATA/ref.lmdb") <(lmdb_dump "$D/l.lmdb")
-    # No temporary file left.
-    run ls "$D"
-    refute_output --partial '.tmp.'
+    assert_no_temp "$D"
     run "$TD" "${RUN[@]}" -o "$D/j.lmdb" --json
     assert_success
     assert_output --regexp '^\{"images": 6, "computed": 6, "kept": 0, "missing": 0, "up_to_date": false, '
@@ -157,8 +138,7 @@ lmdb_keys() {
     kill -TERM "$pid" 2>/dev/null || true
     local st=0
     wait "$pid" || st=$?
-    run ls "$D"
-    refute_output --partial '.tmp.'
+    assert_no_temp "$D"
     if [ "$st" = 143 ]; then
         # At least the first image was kept, and the message says so.
         grep -q 'interrupted: .* holds [1-6] of 6 images; run again to resume' "$D/err"
@@ -242,8 +222,7 @@ lmdb_keys() {
     run "$TD" -q -m "$DATA/teacher.safetensors" -d "$D/none.lmdb" -o "$D/l.lmdb"
     assert_failure 1
     assert_line --index 0 --regexp '^teacher-dump: .*none\.lmdb'
-    printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\nDATA=END\n' |
-        mdb_load -n "$D/empty.lmdb"
+    empty_lmdb "$D/empty.lmdb"
     run "$TD" -q -m "$DATA/teacher.safetensors" -d "$D/empty.lmdb" -o "$D/l.lmdb"
     assert_failure 1
     assert_output --partial 'empty.lmdb: no metadata record'

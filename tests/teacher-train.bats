@@ -4,15 +4,13 @@
 # validation, every bad input, the option conventions, and resumption after
 # a real SIGTERM reproducing the uninterrupted run byte for byte.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup_file() {
     export DATA="$BATS_FILE_TMPDIR"
-    "$PSPKD_BIN/voc-synth" -q -o "$DATA/voc" -n 8 --val 2 --size 33:48 --seed 5
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split train -o "$DATA/train.lmdb"
-    "$PSPKD_BIN/voc-pack" -q "$DATA/voc" --split val -o "$DATA/val.lmdb"
+    synth "$DATA/voc" 8 2 5
+    pack "$DATA/voc" train "$DATA/train.lmdb"
+    pack "$DATA/voc" val "$DATA/val.lmdb"
 }
 
 setup() {
@@ -21,25 +19,11 @@ setup() {
     FAST=(-d "$DATA/train.lmdb" --arch resnet18 -b 2 --crop 33 --threads 1 --seed 7)
 }
 
-# The JSON header of a safetensors file.
-st_header() {
-    local n
-    n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
-    dd if="$1" bs=1 skip=8 count="$n" status=none
-}
-
 # Log rows without the two timing columns (img_s, time).
 log_body() { cut -d, -f1-8,11- "$1"; }
 
 @test "--help prints usage on stdout and exits 0; --version" {
-    run --separate-stderr "$TT" --help
-    assert_success
-    assert_output --partial 'usage: teacher-train'
-    assert_output --partial '--freeze-only'
-    assert_output --partial '--resume PATH'
-    run "$TT" --version
-    assert_success
-    assert_output --regexp '^teacher-train [0-9]+\.[0-9]+\.[0-9]+$'
+    assert_help_version "$TT" '--freeze-only' '--resume PATH'
 }
 
 @test "usage errors exit 2 with one message" {
@@ -49,34 +33,21 @@ log_body() { cut -d, -f1-8,11- "$1"; }
     run "$TT" -d "$DATA/train.lmdb"
     assert_failure 2
     assert_line --index 0 'teacher-train: missing -o OUTPUT'
-    run "$TT" --bogus -d x -o y
-    assert_failure 2
-    assert_line --index 0 "teacher-train: unknown option '--bogus'"
+    assert_usage_error "$TT" "unknown option '--bogus'" --bogus -d x -o y
+    assert_unknown_options "$TT"
     run "$TT" -d x -o y --crop 32
     assert_failure 2
     assert_output --partial '--crop takes N or HxW'
     run "$TT" -d x -o y -b 1
     assert_failure 2
     assert_output --partial 'BatchNorm needs 2 images'
-    run "$TT" -d x -o y --arch resnet34
-    assert_failure 2
-    run "$TT" -d x -o y --augment some
-    assert_failure 2
-    run "$TT" -d x -o y --scale 2,1
-    assert_failure 2
-    run "$TT" -d x -o y --iters 0
-    assert_failure 2
-    run "$TT" -d x -o y --device tpu
-    assert_failure 2
-    run "$TT" -d x -o y stray
-    assert_failure 2
-    run "$TT" -d x -o
-    assert_failure 2
-    assert_line --index 0 "teacher-train: option '-o' needs an argument"
-    run "$TT" --freeze-only x
-    assert_failure 2
-    run "$TT" --freeze-only x -d y -o z
-    assert_failure 2
+    assert_usage_errors "$TT" '-d x -o y' '--arch resnet34' '--augment some' '--scale 2,1' \
+        '--iters 0' '--device tpu' stray '--crop 8201' '--crop 33x8'
+    assert_usage_error "$TT" "option '-o' needs an argument" -d x -o
+    assert_usage_error "$TT" "option '--freeze-only' needs an argument" -d x --freeze-only
+    assert_usage_error "$TT" "option '--freeze' takes no argument" -d x -o y --freeze=1
+    assert_usage_error "$TT" '--seed takes a non-negative integer' -d x -o y --seed -1
+    assert_usage_errors "$TT" '--freeze-only x' '' '-d y -o z'
 }
 
 @test "trains, writes the model with optimiser state, checkpoints keep the newest" {
@@ -134,16 +105,8 @@ log_body() { cut -d, -f1-8,11- "$1"; }
     N=14
     "$TT" "${FAST[@]}" -q --iters $N --ckpt-every 100 --log "$D/a.csv" -o "$D/a.safetensors"
     # The same run, terminated once it has logged 3 steps.
-    "$TT" "${FAST[@]}" --iters $N --ckpt-every 100 --ckpt-dir "$D/ck" --log "$D/b.csv" \
-        -o "$D/b.safetensors" 2>"$D/b.err" &
-    pid=$!
-    for _ in $(seq 1 1200); do
-        [ "$(grep -c '' "$D/b.csv" 2>/dev/null)" -ge 4 ] 2>/dev/null && break
-        sleep 0.05
-    done
-    kill -TERM "$pid"
-    st=0
-    wait "$pid" || st=$?
+    signal_after_rows TERM "$D/b.csv" 4 "$TT" "${FAST[@]}" --iters $N --ckpt-every 100 \
+        --ckpt-dir "$D/ck" --log "$D/b.csv" -o "$D/b.safetensors" 2>"$D/b.err"
     assert_equal "$st" 143
     run cat "$D/b.err"
     assert_output --regexp 'terminated at step [0-9]+: checkpoint .*/ck/step-[0-9]{8}\.safetensors'
@@ -160,16 +123,8 @@ log_body() { cut -d, -f1-8,11- "$1"; }
 }
 
 @test "SIGINT stops with 130 after a checkpoint; the log is trimmed back on resume" {
-    "$TT" "${FAST[@]}" --iters 40 --ckpt-every 100 --ckpt-dir "$D/ck" --log "$D/c.csv" \
-        -o "$D/c.safetensors" 2>"$D/c.err" &
-    pid=$!
-    for _ in $(seq 1 1200); do
-        [ "$(grep -c '' "$D/c.csv" 2>/dev/null)" -ge 3 ] 2>/dev/null && break
-        sleep 0.05
-    done
-    kill -INT "$pid"
-    st=0
-    wait "$pid" || st=$?
+    signal_after_rows INT "$D/c.csv" 3 "$TT" "${FAST[@]}" --iters 40 --ckpt-every 100 \
+        --ckpt-dir "$D/ck" --log "$D/c.csv" -o "$D/c.safetensors" 2>"$D/c.err"
     assert_equal "$st" 130
     grep -q 'interrupted at step' "$D/c.err"
     step=$(ls "$D/ck" | sed 's/step-0*\([0-9]*\)\.safetensors/\1/')
@@ -219,8 +174,7 @@ log_body() { cut -d, -f1-8,11- "$1"; }
 }
 
 @test "empty, missing and non-pack data; too few images for a batch" {
-    printf 'VERSION=3\nformat=bytevalue\nHEADER=END\nDATA=END\n' |
-        mdb_load -n -f /dev/stdin "$D/empty.lmdb"
+    empty_lmdb "$D/empty.lmdb"
     run "$TT" -d "$D/empty.lmdb" -q --arch resnet18 -b 2 --crop 33 -o "$D/o.safetensors"
     assert_failure 1
     assert_output --partial 'no metadata record'

@@ -2,13 +2,11 @@
 # voc-pack on a tiny voc-synth set: the happy path, every bad input, and
 # the option conventions.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup_file() {
     export SRC="$BATS_FILE_TMPDIR/voc"
-    "$PSPKD_BIN/voc-synth" -q -o "$SRC" -n 6 --val 2 --size 33:48 --seed 5
+    synth "$SRC" 6 2 5
 }
 
 setup() {
@@ -20,47 +18,33 @@ setup() {
     mkdir "$OUT"
 }
 
-# Nothing at all left in $OUT: no pack, no temp file.
-assert_no_output() {
-    run ls -A "$OUT"
-    assert_output ''
+# Packing the train split fails with exit 1, one line matching $1, and
+# leaves nothing at all in $OUT: no pack, no temp file.
+assert_pack_fails() {
+    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
+    assert_failure 1
+    assert_output --regexp "$1"
+    assert_equal "${#lines[@]}" 1
+    assert_empty_dir "$OUT"
 }
 
-@test "--help prints usage on stdout and exits 0" {
-    run --separate-stderr "$PACK" --help
-    assert_success
-    assert_output --partial 'usage: voc-pack'
-    assert_output --partial '--skip-bad'
-}
-
-@test "--version prints the version" {
-    run "$PACK" --version
-    assert_success
-    assert_output --regexp '^voc-pack [0-9]+\.[0-9]+\.[0-9]+$'
+@test "--help prints usage on stdout and exits 0; --version" {
+    assert_help_version "$PACK" '--skip-bad'
 }
 
 @test "usage errors exit 2" {
     run "$PACK"
     assert_failure 2
     assert_output --partial 'missing VOC_ROOT'
-    run "$PACK" --bogus "$ROOT" --split train -o "$OUT/p"
-    assert_failure 2
+    assert_usage_error "$PACK" "unknown option '--bogus'" --bogus "$ROOT" --split train -o "$OUT/p"
+    assert_unknown_options "$PACK"
+    assert_usage_error "$PACK" "option '--skip-bad' takes no argument" --skip-bad=yes
     run "$PACK" "$ROOT" -o "$OUT/p"
     assert_failure 2
     assert_output --partial 'exactly one of --split and --list'
-    run "$PACK" "$ROOT" --split train --list x -o "$OUT/p"
-    assert_failure 2
-    run "$PACK" "$ROOT" --split train
-    assert_failure 2
-    run "$PACK" "$ROOT" --split train -o "$OUT/p" --store png
-    assert_failure 2
-    run "$PACK" "$ROOT" --split train -o "$OUT/p" --jobs 0
-    assert_failure 2
-    run "$PACK" "$ROOT" --split train -o "$OUT/p" --classes 256
-    assert_failure 2
-    run "$PACK" "$ROOT" extra --split train -o "$OUT/p"
-    assert_failure 2
-    assert_no_output
+    assert_usage_errors "$PACK" "$ROOT --split train" "--list x -o $OUT/p" '' \
+        "-o $OUT/p --store png" "-o $OUT/p --jobs 0" "-o $OUT/p --classes 256" "-o $OUT/p extra"
+    assert_empty_dir "$OUT"
 }
 
 @test "packs a split in list order; records check and the summary reports images/s" {
@@ -120,73 +104,50 @@ assert_no_output() {
 
 @test "missing image: one line naming the id and file, exit 1, no output" {
     rm "$ROOT/JPEGImages/synth_000002.jpg"
-    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
-    assert_failure 1
-    assert_output "voc-pack: synth_000002: $ROOT/JPEGImages/synth_000002.jpg: No such file or directory"
-    assert_no_output
+    assert_pack_fails "^voc-pack: synth_000002: $ROOT/JPEGImages/synth_000002.jpg: No such file or directory\$"
 }
 
 @test "missing label file" {
     rm "$ROOT/SegmentationClass/synth_000003.png"
-    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
-    assert_failure 1
-    assert_output --regexp '^voc-pack: synth_000003: .*synth_000003.png: No such file or directory$'
-    assert_no_output
+    assert_pack_fails '^voc-pack: synth_000003: .*synth_000003.png: No such file or directory$'
 }
 
 @test "corrupt JPEG" {
     printf 'this is not a JPEG' >"$ROOT/JPEGImages/synth_000001.jpg"
-    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
-    assert_failure 1
-    assert_output --regexp '^voc-pack: synth_000001: .*synth_000001.jpg: corrupt JPEG: Not a JPEG file'
-    assert_no_output
+    assert_pack_fails '^voc-pack: synth_000001: .*synth_000001.jpg: corrupt JPEG: Not a JPEG file'
 }
 
 @test "truncated JPEG" {
     f="$ROOT/JPEGImages/synth_000004.jpg"
     head -c $(($(stat -c %s "$f") / 2)) "$SRC/JPEGImages/synth_000004.jpg" >"$f"
-    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
-    assert_failure 1
-    assert_output --regexp '^voc-pack: synth_000004: .*: corrupt JPEG: Premature end of JPEG file$'
-    assert_no_output
+    assert_pack_fails '^voc-pack: synth_000004: .*: corrupt JPEG: Premature end of JPEG file$'
 }
 
 @test "truncated PNG" {
     f="$ROOT/SegmentationClass/synth_000000.png"
     head -c $(($(stat -c %s "$f") - 30)) "$SRC/SegmentationClass/synth_000000.png" >"$f"
-    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
-    assert_failure 1
-    assert_output --regexp '^voc-pack: synth_000000: .*synth_000000.png: corrupt PNG: '
-    assert_no_output
+    assert_pack_fails '^voc-pack: synth_000000: .*synth_000000.png: corrupt PNG: '
 }
 
 @test "corrupt PNG" {
     printf '\211PNG\r\n\032\nnot really' >"$ROOT/SegmentationClass/synth_000005.png"
-    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
-    assert_failure 1
-    assert_output --regexp '^voc-pack: synth_000005: .*synth_000005.png: corrupt PNG: '
-    assert_no_output
+    assert_pack_fails '^voc-pack: synth_000005: .*synth_000005.png: corrupt PNG: '
 }
 
 @test "image/label size mismatch" {
     # give synth_000001 the label of an image of another size
     cp "$ROOT/SegmentationClass/synth_000000.png" "$ROOT/SegmentationClass/synth_000001.png"
-    run "$PACK" -q "$ROOT" --split train -o "$OUT/p"
-    assert_failure 1
-    assert_output --regexp '^voc-pack: synth_000001: label [0-9]+x[0-9]+ but image [0-9]+x[0-9]+$'
     # the sizes named are the real ones
     "$PACK" -q "$SRC" --split train -o "$BATS_TEST_TMPDIR/good"
     sizes=$("$SHOW" list "$BATS_TEST_TMPDIR/good" | awk '{print $3}')
-    want="label $(sed -n 1p <<<"$sizes") but image $(sed -n 2p <<<"$sizes")"
-    assert_output --partial "$want"
-    assert_no_output
+    assert_pack_fails "^voc-pack: synth_000001: label $(sed -n 1p <<<"$sizes") but image $(sed -n 2p <<<"$sizes")\$"
 }
 
 @test "label value out of range" {
     run "$PACK" -q "$ROOT" --split train -o "$OUT/p" --classes 2
     assert_failure 1
     assert_output --regexp '^voc-pack: synth_000000: .*synth_000000.png: label value [0-9]+ at \([0-9]+,[0-9]+\) out of range \(classes 2, ignore 255\)$'
-    assert_no_output
+    assert_empty_dir "$OUT"
 }
 
 @test "unreadable, missing, empty and malformed lists" {
@@ -214,7 +175,7 @@ assert_no_output() {
         assert_failure 1
         assert_output --partial 'Permission denied'
     fi
-    assert_no_output
+    assert_empty_dir "$OUT"
 }
 
 @test "existing output needs --force" {
@@ -235,7 +196,7 @@ assert_no_output() {
     run bash -c "ulimit -f 64; exec '$PACK' -q '$ROOT' --split trainval -o '$OUT/p'"
     assert_failure 1
     assert_output --regexp "^voc-pack: $OUT/p: writing failed \(disk full or file size limit\?\): "
-    assert_no_output
+    assert_empty_dir "$OUT"
 }
 
 @test "--skip-bad packs the rest and reports how many and which" {
@@ -257,7 +218,7 @@ assert_no_output() {
     run "$PACK" -q "$ROOT" --split train -o "$OUT/p" --skip-bad --classes 1
     assert_failure 1
     assert_line 'voc-pack: no valid samples: nothing written'
-    assert_no_output
+    assert_empty_dir "$OUT"
 }
 
 @test "RGB-coloured label PNGs are mapped through the VOC palette" {

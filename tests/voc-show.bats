@@ -2,14 +2,12 @@
 # voc-show: list, header, meta, extract, check, stats on a tiny pack, and
 # its errors on missing records and damaged packs.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup_file() {
     export SRC="$BATS_FILE_TMPDIR/voc"
     export P="$BATS_FILE_TMPDIR/pack"
-    "$PSPKD_BIN/voc-synth" -q -o "$SRC" -n 4 --val 1 --size 33:48 --seed 9
+    synth "$SRC" 4 1 9
     "$PSPKD_BIN/voc-pack" "$SRC" --split train -o "$P" >"$BATS_FILE_TMPDIR/summary" 2>/dev/null
 }
 
@@ -18,13 +16,7 @@ setup() {
 }
 
 @test "--help and --version" {
-    run --separate-stderr "$SHOW" --help
-    assert_success
-    assert_output --partial 'usage: voc-show'
-    assert_output --partial 'extract PACK RECORD'
-    run "$SHOW" --version
-    assert_success
-    assert_output --regexp '^voc-show [0-9]+\.[0-9]+\.[0-9]+$'
+    assert_help_version "$SHOW" 'extract PACK RECORD'
 }
 
 @test "usage errors exit 2" {
@@ -36,16 +28,11 @@ setup() {
     run "$SHOW" frobnicate "$P"
     assert_failure 2
     assert_output --partial "unknown command 'frobnicate'"
-    run "$SHOW" header "$P"
-    assert_failure 2
-    run "$SHOW" list "$P" extra
-    assert_failure 2
-    run "$SHOW" --all list "$P"
-    assert_failure 2
-    run "$SHOW" --nope list "$P"
-    assert_failure 2
-    run "$SHOW" extract "$P" 0 -d
-    assert_failure 2
+    assert_usage_errors "$SHOW" '' "header $P" "list $P extra" "--all list $P"
+    assert_usage_error "$SHOW" "unknown option '--nope'" --nope list "$P"
+    assert_unknown_options "$SHOW"
+    assert_usage_error "$SHOW" "option '-d' needs an argument" extract "$P" 0 -d
+    assert_usage_error "$SHOW" "option '--dir' needs an argument" extract "$P" 0 --dir
 }
 
 @test "list: one line per record in order" {

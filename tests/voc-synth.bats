@@ -1,9 +1,7 @@
 #!/usr/bin/env bats
 # voc-synth: VOC layout, determinism, label content, options and errors.
 
-load '/usr/lib/bats/bats-support/load'
-load '/usr/lib/bats/bats-assert/load'
-bats_require_minimum_version 1.5.0
+load common
 
 setup() {
     SYN="$PSPKD_BIN/voc-synth"
@@ -17,12 +15,7 @@ label_stats() {
 }
 
 @test "--help, --version, --describe" {
-    run --separate-stderr "$SYN" --help
-    assert_success
-    assert_output --partial 'usage: voc-synth'
-    run "$SYN" --version
-    assert_success
-    assert_output --regexp '^voc-synth [0-9]+\.[0-9]+\.[0-9]+$'
+    assert_help_version "$SYN" '--describe'
     run "$SYN" --describe
     assert_success
     assert_equal "${#lines[@]}" 6
@@ -34,25 +27,14 @@ label_stats() {
     run "$SYN"
     assert_failure 2
     assert_output --partial 'missing -o DIR'
-    run "$SYN" -o "$D" --size 8
-    assert_failure 2
-    run "$SYN" -o "$D" --size 60:40
-    assert_failure 2
-    run "$SYN" -o "$D" --classes 1,2,x
-    assert_failure 2
-    run "$SYN" -o "$D" --classes 1,2,3,4,5,6,7,8,9
-    assert_failure 2
     run "$SYN" -o "$D" --classes 3,3
     assert_failure 2
     assert_output --partial 'given twice'
-    run "$SYN" -o "$D" --seed -4
-    assert_failure 2
-    run "$SYN" -o "$D" --train 0 --val 0
-    assert_failure 2
-    run "$SYN" -o "$D" extra
-    assert_failure 2
-    run "$SYN" -o "$D" --what
-    assert_failure 2
+    assert_usage_error "$SYN" '--seed takes a non-negative integer' -o "$D" --seed 0x10
+    assert_usage_errors "$SYN" "-o $D" '--size 8' '--size 60:40' '--classes 1,2,x' \
+        '--classes 1,2,3,4,5,6,7,8,9' '--seed -4' '--train 0 --val 0' extra
+    assert_usage_error "$SYN" "unknown option '--what'" -o "$D" --what
+    assert_unknown_options "$SYN"
     [ ! -e "$D" ]
 }
 
@@ -88,6 +70,9 @@ label_stats() {
     assert_failure
     run diff -rq "$D/a/SegmentationClass" "$D/c/SegmentationClass"
     assert_failure
+    # seeds are decimal: 042 is 42 (not octal 34)
+    "$SYN" -q -o "$D/d" -n 4 --val 2 --size 33:48 --seed 042
+    diff -r "$D/a" "$D/d"
     # a sample does not depend on how many are made: train 4 + val 2 and
     # train 6 share their first six samples
     "$SYN" -q -o "$D/e" -n 6 --val 0 --size 33:48 --seed 42

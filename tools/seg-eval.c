@@ -2,15 +2,13 @@
  * accuracy, mIoU / mAcc / aAcc (see seg-eval(1)). The numerics are in
  * lib/model/seg_infer.c and lib/model/metrics.c; this file parses options, walks the
  * pack, saves predictions and prints the table. */
-#include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/tool_opts.h"
+#include "core/mkdir_p.h"
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
 #include "data/image.h"
@@ -54,126 +52,78 @@ static void usage(FILE *f)
             "  -V, --version         print the version\n");
 }
 
-/* "473" or "473x641" (height x width). */
-static int parse_crop(const char *s, pk_seg_opts *o)
-{
-    long h, w;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", s);
-    char *x = strchr(buf, 'x');
-    if (x)
-        *x = '\0';
-    if (pk_parse_long(buf, 1, 8193, &h, NULL) || pk_parse_long(x ? x + 1 : buf, 1, 8193, &w, NULL) ||
-        (h - 1) % 8 || (w - 1) % 8)
-        return -1;
-    o->crop_h = (int)h;
-    o->crop_w = (int)w;
-    return 0;
-}
-
 struct opts {
-    const char *model, *data, *save_dir;
+    const char *model, *data, *save_dir, *device;
     pk_ctx_opts ctx;
     pk_seg_opts seg;
     long limit; /* < 0: all */
     int json, quiet;
 };
 
+enum { OPT_BASE = 256, OPT_CROP, OPT_MS, OPT_FLIP, OPT_NOFLIP, OPT_SAVE, OPT_DEVICE, OPT_JSON };
+
+static const struct option longopts[] = {
+    {"model", required_argument, 0, 'm'},    {"data", required_argument, 0, 'd'},
+    {"base-size", required_argument, 0, OPT_BASE},
+    {"crop", required_argument, 0, OPT_CROP}, {"scales", required_argument, 0, 's'},
+    {"ms", no_argument, 0, OPT_MS},          {"flip", no_argument, 0, OPT_FLIP},
+    {"no-flip", no_argument, 0, OPT_NOFLIP}, {"batch", required_argument, 0, 'b'},
+    {"limit", required_argument, 0, 'n'},    {"save-dir", required_argument, 0, OPT_SAVE},
+    {"threads", required_argument, 0, 't'},  {"device", required_argument, 0, OPT_DEVICE},
+    {"json", no_argument, 0, OPT_JSON},      {"quiet", no_argument, 0, 'q'},
+    {0, 0, 0, 0}};
+
+static const pk_tool tool = {TOOL, "m:d:s:b:n:t:q", longopts, usage};
+
+static int option(void *ctx, int c, const char *arg)
+{
+    struct opts *o = ctx;
+    const pk_num_opt nums[] = {
+        {OPT_BASE, 1, 16384, "--base-size takes 1..16384", .i = &o->seg.base_size},
+        {'b', 1, 256, "--batch takes 1..256", .i = &o->seg.batch},
+        {'n', 1, 1L << 40, "--limit takes a count >= 1", .l = &o->limit},
+        {'t', 0, 1024, "--threads takes 0..1024 (0: all CPUs)", .i = &o->ctx.threads},
+    };
+    pk_err e = {0, ""};
+    switch (c) {
+    case 'm': o->model = arg; break;
+    case 'd': o->data = arg; break;
+    case OPT_SAVE: o->save_dir = arg; break;
+    case OPT_JSON: o->json = 1; break;
+    case 'q': o->quiet = 1; break;
+    case OPT_MS: pk_seg_set_ms(&o->seg); break;
+    case OPT_FLIP: o->seg.flip = 1; break;
+    case OPT_NOFLIP: o->seg.flip = 0; break;
+    case OPT_DEVICE: o->device = arg; break;
+    case OPT_CROP:
+        if (pk_parse_crop(arg, &o->seg.crop_h, &o->seg.crop_w))
+            return pk_usage_error(TOOL, PK_CROP_ERROR);
+        break;
+    case 's':
+        if (pk_seg_parse_scales(&o->seg, arg, &e))
+            return pk_usage_error(TOOL, e.msg);
+        break;
+    default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
+    }
+    return PK_GO_ON;
+}
+
+/* Returns PK_GO_ON, else the exit status. */
 static int parse(struct opts *o, int argc, char **argv)
 {
-    enum { OPT_BASE = 256, OPT_CROP, OPT_MS, OPT_FLIP, OPT_NOFLIP, OPT_SAVE, OPT_DEVICE,
-           OPT_JSON };
-    static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},    {"data", required_argument, 0, 'd'},
-        {"base-size", required_argument, 0, OPT_BASE},
-        {"crop", required_argument, 0, OPT_CROP}, {"scales", required_argument, 0, 's'},
-        {"ms", no_argument, 0, OPT_MS},          {"flip", no_argument, 0, OPT_FLIP},
-        {"no-flip", no_argument, 0, OPT_NOFLIP}, {"batch", required_argument, 0, 'b'},
-        {"limit", required_argument, 0, 'n'},    {"save-dir", required_argument, 0, OPT_SAVE},
-        {"threads", required_argument, 0, 't'},  {"device", required_argument, 0, OPT_DEVICE},
-        {"json", no_argument, 0, OPT_JSON},      {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->limit = -1;
     pk_seg_opts_default(&o->seg);
-    int c;
-    const char *device = NULL;
-    long v;
-    pk_err e = {0, ""};
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:d:s:b:n:t:qhV", lo, NULL)) != -1) {
-        switch (c) {
-        case 'm': o->model = optarg; break;
-        case 'd': o->data = optarg; break;
-        case OPT_SAVE: o->save_dir = optarg; break;
-        case OPT_JSON: o->json = 1; break;
-        case 'q': o->quiet = 1; break;
-        case OPT_MS: pk_seg_set_ms(&o->seg); break;
-        case OPT_FLIP: o->seg.flip = 1; break;
-        case OPT_NOFLIP: o->seg.flip = 0; break;
-        case OPT_BASE:
-            if (pk_parse_long(optarg, 1, 16384, &v, NULL))
-                return pk_usage_error(TOOL, "--base-size takes 1..16384");
-            o->seg.base_size = (int)v;
-            break;
-        case OPT_CROP:
-            if (parse_crop(optarg, &o->seg))
-                return pk_usage_error(TOOL, "--crop takes N or HxW with each side 8k+1 (e.g. 473)");
-            break;
-        case 's':
-            if (pk_seg_parse_scales(&o->seg, optarg, &e))
-                return pk_usage_error(TOOL, e.msg);
-            break;
-        case 'b':
-            if (pk_parse_long(optarg, 1, 256, &v, NULL))
-                return pk_usage_error(TOOL, "--batch takes 1..256");
-            o->seg.batch = (int)v;
-            break;
-        case 'n':
-            if (pk_parse_long(optarg, 1, 1L << 40, &o->limit, NULL))
-                return pk_usage_error(TOOL, "--limit takes a count >= 1");
-            break;
-        case 't':
-            if (pk_parse_long(optarg, 0, 1024, &v, NULL))
-                return pk_usage_error(TOOL, "--threads takes 0..1024 (0: all CPUs)");
-            o->ctx.threads = (int)v;
-            break;
-        case OPT_DEVICE: device = optarg; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case ':': {
-            char m[80];
-            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        default: {
-            char m[80];
-            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        }
-    }
-    pk_err de = {0, ""};
-    int drc = pk_device_parse(device, &o->ctx, &de);
-    if (drc == PK_EINVAL)
-        return pk_usage_error(TOOL, de.msg);
-    if (drc) {
-        fprintf(stderr, TOOL ": %s\n", de.msg);
-        return 1;
-    }
+    int st = pk_getopt(&tool, argc, argv, option, o);
+    if (st == PK_GO_ON)
+        st = pk_device_opt(TOOL, o->device, &o->ctx);
+    if (st != PK_GO_ON)
+        return st;
     if (optind != argc)
         return pk_usage_error(TOOL, "unexpected argument");
     if (!o->model || !o->data)
         return pk_usage_error(TOOL, "need -m MODEL and -d DATA");
-    return -1;
-}
-
-static int mkdir_one(const char *path, pk_err *e)
-{
-    if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return pk_fail(e, PK_EIO, "%s: %s", path, strerror(errno));
-    return PK_OK;
+    return PK_GO_ON;
 }
 
 struct run {
@@ -214,8 +164,7 @@ static int setup(struct run *r, pk_err *e)
         if (asprintf(&r->gray_dir, "%s/gray", r->o.save_dir) < 0 ||
             asprintf(&r->color_dir, "%s/color", r->o.save_dir) < 0)
             return pk_fail(e, PK_ENOMEM, "out of memory");
-        if (mkdir_one(r->o.save_dir, e) || mkdir_one(r->gray_dir, e) ||
-            mkdir_one(r->color_dir, e))
+        if (pk_mkdir_p(r->gray_dir, e) || pk_mkdir_p(r->color_dir, e))
             return e->code;
     }
     return PK_OK;
@@ -387,10 +336,9 @@ static void cleanup(struct run *r)
 
 int main(int argc, char **argv)
 {
-    struct run r;
-    memset(&r, 0, sizeof r);
+    struct run r = {0};
     int st = parse(&r.o, argc, argv);
-    if (st >= 0)
+    if (st != PK_GO_ON)
         return st;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;

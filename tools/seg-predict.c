@@ -4,14 +4,12 @@
  * Each image is run whole: normalised, padded at the bottom/right with the
  * mean to the smallest (H-1) % 8 == 0 size, one forward pass with the
  * logits upsampled to the padded size, argmax over the image's own pixels. */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/tool_opts.h"
+#include "core/mkdir_p.h"
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
 #include "data/image.h"
@@ -47,7 +45,7 @@ static void usage(FILE *f)
 }
 
 struct opts {
-    const char *model, *out_dir, *logits;
+    const char *model, *out_dir, *logits, *device;
     pk_ctx_opts ctx;
     float alpha;
     int overlay, quiet;
@@ -56,67 +54,49 @@ struct opts {
     int from_stdin;
 };
 
+enum { OPT_OVERLAY = 256, OPT_ALPHA, OPT_LOGITS, OPT_DEVICE };
+
+static const struct option longopts[] = {
+    {"model", required_argument, 0, 'm'},      {"output", required_argument, 0, 'o'},
+    {"overlay", no_argument, 0, OPT_OVERLAY},  {"alpha", required_argument, 0, OPT_ALPHA},
+    {"logits", required_argument, 0, OPT_LOGITS},
+    {"threads", required_argument, 0, 't'},    {"device", required_argument, 0, OPT_DEVICE},
+    {"quiet", no_argument, 0, 'q'},            {0, 0, 0, 0}};
+
+static const pk_tool tool = {TOOL, "m:o:t:q", longopts, usage};
+
+static int option(void *ctx, int c, const char *arg)
+{
+    struct opts *o = ctx;
+    const pk_num_opt nums[] = {
+        {OPT_ALPHA, 0, 1, "--alpha takes a number in [0, 1]", .f = &o->alpha},
+        {'t', 0, 1024, "--threads takes 0..1024 (0: all CPUs)", .i = &o->ctx.threads},
+    };
+    switch (c) {
+    case 'm': o->model = arg; break;
+    case 'o': o->out_dir = arg; break;
+    case 'q': o->quiet = 1; break;
+    case OPT_OVERLAY: o->overlay = 1; break;
+    case OPT_LOGITS: o->logits = arg; break;
+    case OPT_DEVICE: o->device = arg; break;
+    default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
+    }
+    return PK_GO_ON;
+}
+
+/* Returns PK_GO_ON, else the exit status. */
 static int parse(struct opts *o, int argc, char **argv)
 {
-    enum { OPT_OVERLAY = 256, OPT_ALPHA, OPT_LOGITS, OPT_DEVICE };
-    static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},      {"output", required_argument, 0, 'o'},
-        {"overlay", no_argument, 0, OPT_OVERLAY},  {"alpha", required_argument, 0, OPT_ALPHA},
-        {"logits", required_argument, 0, OPT_LOGITS},
-        {"threads", required_argument, 0, 't'},    {"device", required_argument, 0, OPT_DEVICE},
-        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->out_dir = ".";
     o->alpha = 0.5f;
-    int c;
-    const char *device = NULL;
-    long v;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:o:t:qhV", lo, NULL)) != -1) {
-        switch (c) {
-        case 'm': o->model = optarg; break;
-        case 'o': o->out_dir = optarg; break;
-        case 'q': o->quiet = 1; break;
-        case OPT_OVERLAY: o->overlay = 1; break;
-        case OPT_LOGITS: o->logits = optarg; break;
-        case OPT_ALPHA: {
-            double a;
-            if (pk_parse_double(optarg, 0.0, 1.0, &a))
-                return pk_usage_error(TOOL, "--alpha takes a number in [0, 1]");
-            o->alpha = (float)a;
-            break;
-        }
-        case 't':
-            if (pk_parse_long(optarg, 0, 1024, &v, NULL))
-                return pk_usage_error(TOOL, "--threads takes 0..1024 (0: all CPUs)");
-            o->ctx.threads = (int)v;
-            break;
-        case OPT_DEVICE: device = optarg; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case ':': {
-            char m[80];
-            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        default: {
-            char m[80];
-            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        }
-    }
+    int st = pk_getopt(&tool, argc, argv, option, o);
+    if (st != PK_GO_ON)
+        return st;
     if (!o->model)
         return pk_usage_error(TOOL, "need -m MODEL");
-    pk_err de = {0, ""};
-    int drc = pk_device_parse(device, &o->ctx, &de);
-    if (drc == PK_EINVAL)
-        return pk_usage_error(TOOL, de.msg);
-    if (drc) {
-        fprintf(stderr, TOOL ": %s\n", de.msg);
-        return 1;
-    }
+    if ((st = pk_device_opt(TOOL, o->device, &o->ctx)) != PK_GO_ON)
+        return st;
     if (optind >= argc)
         return pk_usage_error(TOOL, "no input images (give files, or - to read paths from stdin)");
     o->inputs = argv + optind;
@@ -127,7 +107,7 @@ static int parse(struct opts *o, int argc, char **argv)
             return pk_usage_error(TOOL, "'-' (read paths from stdin) must be the only input");
     if (o->logits && (o->from_stdin || o->ninputs != 1))
         return pk_usage_error(TOOL, "--logits takes exactly one input image");
-    return -1;
+    return PK_GO_ON;
 }
 
 /* ---- reading photos ---- */
@@ -176,29 +156,6 @@ static char *stem_of(const char *path)
             *dot = '\0';
     }
     return s;
-}
-
-static int mkdir_p(const char *dir, pk_err *e)
-{
-    char *p = strdup(dir);
-    if (!p)
-        return pk_fail(e, PK_ENOMEM, "out of memory");
-    for (char *q = p + 1;; q++) {
-        if (*q == '/' || *q == '\0') {
-            char c = *q;
-            *q = '\0';
-            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                int rc = pk_fail(e, PK_EIO, "%s: %s", p, strerror(errno));
-                free(p);
-                return rc;
-            }
-            *q = c;
-            if (!c)
-                break;
-        }
-    }
-    free(p);
-    return PK_OK;
 }
 
 /* ---- one image ---- */
@@ -350,15 +307,14 @@ static int run_stdin(struct run *r, pk_err *e)
 
 int main(int argc, char **argv)
 {
-    struct run r;
-    memset(&r, 0, sizeof r);
+    struct run r = {0};
     int st = parse(&r.o, argc, argv);
-    if (st >= 0)
+    if (st != PK_GO_ON)
         return st;
     pk_err e = {0, ""};
     pk_seg_opts_default(&r.seg);
     pk_voc_palette(r.pal);
-    int rc = mkdir_p(r.o.out_dir, &e);
+    int rc = pk_mkdir_p(r.o.out_dir, &e);
     if (!rc)
         rc = pk_ctx_create(&r.ctx, &r.o.ctx, &e);
     if (!rc)

@@ -1,7 +1,8 @@
 /* student-distill: trains a PSPNet student from a data pack and the
  * teacher's cached logits (or an online teacher, or none for the plain
  * baseline); see student-distill(1). */
-#include <getopt.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,102 +57,105 @@ static int apply_preset(pk_train_cfg *t, const char *name)
     return 0;
 }
 
+/* Set by SIGINT/SIGTERM; the loop reads it through stop_requested's
+ * context pointer. */
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+static int stop_requested(void *flag) { return *(volatile sig_atomic_t *)flag; }
+
+enum { O_LOGITS = 'l', O_TEACHER = 1, O_NOKD, O_PRESET, O_T, O_KDW, O_CEW, O_AUXKD, O_AUXKDW };
+
+static const struct option own[] = {
+    {"logits", required_argument, 0, O_LOGITS},
+    {"teacher", required_argument, 0, O_TEACHER},
+    {"no-kd", no_argument, 0, O_NOKD},
+    {"preset", required_argument, 0, O_PRESET},
+    {"T", required_argument, 0, O_T},
+    {"temperature", required_argument, 0, O_T},
+    {"kd-weight", required_argument, 0, O_KDW},
+    {"ce-weight", required_argument, 0, O_CEW},
+    {"aux-kd", required_argument, 0, O_AUXKD},
+    {"aux-kd-weight", required_argument, 0, O_AUXKDW},
+    {0, 0, 0, 0}};
+
+/* The command line: the loss options are kept apart (NAN: not given) so
+ * that they win over the preset whatever their order. */
+struct args {
+    pk_train_opts o;
+    const char *preset;
+    double T, kd_weight, ce_weight, auxkd_weight;
+    pk_auxkd auxkd;
+    int auxkd_set;
+};
+
+static int option(void *ctx, int c, const char *arg)
+{
+    struct args *a = ctx;
+    const pk_num_opt nums[] = {
+        {O_T, 0.01, 1000, "--T takes a number in 0.01..1000", .d = &a->T},
+        {O_KDW, 0, 1000, "--kd-weight takes a number in 0..1000", .d = &a->kd_weight},
+        {O_CEW, 0, 1000, "--ce-weight takes a number in 0..1000", .d = &a->ce_weight},
+        {O_AUXKDW, 0, 1000, "--aux-kd-weight takes a number in 0..1000", .d = &a->auxkd_weight},
+    };
+    switch (c) {
+    case O_LOGITS: a->o.logits = arg; break;
+    case O_TEACHER: a->o.teacher = arg; break;
+    case O_NOKD: a->o.no_kd = 1; break;
+    case O_PRESET: a->preset = arg; break;
+    case O_AUXKD:
+        if (pk_auxkd_parse(arg, &a->auxkd))
+            return pk_usage_error(TOOL, "--aux-kd takes kl, smoothl1 or mse");
+        a->auxkd_set = 1;
+        break;
+    case O_T:
+    case O_KDW:
+    case O_CEW:
+    case O_AUXKDW: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
+    default: return pk_train_cli_option(&a->o, c, arg);
+    }
+    return PK_GO_ON;
+}
+
+/* The preset, the loss options over it, the teacher source. */
+static int settle_losses(struct args *a)
+{
+    pk_train_cfg *cfg = &a->o.cfg;
+    if (apply_preset(cfg, a->preset))
+        return pk_usage_error(TOOL, "--preset takes default or seed");
+    if (!isnan(a->T))
+        cfg->kd_T = (float)a->T;
+    if (!isnan(a->kd_weight))
+        cfg->kd_weight = (float)a->kd_weight;
+    if (!isnan(a->ce_weight))
+        cfg->ce_weight = (float)a->ce_weight;
+    if (!isnan(a->auxkd_weight))
+        cfg->auxkd_weight = (float)a->auxkd_weight;
+    if (a->auxkd_set)
+        cfg->auxkd = a->auxkd;
+    if (!!a->o.logits + !!a->o.teacher + a->o.no_kd != 1)
+        return pk_usage_error(TOOL, "give exactly one of -l LOGITS, --teacher MODEL and --no-kd");
+    if (a->o.no_kd) {
+        /* The plain baseline is semseg's recipe: CE + aux CE, nothing else. */
+        cfg->kd_weight = cfg->auxkd_weight = 0.0f;
+        if (isnan(a->ce_weight))
+            cfg->ce_weight = 1.0f;
+    }
+    return PK_GO_ON;
+}
+
 int main(int argc, char **argv)
 {
-    enum { O_LOGITS = 'l', O_TEACHER = 1, O_NOKD, O_PRESET, O_T, O_KDW, O_CEW, O_AUXKD,
-           O_AUXKDW };
-    struct option lo[72];
-    int n = pk_train_cli_longopts(lo, 60);
-    lo[n++] = (struct option){"logits", required_argument, 0, O_LOGITS};
-    lo[n++] = (struct option){"teacher", required_argument, 0, O_TEACHER};
-    lo[n++] = (struct option){"no-kd", no_argument, 0, O_NOKD};
-    lo[n++] = (struct option){"preset", required_argument, 0, O_PRESET};
-    lo[n++] = (struct option){"T", required_argument, 0, O_T};
-    lo[n++] = (struct option){"temperature", required_argument, 0, O_T};
-    lo[n++] = (struct option){"kd-weight", required_argument, 0, O_KDW};
-    lo[n++] = (struct option){"ce-weight", required_argument, 0, O_CEW};
-    lo[n++] = (struct option){"aux-kd", required_argument, 0, O_AUXKD};
-    lo[n++] = (struct option){"aux-kd-weight", required_argument, 0, O_AUXKDW};
-    lo[n++] = (struct option){"help", no_argument, 0, 'h'};
-    lo[n++] = (struct option){"version", no_argument, 0, 'V'};
-    lo[n] = (struct option){0, 0, 0, 0};
-
-    pk_train_opts o;
-    pk_train_opts_defaults(&o, TOOL);
-    o.arch = PK_ARCH_R18;
-    const char *preset = "default";
-    /* Explicit loss options win over the preset whatever their order. */
-    double val[4];
-    int set[4] = {0, 0, 0, 0}, auxkd_set = 0;
-    pk_auxkd auxkd = PK_AUXKD_KL;
-    int c;
-    char msg[256];
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":" PK_TRAIN_CLI_SHORT "l:hV", lo, NULL)) != -1) {
-        switch (c) {
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case O_LOGITS: o.logits = optarg; break;
-        case O_TEACHER: o.teacher = optarg; break;
-        case O_NOKD: o.no_kd = 1; break;
-        case O_PRESET: preset = optarg; break;
-        case O_T:
-        case O_KDW:
-        case O_CEW:
-        case O_AUXKDW: {
-            int i = c == O_T ? 0 : c == O_KDW ? 1 : c == O_CEW ? 2 : 3;
-            double lo_v = i == 0 ? 0.01 : 0.0;
-            if (pk_parse_double(optarg, lo_v, 1000, &val[i])) {
-                snprintf(msg, sizeof msg, "%s takes a number in %g..1000",
-                         argv[optind - 1], lo_v);
-                return pk_usage_error(TOOL, msg);
-            }
-            set[i] = 1;
-            break;
-        }
-        case O_AUXKD:
-            if (pk_auxkd_parse(optarg, &auxkd))
-                return pk_usage_error(TOOL, "--aux-kd takes kl, smoothl1 or mse");
-            auxkd_set = 1;
-            break;
-        case ':':
-            snprintf(msg, sizeof msg, "option '%s' needs an argument", argv[optind - 1]);
-            return pk_usage_error(TOOL, msg);
-        case '?':
-            snprintf(msg, sizeof msg, "unknown option '%s'", argv[optind - 1]);
-            return pk_usage_error(TOOL, msg);
-        default: {
-            int r = pk_train_cli_option(&o, c, optarg, msg, sizeof msg);
-            if (r < 0)
-                return pk_usage_error(TOOL, msg);
-            if (r == 0)
-                return pk_usage_error(TOOL, "unknown option");
-        }
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(TOOL, "unexpected argument");
-    if (apply_preset(&o.cfg, preset))
-        return pk_usage_error(TOOL, "--preset takes default or seed");
-    if (set[0]) o.cfg.kd_T = (float)val[0];
-    if (set[1]) o.cfg.kd_weight = (float)val[1];
-    if (set[2]) o.cfg.ce_weight = (float)val[2];
-    if (set[3]) o.cfg.auxkd_weight = (float)val[3];
-    if (auxkd_set) o.cfg.auxkd = auxkd;
-    if (!!o.logits + !!o.teacher + o.no_kd != 1)
-        return pk_usage_error(TOOL, "give exactly one of -l LOGITS, --teacher MODEL and --no-kd");
-    if (o.no_kd) {
-        /* The plain baseline is semseg's recipe: CE + aux CE, nothing else. */
-        o.cfg.kd_weight = o.cfg.auxkd_weight = 0.0f;
-        if (!set[2])
-            o.cfg.ce_weight = 1.0f;
-    }
-    int fr = pk_train_cli_finish(&o, msg, sizeof msg);
-    if (fr < 0)
-        return pk_usage_error(TOOL, msg);
-    if (fr > 0) {
-        fprintf(stderr, TOOL ": %s\n", msg);
-        return 1;
-    }
-    return pk_train_main(&o);
+    static const pk_tool tool = {TOOL, "l:", own, usage};
+    struct args a = {.preset = "default", .T = NAN, .kd_weight = NAN, .ce_weight = NAN,
+                     .auxkd_weight = NAN, .auxkd = PK_AUXKD_KL};
+    pk_train_opts_defaults(&a.o, TOOL);
+    a.o.arch = PK_ARCH_R18;
+    int st = pk_train_cli_parse(&tool, argc, argv, option, &a);
+    if (st != PK_GO_ON || (st = settle_losses(&a)) != PK_GO_ON)
+        return st;
+    /* One-shot: a second Ctrl-C kills at once. */
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return pk_train_main(&a.o, stop_requested, (void *)&g_stop);
 }

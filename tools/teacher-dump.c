@@ -52,74 +52,58 @@ static void usage(FILE *f)
 }
 
 struct opts {
-    const char *model, *data, *out;
+    const char *model, *data, *out, *device;
     pk_ctx_opts ctx;
     long limit; /* < 0: none */
     int force, json, quiet;
 };
 
-/* Returns -1 to go on, else the exit status. */
+enum { OPT_DEVICE = 256, OPT_LIMIT, OPT_JSON };
+
+static const struct option longopts[] = {
+    {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
+    {"output", required_argument, 0, 'o'},  {"threads", required_argument, 0, 't'},
+    {"device", required_argument, 0, OPT_DEVICE},
+    {"limit", required_argument, 0, OPT_LIMIT},
+    {"force", no_argument, 0, 'f'},         {"json", no_argument, 0, OPT_JSON},
+    {"quiet", no_argument, 0, 'q'},         {0, 0, 0, 0}};
+
+static const pk_tool tool = {TOOL, "m:d:o:t:fq", longopts, usage};
+
+static int option(void *ctx, int c, const char *arg)
+{
+    struct opts *o = ctx;
+    const pk_num_opt nums[] = {
+        {'t', 0, 1024, "--threads takes 0..1024 (0: all CPUs)", .i = &o->ctx.threads},
+        {OPT_LIMIT, 0, 1L << 40, "--limit takes a count >= 0", .l = &o->limit},
+    };
+    switch (c) {
+    case 'm': o->model = arg; break;
+    case 'd': o->data = arg; break;
+    case 'o': o->out = arg; break;
+    case 'f': o->force = 1; break;
+    case 'q': o->quiet = 1; break;
+    case OPT_JSON: o->json = 1; break;
+    case OPT_DEVICE: o->device = arg; break;
+    default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
+    }
+    return PK_GO_ON;
+}
+
+/* Returns PK_GO_ON, else the exit status. */
 static int parse(struct opts *o, int argc, char **argv)
 {
-    enum { OPT_DEVICE = 256, OPT_LIMIT, OPT_JSON };
-    static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
-        {"output", required_argument, 0, 'o'},  {"threads", required_argument, 0, 't'},
-        {"device", required_argument, 0, OPT_DEVICE},
-        {"limit", required_argument, 0, OPT_LIMIT},
-        {"force", no_argument, 0, 'f'},         {"json", no_argument, 0, OPT_JSON},
-        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     *o = (struct opts){.limit = -1};
-    int c;
-    const char *device = NULL;
-    long v;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:d:o:t:fqhV", lo, NULL)) != -1) {
-        switch (c) {
-        case 'm': o->model = optarg; break;
-        case 'd': o->data = optarg; break;
-        case 'o': o->out = optarg; break;
-        case 'f': o->force = 1; break;
-        case 'q': o->quiet = 1; break;
-        case OPT_JSON: o->json = 1; break;
-        case 't':
-            if (pk_parse_long(optarg, 0, 1024, &v, NULL))
-                return pk_usage_error(TOOL, "--threads takes 0..1024 (0: all CPUs)");
-            o->ctx.threads = (int)v;
-            break;
-        case OPT_DEVICE: device = optarg; break;
-        case OPT_LIMIT:
-            if (pk_parse_long(optarg, 0, 1L << 40, &o->limit, NULL))
-                return pk_usage_error(TOOL, "--limit takes a count >= 0");
-            break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case ':': {
-            char m[80];
-            snprintf(m, sizeof m, "option '%s' needs an argument", argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        default: {
-            char m[80];
-            snprintf(m, sizeof m, "unknown option '%s'", argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        }
-    }
-    pk_err de = {0, ""};
-    int drc = pk_device_parse(device, &o->ctx, &de);
-    if (drc == PK_EINVAL)
-        return pk_usage_error(TOOL, de.msg);
-    if (drc) {
-        fprintf(stderr, TOOL ": %s\n", de.msg);
-        return 1;
-    }
+    int st = pk_getopt(&tool, argc, argv, option, o);
+    if (st == PK_GO_ON)
+        st = pk_device_opt(TOOL, o->device, &o->ctx);
+    if (st != PK_GO_ON)
+        return st;
     if (optind != argc)
         return pk_usage_error(TOOL, "unexpected argument");
     if (!o->model || !o->data || !o->out)
         return pk_usage_error(TOOL, "need -m TEACHER, -d DATA and -o LOGITS");
-    return -1;
+    return PK_GO_ON;
 }
 
 /* ---- the run ---- */
@@ -377,10 +361,9 @@ static void cleanup(struct run *r)
 
 int main(int argc, char **argv)
 {
-    struct run r;
-    memset(&r, 0, sizeof r);
+    struct run r = {0};
     int st = parse(&r.o, argc, argv);
-    if (st >= 0)
+    if (st != PK_GO_ON)
         return st;
     signal(SIGXFSZ, SIG_IGN);
     struct sigaction sa = {0};

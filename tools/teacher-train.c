@@ -1,6 +1,6 @@
 /* teacher-train: trains a PSPNet teacher on a data pack with semseg's VOC
  * recipe, and freezes it (see teacher-train(1)). */
-#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "cli/tool_opts.h"
@@ -22,57 +22,48 @@ static void usage(FILE *f)
     pk_train_cli_help(f);
 }
 
+/* Set by SIGINT/SIGTERM; the loop reads it through stop_requested's
+ * context pointer. */
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+static int stop_requested(void *flag) { return *(volatile sig_atomic_t *)flag; }
+
+enum { O_FREEZE_ONLY = 1 };
+
+struct args {
+    pk_train_opts o;
+    const char *freeze_only;
+};
+
+static int option(void *ctx, int c, const char *arg)
+{
+    struct args *a = ctx;
+    if (c != O_FREEZE_ONLY)
+        return pk_train_cli_option(&a->o, c, arg);
+    a->freeze_only = arg;
+    return PK_GO_ON;
+}
+
 int main(int argc, char **argv)
 {
-    enum { O_FREEZE_ONLY = 1 };
-    struct option lo[64];
-    int n = pk_train_cli_longopts(lo, 60);
-    lo[n++] = (struct option){"freeze-only", required_argument, 0, O_FREEZE_ONLY};
-    lo[n++] = (struct option){"help", no_argument, 0, 'h'};
-    lo[n++] = (struct option){"version", no_argument, 0, 'V'};
-    lo[n] = (struct option){0, 0, 0, 0};
-
-    pk_train_opts o;
-    pk_train_opts_defaults(&o, TOOL);
-    const char *freeze_only = NULL;
-    int c;
-    char msg[256];
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":" PK_TRAIN_CLI_SHORT "hV", lo, NULL)) != -1) {
-        switch (c) {
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case O_FREEZE_ONLY: freeze_only = optarg; break;
-        case ':':
-            snprintf(msg, sizeof msg, "option '%s' needs an argument", argv[optind - 1]);
-            return pk_usage_error(TOOL, msg);
-        case '?':
-            snprintf(msg, sizeof msg, "unknown option '%s'", argv[optind - 1]);
-            return pk_usage_error(TOOL, msg);
-        default: {
-            int r = pk_train_cli_option(&o, c, optarg, msg, sizeof msg);
-            if (r < 0)
-                return pk_usage_error(TOOL, msg);
-            if (r == 0)
-                return pk_usage_error(TOOL, "unknown option");
-        }
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(TOOL, "unexpected argument");
-    if (freeze_only) {
-        if (!o.output)
+    static const struct option own[] = {
+        {"freeze-only", required_argument, 0, O_FREEZE_ONLY}, {0, 0, 0, 0}};
+    static const pk_tool tool = {TOOL, "", own, usage};
+    struct args a = {.freeze_only = NULL};
+    pk_train_opts_defaults(&a.o, TOOL);
+    int st = pk_train_cli_parse(&tool, argc, argv, option, &a);
+    if (st != PK_GO_ON)
+        return st;
+    if (a.freeze_only) {
+        if (!a.o.output)
             return pk_usage_error(TOOL, "missing -o OUTPUT");
-        if (o.data)
+        if (a.o.data)
             return pk_usage_error(TOOL, "--freeze-only takes no training data");
-        return pk_train_freeze_main(TOOL, freeze_only, o.output, o.threads);
+        return pk_train_freeze_main(TOOL, a.freeze_only, a.o.output, a.o.threads);
     }
-    int fr = pk_train_cli_finish(&o, msg, sizeof msg);
-    if (fr < 0)
-        return pk_usage_error(TOOL, msg);
-    if (fr > 0) {
-        fprintf(stderr, TOOL ": %s\n", msg);
-        return 1;
-    }
-    return pk_train_main(&o);
+    /* One-shot: a second Ctrl-C kills at once. */
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return pk_train_main(&a.o, stop_requested, (void *)&g_stop);
 }

@@ -106,78 +106,59 @@ static void usage(FILE *f)
             "  -V, --version         print the version\n");
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    long v;
-    if (pk_parse_long(s, lo, hi, &v, NULL))
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 struct opts {
     const char *root, *split, *list, *label_dir, *out;
     int image_enc, jobs, classes, batch, force, skip_bad, quiet;
 };
 
-/* Returns -1 to go on, else the exit status. */
+enum { OPT_STORE = 256, OPT_SKIP, OPT_BATCH };
+
+static const struct option longopts[] = {
+    {"split", required_argument, 0, 's'},  {"list", required_argument, 0, 'l'},
+    {"label-dir", required_argument, 0, 'L'}, {"output", required_argument, 0, 'o'},
+    {"store", required_argument, 0, OPT_STORE}, {"jobs", required_argument, 0, 'j'},
+    {"classes", required_argument, 0, 'c'}, {"batch", required_argument, 0, OPT_BATCH},
+    {"force", no_argument, 0, 'f'},        {"skip-bad", no_argument, 0, OPT_SKIP},
+    {"quiet", no_argument, 0, 'q'},        {0, 0, 0, 0}};
+
+static const pk_tool tool = {TOOL, "s:l:L:o:j:c:fq", longopts, usage};
+
+static int option(void *ctx, int c, const char *arg)
+{
+    struct opts *o = ctx;
+    const pk_num_opt nums[] = {
+        {'j', 1, 256, "--jobs takes 1..256", .i = &o->jobs},
+        {'c', 1, PK_CLASSES_MAX, "--classes takes 1..255", .i = &o->classes},
+        {OPT_BATCH, 1, 1 << 20, "--batch takes a positive count", .i = &o->batch},
+    };
+    switch (c) {
+    case 's': o->split = arg; break;
+    case 'l': o->list = arg; break;
+    case 'L': o->label_dir = arg; break;
+    case 'o': o->out = arg; break;
+    case 'f': o->force = 1; break;
+    case 'q': o->quiet = 1; break;
+    case OPT_SKIP: o->skip_bad = 1; break;
+    case OPT_STORE:
+        if (!strcmp(arg, "rgb"))
+            o->image_enc = PK_IMG_RGB8;
+        else if (!strcmp(arg, "jpeg"))
+            o->image_enc = PK_IMG_JPEG;
+        else
+            return pk_usage_error(TOOL, "--store takes rgb or jpeg");
+        break;
+    default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
+    }
+    return PK_GO_ON;
+}
+
+/* Returns PK_GO_ON, else the exit status. */
 static int parse(struct opts *o, int argc, char **argv)
 {
-    enum { OPT_STORE = 256, OPT_SKIP, OPT_BATCH };
-    static const struct option lo[] = {
-        {"split", required_argument, 0, 's'},  {"list", required_argument, 0, 'l'},
-        {"label-dir", required_argument, 0, 'L'}, {"output", required_argument, 0, 'o'},
-        {"store", required_argument, 0, OPT_STORE}, {"jobs", required_argument, 0, 'j'},
-        {"classes", required_argument, 0, 'c'}, {"batch", required_argument, 0, OPT_BATCH},
-        {"force", no_argument, 0, 'f'},        {"skip-bad", no_argument, 0, OPT_SKIP},
-        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     *o = (struct opts){.image_enc = PK_IMG_RGB8, .jobs = 2, .classes = 21, .batch = 64};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":s:l:L:o:j:c:fqhV", lo, NULL)) != -1) {
-        switch (c) {
-        case 's': o->split = optarg; break;
-        case 'l': o->list = optarg; break;
-        case 'L': o->label_dir = optarg; break;
-        case 'o': o->out = optarg; break;
-        case 'f': o->force = 1; break;
-        case 'q': o->quiet = 1; break;
-        case OPT_SKIP: o->skip_bad = 1; break;
-        case OPT_STORE:
-            if (!strcmp(optarg, "rgb"))
-                o->image_enc = PK_IMG_RGB8;
-            else if (!strcmp(optarg, "jpeg"))
-                o->image_enc = PK_IMG_JPEG;
-            else
-                return pk_usage_error(TOOL, "--store takes rgb or jpeg");
-            break;
-        case 'j':
-            if (parse_int(optarg, 1, 256, &o->jobs))
-                return pk_usage_error(TOOL, "--jobs takes 1..256");
-            break;
-        case 'c':
-            if (parse_int(optarg, 1, PK_CLASSES_MAX, &o->classes))
-                return pk_usage_error(TOOL, "--classes takes 1..255");
-            break;
-        case OPT_BATCH:
-            if (parse_int(optarg, 1, 1 << 20, &o->batch))
-                return pk_usage_error(TOOL, "--batch takes a positive count");
-            break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case ':': {
-            char m[80];
-            pk_opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        default: {
-            char m[80];
-            pk_opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-        }
-    }
+    int st = pk_getopt(&tool, argc, argv, option, o);
+    if (st != PK_GO_ON)
+        return st;
     if (optind != argc - 1)
         return pk_usage_error(TOOL, optind >= argc ? "missing VOC_ROOT" : "too many arguments");
     o->root = argv[optind];
@@ -185,7 +166,7 @@ static int parse(struct opts *o, int argc, char **argv)
         return pk_usage_error(TOOL, "missing -o OUT");
     if (!!o->split == !!o->list)
         return pk_usage_error(TOOL, "give exactly one of --split and --list");
-    return -1;
+    return PK_GO_ON;
 }
 
 struct skipped {
@@ -208,13 +189,23 @@ static void note_skip(struct skipped *s, const char *id)
     s->len += k;
 }
 
-int main(int argc, char **argv)
-{
+/* One run: the job the workers share and what the writer keeps. */
+struct run {
     struct opts o;
-    int st = parse(&o, argc, argv);
-    if (st >= 0)
-        return st;
+    pk_voc_list list;
+    pk_meta meta;
+    pk_colour_map cmap;
+    pk_pack_writer *w;
+    struct job j;
+    pthread_t *th;
+    int started, failed, written;
+    struct skipped skip;
+    uint64_t pack_id;
+    pk_progress prog;
+};
 
+static void catch_signals(void)
+{
     /* With `ulimit -f` a write past the limit must fail with EFBIG (and be
      * reported) rather than kill us with the temp file left behind. */
     signal(SIGXFSZ, SIG_IGN);
@@ -222,67 +213,68 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
 
+/* The list, the pack's metadata (names, palette) and the colour map of
+ * RGB labels. 0, or 1 after the message. */
+static int read_inputs(struct run *r)
+{
+    const struct opts *o = &r->o;
     pk_err e = {0, ""};
     char *list_path = NULL;
-    if (o.split && asprintf(&list_path, "%s/ImageSets/Segmentation/%s.txt", o.root,
-                            o.split) < 0) {
+    if (o->split && asprintf(&list_path, "%s/ImageSets/Segmentation/%s.txt", o->root,
+                             o->split) < 0) {
         fprintf(stderr, TOOL ": out of memory\n");
         return 1;
     }
-    pk_voc_list list;
-    if (pk_voc_list_read(&list, o.root, o.split ? list_path : o.list, o.label_dir, &e)) {
+    int rc = pk_voc_list_read(&r->list, o->root, o->split ? list_path : o->list, o->label_dir,
+                              &e);
+    free(list_path);
+    if (rc) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
-        free(list_path);
         return 1;
     }
-    free(list_path);
-
-    pk_meta meta;
-    memset(&meta, 0, sizeof meta);
-    pk_voc_palette(meta.palette);
-    for (int i = 0; i < o.classes; i++) {
+    pk_meta *meta = &r->meta;
+    memset(meta, 0, sizeof *meta);
+    pk_voc_palette(meta->palette);
+    for (int i = 0; i < o->classes; i++) {
         const char *name = i < 21 ? pk_voc_class_name(i) : NULL;
         if (name)
-            snprintf(meta.names[i], sizeof meta.names[i], "%s", name);
+            snprintf(meta->names[i], sizeof meta->names[i], "%s", name);
         else
-            snprintf(meta.names[i], sizeof meta.names[i], "class%d", i);
+            snprintf(meta->names[i], sizeof meta->names[i], "class%d", i);
     }
-    pk_colour_map cmap;
-    if (pk_colour_map_init(&cmap, (const uint8_t(*)[3])meta.palette, o.classes, &e)) {
+    if (pk_colour_map_init(&r->cmap, (const uint8_t(*)[3])meta->palette, o->classes, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
-        pk_voc_list_free(&list);
+        pk_voc_list_free(&r->list);
         return 1;
     }
+    return 0;
+}
 
-    pk_pack_writer *w;
-    if (pk_pack_writer_open(&w, o.out, o.batch, o.force, &e)) {
-        fprintf(stderr, TOOL ": %s\n", e.msg);
-        pk_voc_list_free(&list);
-        return 1;
-    }
-
-    struct job j = {.list = &list, .cmap = &cmap, .classes = o.classes,
-                    .image_enc = o.image_enc, .window = 4 * o.jobs};
-    j.slots = calloc((size_t)j.window, sizeof *j.slots);
-    pthread_t *th = calloc((size_t)o.jobs, sizeof *th);
-    if (!j.slots || !th) {
+/* Starts o.jobs workers; 0, or 1 after the message. */
+static int start_workers(struct run *r)
+{
+    struct job *j = &r->j;
+    *j = (struct job){.list = &r->list, .cmap = &r->cmap, .classes = r->o.classes,
+                      .image_enc = r->o.image_enc, .window = 4 * r->o.jobs};
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->slots = calloc((size_t)j->window, sizeof *j->slots);
+    r->th = calloc((size_t)r->o.jobs, sizeof *r->th);
+    if (!j->slots || !r->th) {
         fprintf(stderr, TOOL ": out of memory\n");
-        pk_pack_writer_abort(w);
-        pk_voc_list_free(&list);
         return 1;
     }
-    pthread_mutex_init(&j.mu, NULL);
-    pthread_cond_init(&j.cv, NULL);
     /* workers never take the signals: the writer loop handles them */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int started = 0, failed = 0;
-    for (; started < o.jobs; started++) {
-        int prc = pthread_create(&th[started], NULL, worker, &j);
+    int failed = 0;
+    for (; r->started < r->o.jobs; r->started++) {
+        int prc = pthread_create(&r->th[r->started], NULL, worker, j);
         if (prc) {
             fprintf(stderr, TOOL ": cannot start a thread: %s\n", strerror(prc));
             failed = 1;
@@ -290,127 +282,180 @@ int main(int argc, char **argv)
         }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return failed;
+}
 
-    struct skipped skip = {0, NULL, 0};
-    uint64_t pack_id = PK_PACK_ID_INIT;
-    int written = 0;
-    pk_progress prog;
-    pk_progress_init(&prog, list.n, TOOL, stderr);
-    prog.interval = 5;
-    for (int i = 0; !failed && i < list.n; i++) {
-        struct slot *s = &j.slots[i % j.window];
-        pthread_mutex_lock(&j.mu);
-        while (!s->ready && !g_stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&j.cv, &j.mu, &ts);
+/* Waits until slot s is ready or a signal came; 0, or 1 when interrupted. */
+static int wait_slot(struct run *r, struct slot *s)
+{
+    struct job *j = &r->j;
+    pthread_mutex_lock(&j->mu);
+    while (!s->ready && !g_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
         }
-        pthread_mutex_unlock(&j.mu);
-        if (g_stop) {
-            end_line(&prog);
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return g_stop != 0;
+}
+
+/* Writes (or skips) the sample of slot s, list entry i; 0, or 1 after the
+ * message. */
+static int store_slot(struct run *r, int i, const struct slot *s)
+{
+    pk_err e = {0, ""};
+    const char *id = r->list.v[i].id;
+    if (s->rc != PK_OK) {
+        end_line(&r->prog);
+        if (r->o.skip_bad) {
+            fprintf(stderr, TOOL ": %s: %s (skipped)\n", id, s->msg);
+            note_skip(&r->skip, id);
+            return 0;
+        }
+        fprintf(stderr, TOOL ": %s: %s\n", id, s->msg);
+        return 1;
+    }
+    char key[PK_RECORD_ID_MAX + 16];
+    int rc = pk_record_key(key, sizeof key, r->written, id, &e);
+    if (rc == PK_OK)
+        rc = pk_pack_writer_put(r->w, key, s->rec, s->len, &e);
+    if (rc == PK_OK) {
+        pk_pack_id_add(&r->pack_id, key, pk_get32(s->rec + s->len - 4));
+        r->written++;
+        return 0;
+    }
+    end_line(&r->prog);
+    fprintf(stderr, TOOL ": %s\n", e.msg);
+    return 1;
+}
+
+/* The writer loop: the records in list order, as the workers finish them. */
+static void write_records(struct run *r)
+{
+    struct job *j = &r->j;
+    for (int i = 0; !r->failed && i < r->list.n; i++) {
+        struct slot *s = &j->slots[i % j->window];
+        if (wait_slot(r, s)) {
+            end_line(&r->prog);
             fprintf(stderr, TOOL ": interrupted; nothing written\n");
-            failed = 1;
+            r->failed = 1;
             break;
         }
-        const char *id = list.v[i].id;
-        if (s->rc != PK_OK)
-            end_line(&prog);
-        if (s->rc != PK_OK) {
-            if (o.skip_bad) {
-                fprintf(stderr, TOOL ": %s: %s (skipped)\n", id, s->msg);
-                note_skip(&skip, id);
-            } else {
-                fprintf(stderr, TOOL ": %s: %s\n", id, s->msg);
-                failed = 1;
-            }
-        } else {
-            char key[PK_RECORD_ID_MAX + 16];
-            int rc = pk_record_key(key, sizeof key, written, id, &e);
-            if (rc == PK_OK)
-                rc = pk_pack_writer_put(w, key, s->rec, s->len, &e);
-            if (rc == PK_OK) {
-                pk_pack_id_add(&pack_id, key, pk_get32(s->rec + s->len - 4));
-                written++;
-            } else {
-                end_line(&prog);
-                fprintf(stderr, TOOL ": %s\n", e.msg);
-                failed = 1;
-            }
-        }
+        r->failed = store_slot(r, i, s);
         free(s->rec);
         s->rec = NULL;
-        pthread_mutex_lock(&j.mu);
+        pthread_mutex_lock(&j->mu);
         s->ready = 0;
-        j.next_write++;
-        pthread_cond_broadcast(&j.cv);
-        pthread_mutex_unlock(&j.mu);
-        if (!o.quiet)
-            pk_progress_update(&prog, i + 1, NULL);
+        j->next_write++;
+        pthread_cond_broadcast(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        if (!r->o.quiet)
+            pk_progress_update(&r->prog, i + 1, NULL);
     }
+}
 
-    pthread_mutex_lock(&j.mu);
-    j.abort = 1;
-    pthread_cond_broadcast(&j.cv);
-    pthread_mutex_unlock(&j.mu);
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
-    for (int t = 0; t < j.window; t++)
-        free(j.slots[t].rec);
+static void stop_workers(struct run *r)
+{
+    struct job *j = &r->j;
+    pthread_mutex_lock(&j->mu);
+    j->abort = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    for (int t = 0; t < r->started; t++)
+        pthread_join(r->th[t], NULL);
+    for (int t = 0; j->slots && t < j->window; t++)
+        free(j->slots[t].rec);
+}
 
-    if (!failed && written == 0) {
+/* The metadata record, then the pack moved into place; on any failure
+ * the pack is dropped. */
+static void finish_pack(struct run *r)
+{
+    pk_err e = {0, ""};
+    if (!r->failed && r->written == 0) {
         fprintf(stderr, TOOL ": no valid samples: nothing written\n");
-        failed = 1;
+        r->failed = 1;
     }
-    if (!failed) {
-        meta.version = PK_META_VERSION;
-        meta.record_version = PK_RECORD_VERSION;
-        meta.count = written;
-        meta.classes = o.classes;
-        meta.image_enc = o.image_enc;
-        meta.pack_id = pack_id;
+    if (!r->failed) {
+        pk_meta *meta = &r->meta;
+        meta->version = PK_META_VERSION;
+        meta->record_version = PK_RECORD_VERSION;
+        meta->count = r->written;
+        meta->classes = r->o.classes;
+        meta->image_enc = r->o.image_enc;
+        meta->pack_id = r->pack_id;
         uint8_t *mbuf;
         size_t mlen;
-        int rc = pk_meta_encode(&mbuf, &mlen, &meta, &e);
+        int rc = pk_meta_encode(&mbuf, &mlen, meta, &e);
         if (rc == PK_OK) {
-            rc = pk_pack_writer_put(w, PK_META_KEY, mbuf, mlen, &e);
+            rc = pk_pack_writer_put(r->w, PK_META_KEY, mbuf, mlen, &e);
             free(mbuf);
         }
         if (rc == PK_OK) {
-            rc = pk_pack_writer_finish(w, &e);
-            w = NULL;
+            rc = pk_pack_writer_finish(r->w, &e);
+            r->w = NULL;
         }
         if (rc != PK_OK) {
-            end_line(&prog);
+            end_line(&r->prog);
             fprintf(stderr, TOOL ": %s\n", e.msg);
-            failed = 1;
+            r->failed = 1;
         }
     }
-    if (failed)
-        pk_pack_writer_abort(w);
-    double dt = pk_now() - prog.t0;
-    end_line(&prog);
-    if (!failed && !o.quiet) {
+    if (r->failed)
+        pk_pack_writer_abort(r->w);
+}
+
+/* The summary line (stdout) and the skipped ids (stderr). */
+static void report(const struct run *r, double dt)
+{
+    if (!r->o.quiet)
         printf("packed %d records (%s) into %s in %.2f s, %.1f images/s, pack id %016llx\n",
-               written, o.image_enc == PK_IMG_JPEG ? "jpeg" : "rgb", o.out, dt,
-               dt > 0 ? written / dt : 0.0, (unsigned long long)pack_id);
+               r->written, r->o.image_enc == PK_IMG_JPEG ? "jpeg" : "rgb", r->o.out, dt,
+               dt > 0 ? r->written / dt : 0.0, (unsigned long long)r->pack_id);
+    if (r->skip.n)
+        fprintf(stderr, TOOL ": skipped %d of %d: %s\n", r->skip.n, r->list.n,
+                r->skip.ids ? r->skip.ids : "");
+}
+
+int main(int argc, char **argv)
+{
+    struct run r = {.pack_id = PK_PACK_ID_INIT};
+    int st = parse(&r.o, argc, argv);
+    if (st != PK_GO_ON)
+        return st;
+    catch_signals();
+    if (read_inputs(&r))
+        return 1;
+    pk_err e = {0, ""};
+    if (pk_pack_writer_open(&r.w, r.o.out, r.o.batch, r.o.force, &e)) {
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+        pk_voc_list_free(&r.list);
+        return 1;
     }
-    if (!failed && skip.n)
-        fprintf(stderr, TOOL ": skipped %d of %d: %s\n", skip.n, list.n,
-                skip.ids ? skip.ids : "");
-    free(skip.ids);
-    free(th);
-    free(j.slots);
-    pthread_mutex_destroy(&j.mu);
-    pthread_cond_destroy(&j.cv);
-    pk_voc_list_free(&list);
-    if (!failed && fflush(stdout) != 0) {
+    pk_progress_init(&r.prog, r.list.n, TOOL, stderr);
+    r.prog.interval = 5;
+    r.failed = start_workers(&r);
+    write_records(&r);
+    stop_workers(&r);
+    finish_pack(&r);
+    double dt = pk_now() - r.prog.t0;
+    end_line(&r.prog);
+    if (!r.failed)
+        report(&r, dt);
+    free(r.skip.ids);
+    free(r.th);
+    free(r.j.slots);
+    pthread_mutex_destroy(&r.j.mu);
+    pthread_cond_destroy(&r.j.cv);
+    pk_voc_list_free(&r.list);
+    if (!r.failed && fflush(stdout) != 0) {
         fprintf(stderr, TOOL ": stdout: %s\n", strerror(errno));
         return 1;
     }
-    return failed ? 1 : 0;
+    return r.failed;
 }

@@ -300,50 +300,64 @@ static int cmd_check(const pk_pack *p, pk_err *e)
     return PK_OK;
 }
 
-int main(int argc, char **argv)
+struct opts {
+    const char *dir, *cmd, *pack;
+    char **recs;
+    int nrec, all;
+};
+
+static const struct option longopts[] = {{"dir", required_argument, 0, 'd'},
+                                         {"all", no_argument, 0, 'a'},
+                                         {0, 0, 0, 0}};
+
+static const pk_tool tool = {TOOL, "d:a", longopts, usage};
+
+static int option(void *ctx, int c, const char *arg)
 {
-    static const struct option lo[] = {{"dir", required_argument, 0, 'd'},
-                                       {"all", no_argument, 0, 'a'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {"version", no_argument, 0, 'V'},
-                                       {0, 0, 0, 0}};
-    const char *dir = ".";
-    int all = 0, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":d:ahV", lo, NULL)) != -1) {
-        char m[80];
-        switch (c) {
-        case 'd': dir = optarg; break;
-        case 'a': all = 1; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case ':':
-            pk_opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        default:
-            pk_opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
-    }
+    struct opts *o = ctx;
+    if (c == 'd')
+        o->dir = arg;
+    else
+        o->all = 1;
+    return PK_GO_ON;
+}
+
+/* Returns PK_GO_ON, else the exit status. */
+static int parse(struct opts *o, int argc, char **argv)
+{
+    *o = (struct opts){.dir = "."};
+    int st = pk_getopt(&tool, argc, argv, option, o);
+    if (st != PK_GO_ON)
+        return st;
     int nargs = argc - optind;
     if (nargs < 2)
         return pk_usage_error(TOOL, nargs ? "missing PACK" : "missing COMMAND");
-    const char *cmd = argv[optind], *pack = argv[optind + 1];
-    char **recs = argv + optind + 2;
-    int nrec = nargs - 2;
+    const char *cmd = o->cmd = argv[optind];
+    o->pack = argv[optind + 1];
+    o->recs = argv + optind + 2;
+    o->nrec = nargs - 2;
     int takes_recs = !strcmp(cmd, "header") || !strcmp(cmd, "extract");
     if (!takes_recs && strcmp(cmd, "list") && strcmp(cmd, "meta") && strcmp(cmd, "check") &&
-        strcmp(cmd, "stats")) {
-        char m[80];
-        snprintf(m, sizeof m, "unknown command '%.40s'", cmd);
-        return pk_usage_error(TOOL, m);
-    }
-    if (!takes_recs && nrec)
+        strcmp(cmd, "stats"))
+        return pk_usage_errorf(TOOL, "unknown command '%.40s'", cmd);
+    if (!takes_recs && o->nrec)
         return pk_usage_error(TOOL, "too many arguments");
-    if (takes_recs && !nrec && !(all && !strcmp(cmd, "extract")))
+    if (takes_recs && !o->nrec && !(o->all && !strcmp(cmd, "extract")))
         return pk_usage_error(TOOL, "missing RECORD");
-    if (all && (strcmp(cmd, "extract") || nrec))
+    if (o->all && (strcmp(cmd, "extract") || o->nrec))
         return pk_usage_error(TOOL, "--all goes with extract and no RECORD");
+    return PK_GO_ON;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    int st = parse(&o, argc, argv);
+    if (st != PK_GO_ON)
+        return st;
+    const char *cmd = o.cmd, *pack = o.pack, *dir = o.dir;
+    char **recs = o.recs;
+    int nrec = o.nrec, all = o.all;
 
     pk_err e = {0, ""};
     pk_pack *p;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/tool_opts.h"
+#include "core/mkdir_p.h"
 #include "data/image.h"
 #include "data/palette.h"
 #include "data/synth.h"
@@ -77,30 +78,6 @@ static int parse_classes(const char *s, pk_synth_opts *o)
     return n ? 0 : -1;
 }
 
-static int mkdir_p(const char *path, pk_err *e)
-{
-    char *p = strdup(path);
-    if (!p)
-        return pk_fail(e, PK_ENOMEM, "out of memory");
-    for (char *q = p + 1;; q++) {
-        int end = *q == '\0';
-        if (*q == '/' || end) {
-            *q = '\0';
-            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                int err = errno;
-                pk_fail(e, PK_EIO, "%s: %s", p, strerror(err));
-                free(p);
-                return PK_EIO;
-            }
-            if (end)
-                break;
-            *q = '/';
-        }
-    }
-    free(p);
-    return PK_OK;
-}
-
 /* 1 when dir exists and has entries, 0 when absent or empty, -1 on error. */
 static int nonempty_dir(const char *dir)
 {
@@ -139,167 +116,216 @@ static int sb_add(struct strbuf *b, const char *s)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    enum { OPT_VAL = 256, OPT_SIZE, OPT_OBJECTS, OPT_BORDER, OPT_QUALITY, OPT_DESCRIBE };
-    static const struct option lo[] = {
-        {"output", required_argument, 0, 'o'},   {"train", required_argument, 0, 'n'},
-        {"val", required_argument, 0, OPT_VAL},  {"size", required_argument, 0, OPT_SIZE},
-        {"seed", required_argument, 0, 's'},     {"classes", required_argument, 0, 'c'},
-        {"objects", required_argument, 0, OPT_OBJECTS},
-        {"border", required_argument, 0, OPT_BORDER},
-        {"quality", required_argument, 0, OPT_QUALITY},
-        {"describe", no_argument, 0, OPT_DESCRIBE},
-        {"force", no_argument, 0, 'f'},          {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
+struct opts {
     pk_synth_opts so;
-    pk_synth_defaults(&so);
-    const char *dir = NULL;
-    long ntrain = 200, nval = 50, quality = 90, v;
-    int force = 0, quiet = 0, describe = 0, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":o:n:s:c:fqhV", lo, NULL)) != -1) {
-        char m[96];
-        switch (c) {
-        case 'o': dir = optarg; break;
-        case 'n':
-            if (pk_parse_long(optarg, 0, 1000000, &ntrain, NULL))
-                return pk_usage_error(TOOL, "--train takes 0..1000000");
-            break;
-        case OPT_VAL:
-            if (pk_parse_long(optarg, 0, 1000000, &nval, NULL))
-                return pk_usage_error(TOOL, "--val takes 0..1000000");
-            break;
-        case OPT_SIZE:
-            if (parse_range(optarg, 16, 4096, &so.min_size, &so.max_size))
-                return pk_usage_error(TOOL, "--size takes MIN[:MAX] within 16..4096");
-            break;
-        case 's': {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 0);
-            if (errno || end == optarg || *end || optarg[0] == '-')
-                return pk_usage_error(TOOL, "--seed takes a non-negative integer");
-            so.seed = s;
-            break;
-        }
-        case 'c':
-            if (parse_classes(optarg, &so))
-                return pk_usage_error(TOOL, "--classes takes 1..8 comma-separated ids in 1..254");
-            break;
-        case OPT_OBJECTS:
-            if (parse_range(optarg, 1, 16, &so.min_objects, &so.max_objects))
-                return pk_usage_error(TOOL, "--objects takes MIN[:MAX] within 1..16");
-            break;
-        case OPT_BORDER:
-            if (pk_parse_long(optarg, 0, 8, &v, NULL))
-                return pk_usage_error(TOOL, "--border takes 0..8");
-            so.border = (int)v;
-            break;
-        case OPT_QUALITY:
-            if (pk_parse_long(optarg, 1, 100, &quality, NULL))
-                return pk_usage_error(TOOL, "--quality takes 1..100");
-            break;
-        case OPT_DESCRIBE: describe = 1; break;
-        case 'f': force = 1; break;
-        case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf(TOOL " " PSPKD_VERSION "\n"); return 0;
-        case ':':
-            pk_opt_name(m, sizeof m, "option '%s' needs an argument", optopt, argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        default:
-            pk_opt_name(m, sizeof m, "unknown option '%s'", optopt, argv[optind - 1]);
-            return pk_usage_error(TOOL, m);
-        }
+    const char *dir;
+    int ntrain, nval, quality, force, quiet, describe;
+};
+
+enum { OPT_VAL = 256, OPT_SIZE, OPT_OBJECTS, OPT_BORDER, OPT_QUALITY, OPT_DESCRIBE };
+
+static const struct option longopts[] = {
+    {"output", required_argument, 0, 'o'},   {"train", required_argument, 0, 'n'},
+    {"val", required_argument, 0, OPT_VAL},  {"size", required_argument, 0, OPT_SIZE},
+    {"seed", required_argument, 0, 's'},     {"classes", required_argument, 0, 'c'},
+    {"objects", required_argument, 0, OPT_OBJECTS},
+    {"border", required_argument, 0, OPT_BORDER},
+    {"quality", required_argument, 0, OPT_QUALITY},
+    {"describe", no_argument, 0, OPT_DESCRIBE},
+    {"force", no_argument, 0, 'f'},          {"quiet", no_argument, 0, 'q'},
+    {0, 0, 0, 0}};
+
+static const pk_tool tool = {TOOL, "o:n:s:c:fq", longopts, usage};
+
+static int option(void *ctx, int c, const char *arg)
+{
+    struct opts *o = ctx;
+    const pk_num_opt nums[] = {
+        {'n', 0, 1000000, "--train takes 0..1000000", .i = &o->ntrain},
+        {OPT_VAL, 0, 1000000, "--val takes 0..1000000", .i = &o->nval},
+        {OPT_BORDER, 0, 8, "--border takes 0..8", .i = &o->so.border},
+        {OPT_QUALITY, 1, 100, "--quality takes 1..100", .i = &o->quality},
+    };
+    switch (c) {
+    case 'o': o->dir = arg; break;
+    case OPT_DESCRIBE: o->describe = 1; break;
+    case 'f': o->force = 1; break;
+    case 'q': o->quiet = 1; break;
+    case OPT_SIZE:
+        if (parse_range(arg, 16, 4096, &o->so.min_size, &o->so.max_size))
+            return pk_usage_error(TOOL, "--size takes MIN[:MAX] within 16..4096");
+        break;
+    case OPT_OBJECTS:
+        if (parse_range(arg, 1, 16, &o->so.min_objects, &o->so.max_objects))
+            return pk_usage_error(TOOL, "--objects takes MIN[:MAX] within 1..16");
+        break;
+    case 's':
+        if (pk_parse_seed(arg, &o->so.seed))
+            return pk_usage_error(TOOL, "--seed takes a non-negative integer");
+        break;
+    case 'c':
+        if (parse_classes(arg, &o->so))
+            return pk_usage_error(TOOL, "--classes takes 1..8 comma-separated ids in 1..254");
+        break;
+    default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
     }
+    return PK_GO_ON;
+}
+
+/* Returns PK_GO_ON, else the exit status. */
+static int parse(struct opts *o, int argc, char **argv)
+{
+    *o = (struct opts){.ntrain = 200, .nval = 50, .quality = 90};
+    pk_synth_defaults(&o->so);
+    int st = pk_getopt(&tool, argc, argv, option, o);
+    if (st != PK_GO_ON)
+        return st;
     if (optind != argc)
         return pk_usage_error(TOOL, "too many arguments");
     pk_err e = {0, ""};
-    if (pk_synth_check(&so, &e)) {
+    if (pk_synth_check(&o->so, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
         return 2;
     }
-    if (describe) {
-        for (int k = 0; k < so.nclasses; k++) {
-            const char *name = pk_voc_class_name(so.class_ids[k]);
-            printf("%d %s: %s\n", so.class_ids[k], name ? name : "-", pk_synth_class_desc(k));
-        }
-        return 0;
-    }
-    if (!dir)
+    if (o->describe)
+        return PK_GO_ON;
+    if (!o->dir)
         return pk_usage_error(TOOL, "missing -o DIR");
-    if (ntrain + nval == 0)
+    if (o->ntrain + o->nval == 0)
         return pk_usage_error(TOOL, "nothing to write: --train and --val are both 0");
+    return PK_GO_ON;
+}
 
-    int ne = nonempty_dir(dir);
+static void describe(const pk_synth_opts *so)
+{
+    for (int k = 0; k < so->nclasses; k++) {
+        const char *name = pk_voc_class_name(so->class_ids[k]);
+        printf("%d %s: %s\n", so->class_ids[k], name ? name : "-", pk_synth_class_desc(k));
+    }
+}
+
+/* The output directory: absent or empty unless --force. 0, or the exit
+ * status after the message. */
+static int check_dir(const struct opts *o)
+{
+    int ne = nonempty_dir(o->dir);
     if (ne < 0) {
-        fprintf(stderr, TOOL ": %s: %s\n", dir, strerror(errno));
+        fprintf(stderr, TOOL ": %s: %s\n", o->dir, strerror(errno));
         return 1;
     }
-    if (ne && !force) {
-        fprintf(stderr, TOOL ": %s: exists and is not empty (use --force)\n", dir);
+    if (ne && !o->force) {
+        fprintf(stderr, TOOL ": %s: exists and is not empty (use --force)\n", o->dir);
         return 1;
     }
-    char *sub[3] = {NULL, NULL, NULL};
-    const char *names[3] = {"JPEGImages", "SegmentationClass", "ImageSets/Segmentation"};
-    for (int i = 0; i < 3; i++) {
-        if (asprintf(&sub[i], "%s/%s", dir, names[i]) < 0 || mkdir_p(sub[i], &e)) {
-            fprintf(stderr, TOOL ": %s\n", sub[i] ? e.msg : "out of memory");
-            for (int j = 0; j <= i; j++)
-                free(sub[j]);
-            return 1;
-        }
-    }
+    return 0;
+}
+
+/* What one run writes with. */
+struct writer {
+    const struct opts *o;
+    char *sub[3];             /* DIR's images, labels and lists folders */
+    struct strbuf lists[3];   /* train, val, trainval */
     uint8_t palette[256][3];
-    pk_voc_palette(palette);
-    struct strbuf lists[3] = {{0}}; /* train, val, trainval */
-    int rc = PK_OK;
-    long total = ntrain + nval, pixels = 0;
-    for (long i = 0; i < total && rc == PK_OK; i++) {
-        char id[32], line[40];
-        snprintf(id, sizeof id, "synth_%06ld", i);
-        pk_image img = {0}, lab = {0};
-        rc = pk_synth_sample(&img, &lab, &so, (int)i, &e);
-        char *jp = NULL, *pp = NULL;
-        if (rc == PK_OK && (asprintf(&jp, "%s/%s.jpg", sub[0], id) < 0 ||
-                            asprintf(&pp, "%s/%s.png", sub[1], id) < 0))
-            rc = pk_fail(&e, PK_ENOMEM, "out of memory");
-        if (rc == PK_OK)
-            rc = pk_jpeg_write(jp, &img, (int)quality, &e);
-        if (rc == PK_OK)
-            rc = pk_png_write_palette(pp, &lab, (const uint8_t(*)[3])palette, 256, &e);
-        snprintf(line, sizeof line, "%s\n", id);
-        if (rc == PK_OK && (sb_add(&lists[i < ntrain ? 0 : 1], line) || sb_add(&lists[2], line)))
-            rc = pk_fail(&e, PK_ENOMEM, "out of memory");
-        if (rc == PK_OK)
-            pixels += (long)img.w * img.h;
-        free(jp);
-        free(pp);
-        pk_image_free(&img);
-        pk_image_free(&lab);
+    long pixels;              /* the images' total size */
+};
+
+/* One sample: its JPEG, its label PNG, its line in the lists. */
+static int write_sample(struct writer *w, long i, pk_err *e)
+{
+    char id[32], line[40];
+    snprintf(id, sizeof id, "synth_%06ld", i);
+    pk_image img = {0}, lab = {0};
+    int rc = pk_synth_sample(&img, &lab, &w->o->so, (int)i, e);
+    char *jp = NULL, *pp = NULL;
+    if (rc == PK_OK && (asprintf(&jp, "%s/%s.jpg", w->sub[0], id) < 0 ||
+                        asprintf(&pp, "%s/%s.png", w->sub[1], id) < 0))
+        rc = pk_fail(e, PK_ENOMEM, "out of memory");
+    if (rc == PK_OK)
+        rc = pk_jpeg_write(jp, &img, w->o->quality, e);
+    if (rc == PK_OK)
+        rc = pk_png_write_palette(pp, &lab, (const uint8_t(*)[3])w->palette, 256, e);
+    snprintf(line, sizeof line, "%s\n", id);
+    if (rc == PK_OK && (sb_add(&w->lists[i < w->o->ntrain ? 0 : 1], line) ||
+                        sb_add(&w->lists[2], line)))
+        rc = pk_fail(e, PK_ENOMEM, "out of memory");
+    if (rc == PK_OK)
+        w->pixels += (long)img.w * img.h;
+    free(jp);
+    free(pp);
+    pk_image_free(&img);
+    pk_image_free(&lab);
+    return rc;
+}
+
+/* The folders, every sample, then the three lists. */
+static int write_all(struct writer *w, pk_err *e)
+{
+    static const char *const folders[3] = {"JPEGImages", "SegmentationClass",
+                                           "ImageSets/Segmentation"};
+    static const char *const lnames[3] = {"train", "val", "trainval"};
+    const struct opts *o = w->o;
+    for (int k = 0; k < 3; k++) {
+        if (asprintf(&w->sub[k], "%s/%s", o->dir, folders[k]) < 0) {
+            w->sub[k] = NULL;
+            return pk_fail(e, PK_ENOMEM, "out of memory");
+        }
+        if (pk_mkdir_p(w->sub[k], e))
+            return e->code;
     }
-    const char *lnames[3] = {"train", "val", "trainval"};
+    int rc = PK_OK;
+    for (long i = 0; i < (long)o->ntrain + o->nval && rc == PK_OK; i++)
+        rc = write_sample(w, i, e);
     for (int k = 0; k < 3 && rc == PK_OK; k++) {
         char *path = NULL;
-        if (asprintf(&path, "%s/%s.txt", sub[2], lnames[k]) < 0)
-            rc = pk_fail(&e, PK_ENOMEM, "out of memory");
+        if (asprintf(&path, "%s/%s.txt", w->sub[2], lnames[k]) < 0)
+            rc = pk_fail(e, PK_ENOMEM, "out of memory");
         else
-            rc = pk_file_write(path, lists[k].p ? lists[k].p : "", lists[k].len, &e);
+            rc = pk_file_write(path, w->lists[k].p ? w->lists[k].p : "", w->lists[k].len, e);
         free(path);
     }
+    return rc;
+}
+
+/* Writes the data set; 0, or the exit status after the message. */
+static int run(const struct opts *o, long *pixels)
+{
+    struct writer w = {.o = o};
+    pk_voc_palette(w.palette);
+    pk_err e = {0, ""};
+    int rc = write_all(&w, &e);
     for (int k = 0; k < 3; k++) {
-        free(lists[k].p);
-        free(sub[k]);
+        free(w.lists[k].p);
+        free(w.sub[k]);
     }
-    if (rc != PK_OK) {
+    if (rc) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
         return 1;
     }
-    if (!quiet)
-        printf("wrote %ld train + %ld val images (%d classes, mean %.0f px, seed %llu) to %s\n",
-               ntrain, nval, so.nclasses, (double)pixels / total,
-               (unsigned long long)so.seed, dir);
+    *pixels = w.pixels;
+    return 0;
+}
+
+static void report(const struct opts *o, long pixels)
+{
+    printf("wrote %d train + %d val images (%d classes, mean %.0f px, seed %llu) to %s\n",
+           o->ntrain, o->nval, o->so.nclasses, (double)pixels / (o->ntrain + o->nval),
+           (unsigned long long)o->so.seed, o->dir);
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    int st = parse(&o, argc, argv);
+    if (st != PK_GO_ON)
+        return st;
+    if (o.describe) {
+        describe(&o.so);
+        return 0;
+    }
+    long pixels = 0;
+    if ((st = check_dir(&o)) || (st = run(&o, &pixels)))
+        return st;
+    if (!o.quiet)
+        report(&o, pixels);
     return 0;
 }

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cli/tool_opts.h"
 #ifdef PSPKD_CUDA
 #include "ops/ctx_cuda_impl.h"
 #endif
@@ -60,6 +62,19 @@ int pk_device_parse(const char *s, pk_ctx_opts *o, pk_err *e)
     o->device_index = (int)idx;
     return PK_OK;
 #endif
+}
+
+int pk_device_opt(const char *tool, const char *s, pk_ctx_opts *o)
+{
+    pk_err e = {0, ""};
+    int rc = pk_device_parse(s, o, &e);
+    if (rc == PK_EINVAL)
+        return pk_usage_error(tool, e.msg);
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", tool, e.msg);
+        return 1;
+    }
+    return PK_GO_ON;
 }
 
 void pk_device_format(const pk_ctx_opts *o, char *buf, size_t cap)

@@ -17,6 +17,12 @@ int pk_cuda_available(void);
  * or this machine does not have (a runtime error). */
 int pk_device_parse(const char *s, pk_ctx_opts *o, pk_err *e);
 
+/* For a tool: pk_device_parse, and on failure the tool's one line on
+ * stderr, "tool: message". Returns PK_GO_ON (tool_opts.h), or the exit
+ * status: 2 for a malformed value (a usage error), 1 for a device this
+ * build or machine lacks. */
+int pk_device_opt(const char *tool, const char *s, pk_ctx_opts *o);
+
 /* "cpu" or "cuda:N" into buf (for logs and --help defaults). */
 void pk_device_format(const pk_ctx_opts *o, char *buf, size_t cap);
 

@@ -1,7 +1,6 @@
 /* The trainers' shared command line and run: see train_cli.h. */
 #include "cli/train_cli.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,14 +37,7 @@ static const struct option common[] = {
     {"freeze", no_argument, 0, O_FREEZE},
 };
 
-int pk_train_cli_longopts(struct option *dst, int cap)
-{
-    int n = (int)(sizeof common / sizeof *common);
-    if (n > cap)
-        return -1;
-    memcpy(dst, common, sizeof common);
-    return n;
-}
+#define NCOMMON (sizeof common / sizeof *common)
 
 void pk_train_cli_help(FILE *f)
 {
@@ -55,7 +47,7 @@ void pk_train_cli_help(FILE *f)
           "      --iters N          iterations (overrides --epochs)\n"
           "      --epochs N         epochs of (images / batch) iterations (50)\n"
           "  -b, --batch N          images per step, >= 2 (16)\n"
-          "      --crop N|HxW       training crop, (N-1) % 8 == 0 (473)\n"
+          "      --crop N|HxW       training crop, each side 8k+1 in 1..8193 (473)\n"
           "      --augment full|none  semseg's augmentation, or centred crop only (full)\n"
           "      --scale MIN,MAX    random scale range (0.5,2)\n"
           "      --rotate DEG       random rotation in [-DEG, DEG] (10)\n"
@@ -90,32 +82,6 @@ void pk_train_cli_help(FILE *f)
           f);
 }
 
-#define BAD(...) (snprintf(msg, cap, __VA_ARGS__), -1)
-
-static int parse_crop(const char *s, int *h, int *w)
-{
-    char a[32];
-    const char *x = strchr(s, 'x');
-    long vh, vw;
-    if (!x) {
-        if (pk_parse_long(s, 9, 4097, &vh, NULL))
-            return -1;
-        vw = vh;
-    } else {
-        if ((size_t)(x - s) >= sizeof a)
-            return -1;
-        memcpy(a, s, (size_t)(x - s));
-        a[x - s] = 0;
-        if (pk_parse_long(a, 9, 4097, &vh, NULL) || pk_parse_long(x + 1, 9, 4097, &vw, NULL))
-            return -1;
-    }
-    if ((vh - 1) % 8 || (vw - 1) % 8)
-        return -1;
-    *h = (int)vh;
-    *w = (int)vw;
-    return 0;
-}
-
 static int parse_scale(const char *s, float *lo, float *hi)
 {
     char a[64];
@@ -132,152 +98,118 @@ static int parse_scale(const char *s, float *lo, float *hi)
     return 0;
 }
 
-int pk_train_cli_option(pk_train_opts *o, int code, const char *arg, char *msg, size_t cap)
+/* The options that take a word. */
+static int word_option(pk_train_opts *o, int code, const char *arg)
 {
-    long l;
-    double x;
+    const char *tool = o->tool;
     switch (code) {
-    case 'd': o->data = arg; return 1;
-    case 'o': o->output = arg; return 1;
-    case 'q': o->quiet = 1; return 1;
-    case 'b':
-        if (pk_parse_long(arg, 2, 4096, &l, NULL))
-            return BAD("--batch takes 2..4096 (BatchNorm needs 2 images)");
-        o->batch = (int)l;
-        return 1;
     case O_ARCH:
         if (pk_arch_parse(arg, &o->arch))
-            return BAD("--arch takes resnet18 or resnet50");
-        return 1;
+            return pk_usage_error(tool, "--arch takes resnet18 or resnet50");
+        break;
     case O_STEM:
         if (pk_stem_parse(arg, &o->stem))
-            return BAD("--stem takes 7x7 or deep");
+            return pk_usage_error(tool, "--stem takes 7x7 or deep");
         o->stem_set = 1;
-        return 1;
-    case O_CLASSES:
-        if (pk_parse_long(arg, 1, 255, &l, NULL))
-            return BAD("--classes takes 1..255");
-        o->classes = (int)l;
-        return 1;
-    case O_DROPOUT:
-        if (pk_parse_double(arg, 0, 0.99, &x))
-            return BAD("--dropout takes 0..0.99");
-        o->dropout = (float)x;
-        return 1;
-    case O_INIT: o->init = arg; return 1;
-    case O_RESUME: o->resume = arg; return 1;
-    case O_ITERS:
-        if (pk_parse_long(arg, 1, 99999999L, &l, NULL))
-            return BAD("--iters takes 1..99999999");
-        o->iters = l;
-        return 1;
-    case O_EPOCHS:
-        if (pk_parse_long(arg, 1, 100000, &l, NULL))
-            return BAD("--epochs takes 1..100000");
-        o->epochs = (int)l;
-        return 1;
+        break;
+    case O_AUGMENT:
+        if (strcmp(arg, "full") && strcmp(arg, "none"))
+            return pk_usage_error(tool, "--augment takes full or none");
+        o->augment = !strcmp(arg, "full");
+        break;
     case O_CROP:
-        if (parse_crop(arg, &o->crop_h, &o->crop_w))
-            return BAD("--crop takes N or HxW with (N-1) %% 8 == 0, e.g. 473 or 33x41");
-        return 1;
+        if (pk_parse_crop(arg, &o->crop_h, &o->crop_w))
+            return pk_usage_error(tool, PK_CROP_ERROR);
+        break;
     case O_SCALE:
         if (parse_scale(arg, &o->scale_min, &o->scale_max))
-            return BAD("--scale takes MIN,MAX with 0.01 <= MIN <= MAX <= 100");
-        return 1;
-    case O_ROTATE:
-        if (pk_parse_double(arg, 0, 180, &x))
-            return BAD("--rotate takes 0..180 degrees");
-        o->rotate = (float)x;
-        return 1;
-    case O_AUGMENT:
-        if (!strcmp(arg, "full"))
-            o->augment = 1;
-        else if (!strcmp(arg, "none"))
-            o->augment = 0;
-        else
-            return BAD("--augment takes full or none");
-        return 1;
-    case O_LR:
-    case O_MOMENTUM:
-    case O_WD:
-    case O_POWER:
-    case O_AUXW: {
-        static const char *const names[] = {"--lr", "--momentum", "--weight-decay", "--power",
-                                            "--aux-weight"};
-        float *dst[] = {&o->cfg.base_lr, &o->cfg.momentum, &o->cfg.weight_decay,
-                        &o->cfg.power, &o->cfg.aux_weight};
-        int i = code - O_LR;
-        if (pk_parse_double(arg, 0, 1000, &x))
-            return BAD("%s takes a number in 0..1000", names[i]);
-        *dst[i] = (float)x;
-        return 1;
+            return pk_usage_error(tool, "--scale takes MIN,MAX with 0.01 <= MIN <= MAX <= 100");
+        break;
+    case O_SEED:
+        if (pk_parse_seed(arg, &o->seed))
+            return pk_usage_error(tool, "--seed takes a non-negative integer");
     }
-    case O_SEED: {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(arg, &end, 10);
-        if (errno || end == arg || *end || arg[0] == '-')
-            return BAD("--seed takes a non-negative integer");
-        o->seed = v;
-        return 1;
-    }
-    case O_THREADS:
-        if (pk_parse_long(arg, 0, 1024, &l, NULL))
-            return BAD("--threads takes 0..1024");
-        o->threads = (int)l;
-        return 1;
-    case O_WORKERS:
-        if (pk_parse_long(arg, 1, 256, &l, NULL))
-            return BAD("--workers takes 1..256");
-        o->workers = (int)l;
-        return 1;
-    case O_DEVICE: o->device_arg = arg; return 1;
-    case O_CKPT_DIR: o->ckpt_dir = arg; return 1;
-    case O_CKPT_EVERY:
-        if (pk_parse_long(arg, 0, 99999999L, &l, NULL))
-            return BAD("--ckpt-every takes 0..99999999 steps");
-        o->ckpt_every = l;
-        return 1;
-    case O_KEEP:
-        if (pk_parse_long(arg, 1, 1000000, &l, NULL))
-            return BAD("--keep takes 1..1000000");
-        o->keep = (int)l;
-        return 1;
-    case O_LOG: o->log = arg; return 1;
-    case O_VAL: o->val = arg; return 1;
-    case O_VAL_EVERY:
-        if (pk_parse_long(arg, 1, 100000, &l, NULL))
-            return BAD("--val-every takes 1..100000 epochs");
-        o->val_every = (int)l;
-        return 1;
-    case O_PROGRESS:
-        if (pk_parse_double(arg, 0, 1e6, &x))
-            return BAD("--progress-every takes 0..1e6 seconds");
-        o->progress_every = x;
-        return 1;
-    case O_FREEZE: o->freeze = 1; return 1;
-    default: return 0;
-    }
+    return PK_GO_ON;
 }
 
-int pk_train_cli_finish(pk_train_opts *o, char *msg, size_t cap)
+int pk_train_cli_option(pk_train_opts *o, int code, const char *arg)
+{
+    const pk_num_opt nums[] = {
+        {'b', 2, 4096, "--batch takes 2..4096 (BatchNorm needs 2 images)", .i = &o->batch},
+        {O_CLASSES, 1, 255, "--classes takes 1..255", .i = &o->classes},
+        {O_DROPOUT, 0, 0.99, "--dropout takes 0..0.99", .f = &o->dropout},
+        {O_ITERS, 1, 99999999L, "--iters takes 1..99999999", .l = &o->iters},
+        {O_EPOCHS, 1, 100000, "--epochs takes 1..100000", .i = &o->epochs},
+        {O_ROTATE, 0, 180, "--rotate takes 0..180 degrees", .f = &o->rotate},
+        {O_LR, 0, 1000, "--lr takes a number in 0..1000", .f = &o->cfg.base_lr},
+        {O_MOMENTUM, 0, 1000, "--momentum takes a number in 0..1000", .f = &o->cfg.momentum},
+        {O_WD, 0, 1000, "--weight-decay takes a number in 0..1000", .f = &o->cfg.weight_decay},
+        {O_POWER, 0, 1000, "--power takes a number in 0..1000", .f = &o->cfg.power},
+        {O_AUXW, 0, 1000, "--aux-weight takes a number in 0..1000", .f = &o->cfg.aux_weight},
+        {O_THREADS, 0, 1024, "--threads takes 0..1024", .i = &o->threads},
+        {O_WORKERS, 1, 256, "--workers takes 1..256", .i = &o->workers},
+        {O_CKPT_EVERY, 0, 99999999L, "--ckpt-every takes 0..99999999 steps", .l = &o->ckpt_every},
+        {O_KEEP, 1, 1000000, "--keep takes 1..1000000", .i = &o->keep},
+        {O_VAL_EVERY, 1, 100000, "--val-every takes 1..100000 epochs", .i = &o->val_every},
+        {O_PROGRESS, 0, 1e6, "--progress-every takes 0..1e6 seconds", .d = &o->progress_every},
+    };
+    switch (code) {
+    case 'd': o->data = arg; break;
+    case 'o': o->output = arg; break;
+    case 'q': o->quiet = 1; break;
+    case O_INIT: o->init = arg; break;
+    case O_RESUME: o->resume = arg; break;
+    case O_DEVICE: o->device_arg = arg; break;
+    case O_CKPT_DIR: o->ckpt_dir = arg; break;
+    case O_LOG: o->log = arg; break;
+    case O_VAL: o->val = arg; break;
+    case O_FREEZE: o->freeze = 1; break;
+    case O_ARCH:
+    case O_STEM:
+    case O_AUGMENT:
+    case O_CROP:
+    case O_SCALE:
+    case O_SEED: return word_option(o, code, arg);
+    default: return pk_num_option(o->tool, nums, sizeof nums / sizeof *nums, code, arg);
+    }
+    return PK_GO_ON;
+}
+
+int pk_train_cli_parse(const pk_tool *t, int argc, char **argv, pk_opt_fn *fn, void *ctx)
+{
+    struct option lo[PK_TOOL_LONGOPTS_MAX + 1];
+    size_t n = NCOMMON;
+    memcpy(lo, common, sizeof common);
+    for (const struct option *x = t->longopts; x->name && n < PK_TOOL_LONGOPTS_MAX; x++)
+        lo[n++] = *x;
+    lo[n] = (struct option){0, 0, 0, 0};
+    char shortopts[64];
+    snprintf(shortopts, sizeof shortopts, "d:o:b:q%s", t->shortopts);
+    pk_tool all = {t->name, shortopts, lo, t->usage};
+    int st = pk_getopt(&all, argc, argv, fn, ctx);
+    if (st == PK_GO_ON && optind < argc)
+        return pk_usage_error(t->name, "unexpected argument");
+    return st;
+}
+
+/* After parsing: the options taken together, and the defaults that depend
+ * on others (the stem) or on the machine (--device). PK_GO_ON, or the exit
+ * status after the message. */
+static int finish(pk_train_opts *o)
 {
     pk_ctx_opts co = {0};
-    pk_err e = {0, ""};
-    int rc = pk_device_parse(o->device_arg, &co, &e);
-    if (rc) {
-        snprintf(msg, cap, "%s", e.msg);
-        return rc == PK_EINVAL ? -1 : 1;
-    }
+    int st = pk_device_opt(o->tool, o->device_arg, &co);
+    if (st != PK_GO_ON)
+        return st;
     o->device = co.device;
     o->device_index = co.device_index;
     if (!o->stem_set)
         o->stem = o->arch == PK_ARCH_R18 ? PK_STEM_7X7 : PK_STEM_DEEP;
     if (!o->data)
-        return BAD("missing -d PACK");
+        return pk_usage_error(o->tool, "missing -d PACK");
     if (!o->output)
-        return BAD("missing -o OUTPUT");
-    return 0;
+        return pk_usage_error(o->tool, "missing -o OUTPUT");
+    return PK_GO_ON;
 }
 
 /* ---- the run -------------------------------------------------------------- */
@@ -314,8 +246,11 @@ static int open_teacher(pk_train_opts *o, pk_ctx *c, pk_train_teacher *t, pk_err
     return PK_OK;
 }
 
-int pk_train_main(pk_train_opts *o)
+int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
 {
+    int st = finish(o);
+    if (st != PK_GO_ON)
+        return st;
     pk_err e = {0, ""};
     pk_meta meta;
     if (pk_pack_meta_read(o->data, &meta, &e))
@@ -359,7 +294,7 @@ int pk_train_main(pk_train_opts *o)
                 t.cache ? "teacher: logits cache" : t.model ? "teacher: online" : "no teacher");
     }
     pk_train_result res;
-    if (pk_train_run(m, o, &t, &res, &e))
+    if (pk_train_run(m, o, &t, stop, stop_ctx, &res, &e))
         goto out;
     status = res.signal ? 128 + res.signal : 0;
     if (!o->quiet && !res.signal && res.step > res.start_step)

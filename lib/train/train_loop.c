@@ -18,34 +18,13 @@
 #include "train/train_log.h"
 #include "train/train_val.h"
 
-/* The one piece of static state the library allows: the signal that asked
- * the loop to stop (a handler may do nothing but set it). */
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop_signal(int sig) { stop_signal = sig; }
-
-int pk_train_stop_requested(void) { return stop_signal; }
-
 void pk_train_opts_defaults(pk_train_opts *o, const char *tool)
 {
-    memset(o, 0, sizeof *o);
-    o->tool = tool;
-    o->batch = 16;
-    o->crop_h = o->crop_w = 473;
-    o->augment = 1;
-    o->scale_min = 0.5f;
-    o->scale_max = 2.0f;
-    o->rotate = 10.0f;
-    o->workers = 1;
-    o->seed = 1;
-    o->epochs = 50;
-    o->arch = PK_ARCH_R50;
-    o->stem = PK_STEM_DEEP;
-    o->dropout = 0.1f;
+    *o = (pk_train_opts){.tool = tool, .batch = 16, .crop_h = 473, .crop_w = 473, .augment = 1,
+                         .scale_min = 0.5f, .scale_max = 2.0f, .rotate = 10.0f, .workers = 1,
+                         .seed = 1, .epochs = 50, .arch = PK_ARCH_R50, .stem = PK_STEM_DEEP,
+                         .dropout = 0.1f, .keep = 3, .val_every = 1, .progress_every = 30.0};
     pk_train_cfg_defaults(&o->cfg);
-    o->keep = 3;
-    o->val_every = 1;
-    o->progress_every = 30.0;
 }
 
 /* Everything one run holds. */
@@ -53,6 +32,8 @@ typedef struct run {
     pk_model *m;
     const pk_train_opts *o;
     const pk_train_teacher *t;
+    pk_stop_fn *stop;
+    void *stop_ctx;
     pk_ctx *ctx;
     int on_cpu, K;
     pk_train_cfg cfg;
@@ -281,12 +262,12 @@ static int is_val_point(const run *r, long step)
     return step % r->ipe == 0 && (step / r->ipe) % r->o->val_every == 0;
 }
 
-/* Validates at `step`; *interrupted when a signal cut it short. */
+/* Validates at `step`; *interrupted when a stop request cut it short. */
 static int validate(run *r, long step, int *interrupted, pk_err *e)
 {
     pk_seg_scores s;
     double t0 = pk_now();
-    int rc = pk_val_run(r->val, r->m, pk_train_stop_requested, &s, interrupted, e);
+    int rc = pk_val_run(r->val, r->m, r->stop, r->stop_ctx, &s, interrupted, e);
     if (rc || *interrupted)
         return rc;
     long epoch = (step - 1) / r->ipe + 1;
@@ -314,7 +295,7 @@ static void losses_kv(const run *r, const pk_losses *l, char *buf, size_t cap)
 static int maybe_stop(run *r, long step, int ckpt_written, pk_train_result *res, pk_err *e,
                       int *rc)
 {
-    int sig = pk_train_stop_requested();
+    int sig = r->stop ? r->stop(r->stop_ctx) : 0;
     if (!sig || step >= r->max_iter)
         return 0;
     pk_progress_break(&r->prog);
@@ -342,7 +323,7 @@ static int loop(run *r, long start, pk_train_result *res, pk_err *e)
     r->prog.items_per_step = r->o->batch;
     r->prog.interval = r->o->progress_every;
     res->step = start;
-    /* A validation that a signal cut short before the checkpoint. */
+    /* A validation that a stop request cut short before the checkpoint. */
     if (is_val_point(r, start) && r->validated < start) {
         int intr = 0;
         rc = validate(r, start, &intr, e);
@@ -484,24 +465,15 @@ static int setup(run *r, long *start, pk_err *e)
 }
 
 int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
-                 pk_train_result *res, pk_err *e)
+                 pk_stop_fn *stop, void *stop_ctx, pk_train_result *res, pk_err *e)
 {
     memset(res, 0, sizeof *res);
-    run r = {.m = m, .o = o, .t = t, .ctx = pk_model_ctx(m)};
+    run r = {.m = m, .o = o, .t = t, .stop = stop, .stop_ctx = stop_ctx, .ctx = pk_model_ctx(m)};
     r.on_cpu = pk_ctx_device(r.ctx) == PK_DEV_CPU;
     r.K = pk_model_config(m)->classes;
     pk_progress_init(&r.prog, 0, o->tool, stderr);
     if (t->cache && t->model)
         return pk_fail(e, PK_EINVAL, "give the teacher as a cache or a model, not both");
-
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND; /* a second signal acts as if we had none */
-    stop_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
 
     long start = 0;
     int rc = setup(&r, &start, e);
@@ -519,7 +491,5 @@ int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
     pk_train_data_close(r.data);
     pk_val_close(r.val);
     free_staging(&r);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     return rc;
 }

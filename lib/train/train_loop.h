@@ -13,12 +13,12 @@
  * augmentation, the LR is a function of the iteration, and dropout masks
  * are drawn from (seed, iteration).
  *
- * Signals: pk_train_run installs SIGINT/SIGTERM handlers that only record
- * the signal (the library's one piece of static state). The loop checks it
- * after every step (and between validation images), writes a checkpoint of
+ * Stopping: the caller's stop callback is polled after every step (and
+ * between validation images). When it returns non-zero (a tool returns the
+ * SIGINT or SIGTERM its handler recorded) the loop writes a checkpoint of
  * the last completed step into the checkpoint directory and returns with
- * result->signal set; the tool then exits 128 + signal (130, 143). The
- * handlers are one-shot: a second Ctrl-C kills the process at once. */
+ * result->signal set to that value; the tool then exits 128 + signal (130,
+ * 143). The library installs no handlers. */
 #ifndef PSPKD_TRAIN_LOOP_H
 #define PSPKD_TRAIN_LOOP_H
 
@@ -26,6 +26,7 @@
 #include "data/augment.h"
 #include "store/logits_cache.h"
 #include "model/pspnet.h"
+#include "train/train_val.h"
 
 typedef struct pk_train_opts {
     const char *tool;  /* progress label and checkpoint metadata */
@@ -48,7 +49,7 @@ typedef struct pk_train_opts {
     const char *init;  /* ImageNet safetensors or NULL */
     int threads;       /* compute threads (0: all) */
     const char *device_arg; /* --device as given (NULL: the first GPU if any) */
-    pk_device device;  /* set from device_arg by pk_train_cli_finish */
+    pk_device device;  /* set from device_arg by pk_train_main */
     int device_index;
     /* optimisation and losses (max_iter and seed are set by the loop) */
     pk_train_cfg cfg;
@@ -83,19 +84,16 @@ typedef struct pk_train_teacher {
 
 typedef struct pk_train_result {
     long start_step, step, max_iter;
-    int signal;        /* SIGINT/SIGTERM that stopped the run, else 0 */
+    int signal;        /* what stop returned when it stopped the run, else 0 */
     double seconds;    /* training wall time of this run */
     double img_s;      /* images per second over this run's steps */
     char checkpoint[4096]; /* the last checkpoint written, "" if none */
 } pk_train_result;
 
 /* Runs the loop on m (created, initialised, classes matching the pack).
- * Resumes first when o->resume is set. Writes o->output at the end unless
- * stopped by a signal. */
+ * Resumes first when o->resume is set. stop (may be NULL) is polled with
+ * stop_ctx as above. Writes o->output at the end unless stopped. */
 int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
-                 pk_train_result *r, pk_err *e);
-
-/* Non-zero once SIGINT/SIGTERM arrived during pk_train_run: the signal. */
-int pk_train_stop_requested(void);
+                 pk_stop_fn *stop, void *stop_ctx, pk_train_result *r, pk_err *e);
 
 #endif

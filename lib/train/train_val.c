@@ -115,14 +115,15 @@ struct visit {
     val_ws *w;
     pk_confusion *conf;
     const pk_aug_opts *norm;
-    int (*stop)(void);
+    pk_stop_fn *stop;
+    void *stop_ctx;
     int interrupted;
 };
 
 static int visit(const pk_pack_rec *r, void *user, pk_err *e)
 {
     struct visit *v = user;
-    if (v->stop && v->stop()) {
+    if (v->stop && v->stop(v->stop_ctx)) {
         v->interrupted = 1;
         return -1; /* ends the walk; not an error */
     }
@@ -135,8 +136,8 @@ static int visit(const pk_pack_rec *r, void *user, pk_err *e)
     return rc;
 }
 
-int pk_val_run(pk_val_set *v, pk_model *m, int (*stop)(void), pk_seg_scores *s,
-               int *interrupted, pk_err *e)
+int pk_val_run(pk_val_set *v, pk_model *m, pk_stop_fn *stop, void *stop_ctx,
+               pk_seg_scores *s, int *interrupted, pk_err *e)
 {
     *interrupted = 0;
     pk_aug_opts norm;
@@ -150,7 +151,8 @@ int pk_val_run(pk_val_set *v, pk_model *m, int (*stop)(void), pk_seg_scores *s,
         pk_confusion_free(&conf);
         return pk_fail(e, PK_ENOMEM, "validation: out of memory");
     }
-    struct visit st = {.m = m, .w = &w, .conf = &conf, .norm = &norm, .stop = stop};
+    struct visit st = {.m = m, .w = &w, .conf = &conf, .norm = &norm, .stop = stop,
+                       .stop_ctx = stop_ctx};
     rc = pk_pack_foreach(v->pack, visit, &st, e);
     if (st.interrupted) {
         rc = PK_OK;
