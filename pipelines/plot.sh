@@ -3,11 +3,15 @@
 #   plot.sh [-o DIR] LOG...
 # loss.png: the total training loss per step (a running mean over ~1/50 of
 # the run, so curves of different lengths stay readable), one curve per log;
-# miou.png: validation mIoU per step, one curve per log. Each curve is named
-# after its log file (without .csv). Needs gnuplot (pngcairo terminal).
+# miou.png: validation mIoU over the classes present (the log's
+# miou_present, seg-eval's and the pipeline table's figure) per step, one
+# curve per log; a log written before that column has its mean over all the
+# classes instead, and the curve's title says so. Each curve is named after
+# its log file (without .csv). Needs gnuplot (pngcairo terminal).
 set -eu
 me=plot.sh
-header='step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc'
+legacy='step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc'
+header="$legacy,miou_present"
 out=.
 usage() { echo "usage: $me [-o DIR] LOG..." >&2; exit 2; }
 while getopts o:h opt; do
@@ -31,15 +35,16 @@ i=0 lossplot= miouplot= nval=0
 for log in "$@"; do
     [ -r "$log" ] || { echo "$me: $log: cannot read" >&2; exit 1; }
     first=$(head -n 1 "$log")
-    [ "$first" = "$header" ] || { echo "$me: $log: not a pspkd training log" >&2; exit 1; }
+    col=14 name=$(basename "$log" .csv)
+    if [ "$first" = "$legacy" ]; then col=11 name="$name (mean over all classes)"
+    elif [ "$first" != "$header" ]; then echo "$me: $log: not a pspkd training log" >&2; exit 1; fi
     i=$((i + 1))
-    name=$(basename "$log" .csv)
     # Training rows have an lr (field 3); validation rows have a miou (11).
     awk -F, 'NR > 1 && $3 != "" { n++; s[n] = $1; l[n] = $4 }
         END { w = int(n / 50); if (w < 1) w = 1
               for (k = 1; k <= n; k++) { sum += l[k]; if (k > w) sum -= l[k - w]
                   printf "%s %.6g\n", s[k], sum / (k < w ? k : w) } }' "$log" >"$tmp/loss$i"
-    awk -F, 'NR > 1 && $11 != "" { print $1, $11 }' "$log" >"$tmp/miou$i"
+    awk -F, -v c=$col 'NR > 1 && $c != "" { print $1, $c }' "$log" >"$tmp/miou$i"
     t=$(q "$name")
     lossplot="$lossplot${lossplot:+, }'$tmp/loss$i' using 1:2 with lines lw 2 title $t"
     if [ -s "$tmp/miou$i" ]; then
@@ -58,7 +63,7 @@ set output $(q "$out/loss.png")
 set ylabel 'training loss (running mean)'
 plot $lossplot
 set output $(q "$out/miou.png")
-set ylabel 'validation mIoU'
+set ylabel 'validation mIoU (present classes)'
 $( if [ "$nval" -gt 0 ]; then echo "set yrange [0:*]"; else
      echo "set xrange [0:1]"; echo "set yrange [0:1]"
      echo "set label 'no validation rows in these logs' at graph 0.5,0.5 center"; fi )

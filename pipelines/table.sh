@@ -74,15 +74,17 @@ END {
     for (i = 1; i <= NR; i++) {
         present[i] = get(rec[i], "present") + 0
         if (present[i] < classes) part = 1
-        miou[i] = present[i] < classes ? get(rec[i], "miou_present") : get(rec[i], "miou")
+        miou[i] = get(rec[i], "miou_present")
         printf "%-15s %-9s %7.4f %7.4f %7.2fM %10.2f %11.2f %10.2f\n", label[name[i]],
                arch[i], miou[i], get(rec[i], "aacc"), params[i] / 1e6,
                gf[i], get(rec[i], "train_ips"), get(rec[i], "images_per_s")
     }
+    printf "mIoU: the mean over the classes present in the labels or predictions (%d / %d / %d of %d), seg-eval'"'"'s \"present classes\" figure and the logs'"'"' miou_present, as plotted in plots/miou.png",
+           present[1], present[2], present[3], classes
     if (part)
-        printf "mIoU over the classes present in the labels or predictions (%d / %d / %d of %d; semseg'"'"'s mean over all %d: %.4f / %.4f / %.4f).\n",
-               present[1], present[2], present[3], classes, classes,
+        printf "; semseg'"'"'s mean over all %d: %.4f / %.4f / %.4f", classes,
                get(rec[1], "miou"), get(rec[2], "miou"), get(rec[3], "miou")
+    printf ".\n"
     printf "GFLOPs: convolutions, one %dx%d forward without the aux head. train img/s: training steps (%d / %d / %d steps) incl. loading; eval img/s: seg-eval incl. flip.\n",
            size, size, get(rec[1], "steps"), get(rec[2], "steps"), get(rec[3], "steps")
     d = miou[1] - miou[2]

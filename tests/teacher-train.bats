@@ -67,16 +67,16 @@ log_body() { cut -d, -f1-8,11- "$1"; }
     assert_output 'step-00000004.safetensors'
     # the log: header, one row per step, epochs of 4 iterations
     run cat "$D/t.csv"
-    assert_line --index 0 'step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc'
+    assert_line --index 0 'step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc,miou_present'
     assert_equal "${#lines[@]}" 6
-    assert_line --index 1 --regexp '^1,1,0\.01,[0-9.e+-]+,[0-9.e+-]+,[0-9.e+-]+,0,0,[0-9.e+-]+,[0-9]+\.[0-9]{3},,,$'
+    assert_line --index 1 --regexp '^1,1,0\.01,[0-9.e+-]+,[0-9.e+-]+,[0-9.e+-]+,0,0,[0-9.e+-]+,[0-9]+\.[0-9]{3},,,,$'
     assert_line --index 5 --regexp '^5,2,'
 }
 
 @test "--val adds validation rows at epoch ends and after the last step" {
     run "$TT" "${FAST[@]}" --iters 6 --val "$DATA/val.lmdb" --log "$D/v.csv" -o "$D/v.safetensors"
     assert_success
-    assert_output --regexp 'validation at step 4 \(epoch 1\): mIoU [0-9.]+ mAcc [0-9.]+ aAcc [0-9.]+ \(2 images'
+    assert_output --regexp 'validation at step 4 \(epoch 1\): mIoU [0-9.]+ mAcc [0-9.]+ aAcc [0-9.]+, mIoU over the [0-9]+ present classes [0-9.]+ \(2 images'
     assert_output --partial 'validation at step 6 (epoch 2)'
     run grep -c ',,,,,,,,' "$D/v.csv"
     assert_output 2
@@ -129,7 +129,7 @@ log_body() { cut -d, -f1-8,11- "$1"; }
     grep -q 'interrupted at step' "$D/c.err"
     step=$(ls "$D/ck" | sed 's/step-0*\([0-9]*\)\.safetensors/\1/')
     # rows a crash wrote after the checkpoint, and a torn last line
-    printf '%s\n' "$((step + 1)),1,0.01,1,1,1,0,0,1,1.000,,," >>"$D/c.csv"
+    printf '%s\n' "$((step + 1)),1,0.01,1,1,1,0,0,1,1.000,,,," >>"$D/c.csv"
     printf '%s' "$((step + 2)),1,0.0" >>"$D/c.csv"
     run "$TT" "${FAST[@]}" -q --iters $((step + 1)) --ckpt-dir "$D/ck" --log "$D/c.csv" \
         --resume "$D/ck" -o "$D/c.safetensors"

@@ -584,6 +584,50 @@ static int test_create_init(pk_ctx *c)
     return fails;
 }
 
+/* pk_model_zero_residual: exactly the last BN weight of each residual block
+ * (ResNet18: bn2 of 8 basic blocks; ResNet50: bn3 of 16 bottlenecks) becomes
+ * 0; every other parameter keeps its initial value. */
+static int test_zero_residual(pk_ctx *c)
+{
+    int fails = 0;
+    static const struct { pk_arch arch; pk_stem stem; const char *bn; int blocks; } cases[] = {
+        {PK_ARCH_R18, PK_STEM_7X7, ".bn2.weight", 8}, {PK_ARCH_R50, PK_STEM_DEEP, ".bn3.weight", 16}};
+    for (int k = 0; k < 2; k++) {
+        pk_model *m = make(c, cases[k].arch, cases[k].stem, 0.1f);
+        pk_err e = {0};
+        if (pk_model_init(m, 5, &e)) {
+            fprintf(stderr, "test_model: init: %s\n", e.msg);
+            exit(1);
+        }
+        size_t np = pk_model_num_params(m);
+        float *before = malloc(np * sizeof *before);
+        memcpy(before, pk_model_params(m), np * sizeof *before);
+        pk_model_zero_residual(m);
+        const float *after = pk_model_params(m);
+        int zeroed = 0, wrong = 0;
+        for (int i = 0; i < pk_model_tensor_count(m); i++) {
+            const pk_tensor_info *t = pk_model_tensor(m, i);
+            if (t->kind != PK_T_PARAM)
+                continue;
+            size_t n = strlen(t->name), l = strlen(cases[k].bn);
+            int last = !strncmp(t->name, "layer", 5) && t->name[5] >= '1' && t->name[5] <= '4' &&
+                       n > l && !strcmp(t->name + n - l, cases[k].bn);
+            zeroed += last;
+            for (size_t j = 0; j < t->count; j++)
+                wrong += last ? after[t->offset + j] != 0.0f
+                              : after[t->offset + j] != before[t->offset + j];
+        }
+        PK_CHECK(fails, zeroed == cases[k].blocks && wrong == 0,
+                 "%s: %d tensors zeroed (want %d), %d values wrong", pk_arch_name(cases[k].arch),
+                 zeroed, cases[k].blocks, wrong);
+        free(before);
+        pk_model_destroy(m);
+    }
+    printf("  %s zero_init_residual: the last BN weight of each block, nothing else\n",
+           fails ? "FAIL" : "ok  ");
+    return fails;
+}
+
 int main(void)
 {
     pk_ctx *c = pk_test_ctx(0);
@@ -592,6 +636,7 @@ int main(void)
     fails += test_plan_bytes(c); /* before anything runs a plan */
     fails += test_refusals(c);
     fails += test_create_init(c);
+    fails += test_zero_residual(c);
     fails += test_infer_sizes(c);
     fails += test_arena_and_modes(c);
     fails += test_finite_differences(c);

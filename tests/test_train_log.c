@@ -66,14 +66,17 @@ static int test_log(const char *dir)
         pk_train_log_row r = {s, 1, 0.01, 2.5, 1, 1, 0, 0, 3.5};
         PK_CHECK(f, pk_train_log_step(&l, &r, &e) == PK_OK, "row %ld", s);
         if (s == 2)
-            PK_CHECK(f, pk_train_log_val(&l, 2, 1, 0.5, 0.6, 0.7, &e) == PK_OK, "val");
+        {
+            pk_seg_scores sc = {.miou = 0.5, .macc = 0.6, .aacc = 0.7, .miou_present = 0.8};
+            PK_CHECK(f, pk_train_log_val(&l, 2, 1, &sc, &e) == PK_OK, "val");
+        }
     }
     PK_CHECK(f, pk_train_log_close(&l, &e) == PK_OK, "close");
     char *t = slurp(path);
     PK_CHECK(f, t && !strncmp(t, PK_TRAIN_LOG_HEADER "\n1,1,0.01,2.5,1,1,0,0,3.5,",
                               strlen(PK_TRAIN_LOG_HEADER) + 26),
              "first row: %s", t ? t : "(null)");
-    PK_CHECK(f, t && strstr(t, "\n2,1,,,,,,,,") && strstr(t, ",0.500000,0.600000,0.700000\n"),
+    PK_CHECK(f, t && strstr(t, "\n2,1,,,,,,,,") && strstr(t, ",0.500000,0.600000,0.700000,0.800000\n"),
              "validation row: %s", t ? t : "(null)");
     steps_of(t ? t : "", got, sizeof got);
     PK_CHECK(f, !strcmp(got, "1,2,2v,3,4"), "rows %s", got);
@@ -122,6 +125,22 @@ static int test_log(const char *dir)
     pk_train_log_close(&l, &e);
     t = slurp(path);
     PK_CHECK(f, t && !strcmp(t, PK_TRAIN_LOG_HEADER "\n"), "empty file: %s", t);
+    free(t);
+    /* A log written before miou_present: resuming upgrades the header and
+     * gives every kept row the empty field it lacks; the rows after the
+     * resume step and a torn row go as usual. */
+    put(path, "step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc\n"
+              "1,1,0.01,2.5,1,1,0,0,3.5,1.000,,,\n"
+              "1,1,,,,,,,,1.000,0.1,0.2,0.3\n"
+              "2,1,0.01,2.5,1,1,0,0,3.5,1.000,,,\n"
+              "3,1,0.0");
+    PK_CHECK(f, pk_train_log_open(&l, path, 1, &e) == PK_OK, "legacy log: %s", e.msg);
+    pk_train_log_close(&l, &e);
+    t = slurp(path);
+    PK_CHECK(f, t && !strcmp(t, PK_TRAIN_LOG_HEADER "\n"
+                                "1,1,0.01,2.5,1,1,0,0,3.5,1.000,,,,\n"
+                                "1,1,,,,,,,,1.000,0.1,0.2,0.3,\n"),
+             "legacy log upgraded: %s", t ? t : "(null)");
     free(t);
     /* A directory cannot be a log. */
     PK_CHECK(f, pk_train_log_open(&l, dir, 0, &e) != PK_OK, "a directory opened as a log");

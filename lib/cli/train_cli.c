@@ -13,7 +13,7 @@ enum {
     O_ARCH = PK_TRAIN_OPT_BASE, O_STEM, O_CLASSES, O_DROPOUT, O_INIT, O_RESUME, O_ITERS,
     O_EPOCHS, O_CROP, O_SCALE, O_ROTATE, O_AUGMENT, O_LR, O_MOMENTUM, O_WD, O_POWER,
     O_AUXW, O_SEED, O_THREADS, O_WORKERS, O_DEVICE, O_CKPT_DIR, O_CKPT_EVERY, O_KEEP,
-    O_LOG, O_VAL, O_VAL_EVERY, O_PROGRESS, O_FREEZE
+    O_LOG, O_VAL, O_VAL_EVERY, O_PROGRESS, O_FREEZE, O_ZERO_RES
 };
 
 static const struct option common[] = {
@@ -35,6 +35,7 @@ static const struct option common[] = {
     {"val", required_argument, 0, O_VAL},       {"val-every", required_argument, 0, O_VAL_EVERY},
     {"progress-every", required_argument, 0, O_PROGRESS},
     {"freeze", no_argument, 0, O_FREEZE},
+    {"zero-init-residual", no_argument, 0, O_ZERO_RES},
 };
 
 #define NCOMMON (sizeof common / sizeof *common)
@@ -56,6 +57,8 @@ void pk_train_cli_help(FILE *f)
           "      --classes K        class count (default: the pack's)\n"
           "      --dropout P        Dropout2d in the cls and aux heads (0.1)\n"
           "      --init FILE        ImageNet backbone weights (torchvision names)\n"
+          "      --zero-init-residual  each residual block's last BN weight starts at 0\n"
+          "                         (torchvision's option; faster from scratch)\n"
           "Optimiser:\n"
           "      --lr X             base LR; heads use 10x (0.01)\n"
           "      --momentum X       SGD momentum (0.9)\n"
@@ -164,6 +167,7 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg)
     case O_LOG: o->log = arg; break;
     case O_VAL: o->val = arg; break;
     case O_FREEZE: o->freeze = 1; break;
+    case O_ZERO_RES: o->zero_residual = 1; break;
     case O_ARCH:
     case O_STEM:
     case O_AUGMENT:
@@ -278,6 +282,8 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
                        .dropout = o->dropout};
     if (pk_model_create(&m, ctx, &mc, &e) || pk_model_init(m, o->seed, &e))
         goto out;
+    if (o->zero_residual)
+        pk_model_zero_residual(m);
     if (o->init && pk_load_imagenet(m, o->init, &e))
         goto out;
     if (open_teacher(o, ctx, &t, &e))

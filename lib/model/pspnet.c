@@ -172,6 +172,20 @@ static void fill_random(pk_ctx *c, float *d, size_t n, uint64_t key, float sd, f
     }
 }
 
+void pk_model_zero_residual(pk_model *m)
+{
+    const char *last = m->cfg.arch == PK_ARCH_R50 ? ".bn3.weight" : ".bn2.weight";
+    size_t l = strlen(last);
+    for (int i = 0; i < m->ntensors; i++) {
+        const pk_tensor_info *t = &m->tensors[i];
+        size_t n = strlen(t->name);
+        /* layer1..layer4 blocks ("layer0" is semseg's stem) */
+        if (t->kind == PK_T_PARAM && !strncmp(t->name, "layer", 5) && t->name[5] != '0' &&
+            n > l && !strcmp(t->name + n - l, last))
+            pk_dev_zero(m->ctx, m->params + t->offset, t->count * sizeof(float));
+    }
+}
+
 int pk_model_init(pk_model *m, uint64_t seed, pk_err *e)
 {
     float *p = calloc(m->nparams, sizeof *p), *s = calloc(m->nstate ? m->nstate : 1, sizeof *s);

@@ -271,12 +271,13 @@ static int validate(run *r, long step, int *interrupted, pk_err *e)
     if (rc || *interrupted)
         return rc;
     long epoch = (step - 1) / r->ipe + 1;
-    say(r, "validation at step %ld (epoch %ld): mIoU %.4f mAcc %.4f aAcc %.4f (%d images, "
-           "%.1fs)",
-        step, epoch, s.miou, s.macc, s.aacc, pk_val_count(r->val), pk_now() - t0);
+    say(r, "validation at step %ld (epoch %ld): mIoU %.4f mAcc %.4f aAcc %.4f, mIoU over the %d "
+           "present classes %.4f (%d images, %.1fs)",
+        step, epoch, s.miou, s.macc, s.aacc, s.present, s.miou_present, pk_val_count(r->val),
+        pk_now() - t0);
     r->validated = step;
     if (r->have_log)
-        rc = pk_train_log_val(&r->log, step, epoch, s.miou, s.macc, s.aacc, e);
+        rc = pk_train_log_val(&r->log, step, epoch, &s, e);
     return rc;
 }
 

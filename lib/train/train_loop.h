@@ -47,6 +47,7 @@ typedef struct pk_train_opts {
     int classes;       /* 0: from the pack */
     float dropout;     /* 0.1 */
     const char *init;  /* ImageNet safetensors or NULL */
+    int zero_residual; /* --zero-init-residual */
     int threads;       /* compute threads (0: all) */
     const char *device_arg; /* --device as given (NULL: the first GPU if any) */
     pk_device device;  /* set from device_arg by pk_train_main */
