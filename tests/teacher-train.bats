@@ -73,6 +73,16 @@ log_body() { cut -d, -f1-8,11- "$1"; }
     assert_line --index 5 --regexp '^5,2,'
 }
 
+@test "--zero-init-residual changes the start (test_model checks which tensors), and is in --help" {
+    run "$TT" --help
+    assert_output --partial '--zero-init-residual'
+    run "$TT" "${FAST[@]}" -q --iters 1 --lr 0 --freeze -o "$D/a.safetensors"
+    assert_success
+    run "$TT" "${FAST[@]}" -q --iters 1 --lr 0 --freeze --zero-init-residual -o "$D/z.safetensors"
+    assert_success
+    ! cmp -s "$D/a.safetensors" "$D/z.safetensors"
+}
+
 @test "--val adds validation rows at epoch ends and after the last step" {
     run "$TT" "${FAST[@]}" --iters 6 --val "$DATA/val.lmdb" --log "$D/v.csv" -o "$D/v.safetensors"
     assert_success
