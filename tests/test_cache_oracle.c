@@ -53,6 +53,7 @@
 #include "model/pspnet.h"
 #include "model/seg_infer.h"
 #include "store/pack.h"
+#include "core/le_bytes.h"
 #include "store/logits_cache.h"
 #include "store/record.h"
 #include "train/train_data.h"
@@ -123,9 +124,7 @@ static void write_pack(const char *path, img_rec *r, int n, uint64_t *pack_id)
             pk_record_encode(&rec, &len, id, r[i].w, r[i].h, PK_IMG_RGB8, r[i].rgb,
                              (size_t)r[i].w * r[i].h * 3, r[i].lbl, &e))
             die(id, &e);
-        uint32_t crc = (uint32_t)rec[len - 4] | (uint32_t)rec[len - 3] << 8 |
-                       (uint32_t)rec[len - 2] << 16 | (uint32_t)rec[len - 1] << 24;
-        pk_pack_id_add(&m->pack_id, r[i].key, crc);
+        pk_pack_id_add(&m->pack_id, r[i].key, pk_get32(rec + len - 4));
         if (pk_pack_writer_put(w, r[i].key, rec, len, &e))
             die(r[i].key, &e);
         free(rec);

@@ -42,10 +42,6 @@ static long row_step(const char *line, size_t len, int fields)
     return commas == fields - 1 ? v : -1;
 }
 
-/* The header before miou_present was added; such a log is upgraded (one
- * more, empty, field per row) when a run resumes it. */
-#define LEGACY_HEADER "step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc"
-#define LEGACY_FIELDS 13
 
 /* Counts the data rows of buf (after its header of hlen bytes) that go: a
  * step above keep_to, or a torn row; copies the others to out when it is
@@ -58,7 +54,7 @@ static int rows_over(const uint8_t *buf, size_t len, size_t hlen, int legacy, lo
     while (pos < len) {
         const uint8_t *nl = memchr(buf + pos, '\n', len - pos);
         size_t l = nl ? (size_t)(nl - (buf + pos)) + 1 : len - pos;
-        long s = row_step((const char *)buf + pos, l, legacy ? LEGACY_FIELDS : PK_TRAIN_LOG_FIELDS);
+        long s = row_step((const char *)buf + pos, l, PK_TRAIN_LOG_FIELDS - legacy);
         if (s < 0 || s > keep_to)
             dropped++;
         else if (out) {
@@ -106,7 +102,7 @@ int pk_train_log_open(pk_train_log *l, const char *path, long start_step, pk_err
         return rc;
     rc = PK_OK;
     if (len > 0) {
-        static const char *const headers[2] = {PK_TRAIN_LOG_HEADER, LEGACY_HEADER};
+        static const char *const headers[2] = {PK_TRAIN_LOG_HEADER, PK_TRAIN_LOG_HEADER_V1};
         int legacy = -1;
         size_t hlen = 0;
         for (int k = 0; k < 2 && legacy < 0; k++) {

@@ -18,8 +18,10 @@
 #include "core/err.h"
 #include "model/metrics.h"
 
-#define PK_TRAIN_LOG_HEADER \
-    "step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc,miou_present"
+/* The header of logs written before miou_present (one field fewer),
+ * upgraded when a run resumes one. */
+#define PK_TRAIN_LOG_HEADER_V1 "step,epoch,lr,loss,ce,aux_ce,kd,aux_kd,img_s,time,miou,macc,aacc"
+#define PK_TRAIN_LOG_HEADER PK_TRAIN_LOG_HEADER_V1 ",miou_present"
 #define PK_TRAIN_LOG_FIELDS 14
 
 typedef struct pk_train_log {
