@@ -132,11 +132,13 @@ static int conv_case_check(pk_ctx *f32, pk_ctx *bf, const conv_case *cc, int exp
     for (int i = 0; i < 4; i++)
         PK_CHECK(fails, err[i] <= BF16_CONV_TOL, "%s %s: bf16 vs fp32 error %.3g > %g",
                  cc->name, what[i], err[i], BF16_CONV_TOL);
-    /* the bf16 kernels really ran (Winograd shapes stay fp32) */
+    /* the bf16 kernels really ran: the forward, and the backward-data of
+     * k > 1 (conv.c keeps the weight gradient, the 1x1 backward-data and
+     * the Winograd shapes in fp32, where they are faster) */
     if (expect_diff)
-        PK_CHECK(fails, err[0] > 1e-5 && err[1] > 1e-5 && err[2] > 1e-5,
-                 "%s: bf16 results equal fp32's (y %.3g dx %.3g dw %.3g): no bf16 kernel?",
-                 cc->name, err[0], err[1], err[2]);
+        PK_CHECK(fails, err[0] > 1e-5 && (d->k == 1 || err[1] > 1e-5),
+                 "%s: bf16 results equal fp32's (y %.3g dx %.3g): no bf16 kernel?", cc->name,
+                 err[0], err[1]);
     printf("  %s conv %s bf16 vs fp32: y %.2e dx %.2e dw %.2e db %.2e (tol %g)\n",
            fails ? "FAIL" : "ok  ", cc->name, err[0], err[1], err[2], err[3], BF16_CONV_TOL);
     for (int p = 0; p < 2; p++) {
