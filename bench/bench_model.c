@@ -21,6 +21,7 @@
 #include "bench_util.h"
 #include "model/pspnet.h"
 #include "core/rng.h"
+#include "cli/device_opt.h"
 
 typedef struct bench_case {
     const char *name;
@@ -38,7 +39,7 @@ static const bench_case cases[] = {
 #define CLASSES 21
 
 typedef struct opts {
-    int warmup, iters, threads, profile;
+    int warmup, iters, threads, profile, precision;
     const char *only;
 } opts;
 
@@ -146,12 +147,14 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
     }
     double med = median(times, o->iters), med_cpu = median(cpu, o->iters);
     double flops = pk_model_flops(m, bc->size, bc->size) * bc->n * (bc->train ? 3.0 : 1.0);
-    printf("%s %.3f img/s\n", bc->name, bc->n / med);
-    printf("%s_gflops %.1f GFLOP/s\n", bc->name, flops / med * 1e-9);
-    printf("%s_arena %.1f MiB/img\n", bc->name, (double)pk_model_arena_bytes(m) / 1048576.0);
+    char name[64]; /* bf16 cases are NAME_bf16 */
+    snprintf(name, sizeof name, "%s%s", bc->name, o->precision == PK_PREC_BF16 ? "_bf16" : "");
+    printf("%s %.3f img/s\n", name, bc->n / med);
+    printf("%s_gflops %.1f GFLOP/s\n", name, flops / med * 1e-9);
+    printf("%s_arena %.1f MiB/img\n", name, (double)pk_model_arena_bytes(m) / 1048576.0);
     /* CPU seconds of all threads: steadier than wall time on a shared machine */
-    printf("%s_cpu %.3f img/cpu-s\n", bc->name, bc->n / med_cpu);
-    printf("%s_step %.3f s (median of %d, min %.3f, max %.3f)\n", bc->name, med, o->iters,
+    printf("%s_cpu %.3f img/cpu-s\n", name, bc->n / med_cpu);
+    printf("%s_step %.3f s (median of %d, min %.3f, max %.3f)\n", name, med, o->iters,
            times[0], times[o->iters - 1]);
     if (o->profile) {
         printf("# profile %s (%d timed iterations)\n", bc->name, o->iters);
@@ -170,28 +173,36 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_model [--profile] [--warmup N] [--iters N] [--threads N] "
-            "[--only NAME[,NAME]]\n"
+            "[--only NAME[,NAME]] [--precision fp32|bf16]\n"
             "  cases: r18_train_b2_225 r50_infer_b1_473 r50_train_b2_225\n");
 }
 
 int main(int argc, char **argv)
 {
     opts o = {.warmup = 2, .iters = 5};
+    pk_err e = {0};
     static const struct option lo[] = {{"profile", no_argument, 0, 'p'},
                                        {"warmup", required_argument, 0, 'w'},
                                        {"iters", required_argument, 0, 'i'},
                                        {"threads", required_argument, 0, 't'},
                                        {"only", required_argument, 0, 'o'},
+                                       {"precision", required_argument, 0, 'P'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "pw:i:t:o:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "pw:i:t:o:P:h", lo, NULL)) != -1) {
         switch (ch) {
         case 'p': o.profile = 1; break;
         case 'w': o.warmup = atoi(optarg); break;
         case 'i': o.iters = atoi(optarg); break;
         case 't': o.threads = atoi(optarg); break;
         case 'o': o.only = optarg; break;
+        case 'P':
+            if (pk_precision_parse(optarg, &o.precision, &e)) {
+                fprintf(stderr, "bench_model: %s\n", e.msg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -201,14 +212,13 @@ int main(int argc, char **argv)
         return 2;
     }
     pk_ctx *c = NULL;
-    pk_err e = {0};
-    pk_ctx_opts co = {.device = PK_DEV_CPU, .threads = o.threads};
+    pk_ctx_opts co = {.device = PK_DEV_CPU, .threads = o.threads, .precision = o.precision};
     if (pk_ctx_create(&c, &co, &e)) {
         fprintf(stderr, "bench_model: %s\n", e.msg);
         return 1;
     }
-    printf("# bench_model: %d threads, %d warm-up + %d timed iterations per case\n",
-           pk_ctx_threads(c), o.warmup, o.iters);
+    printf("# bench_model: %d threads, %s, %d warm-up + %d timed iterations per case\n",
+           pk_ctx_threads(c), pk_precision_name(o.precision), o.warmup, o.iters);
     int fail = 0;
     for (int i = 0; i < NCASES; i++)
         if (!o.only || strstr(o.only, cases[i].name))

@@ -11,10 +11,14 @@ default layout; oneDNN underneath):
                           logits at full resolution, no autograd
   torch_r50_train_b2_225  ResNet50 train step, CE + 0.4 aux CE
 
+--precision bf16: the same cases as torch_NAME_bf16, channels-last (model
+and input) with the forward under CPU autocast to bfloat16 (torch_step.py).
+
 Prints "NAME VALUE img/s" (median over the timed iterations), "NAME_cpu
 VALUE img/cpu-s" (CPU seconds of all threads: steadier than wall time on a
 shared machine) and a "NAME_step" line with the median seconds. Usage:
   /usr/bin/python3 bench/torch_pspnet_bench.py [--warmup N] [--iters N] [--only NAME]
+      [--precision fp32|bf16]
 """
 import argparse
 import os
@@ -36,18 +40,22 @@ CASES = [("r18_train_b2_225", "resnet18", "7x7", True, True, 2, 225),
          ("r50_train_b2_225", "resnet50", "deep", True, False, 2, 225)]
 
 
-def run(case, warmup, iters):
+def run(case, warmup, iters, bf16):
     name, arch, stem, train, kd, n, size = case
     g = torch.Generator().manual_seed(7)
     net = PSPNet(arch, stem, CLASSES, dropout=0.1)
     x = torch.rand(n, 3, size, size, generator=g) * 4 - 2
+    if bf16:
+        name += "_bf16"
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, CLASSES, (n, size, size), generator=g)
     y[torch.rand(n, size, size, generator=g) < 0.05] = 255
     t_main = t_aux = None
     if kd:
         t_main = torch.rand(n, CLASSES, size, size, generator=g) * 8 - 4
         t_aux = torch.rand(n, CLASSES, size, size, generator=g) * 8 - 4
-    step = make_step(net, x, y if train else None, t_main, t_aux)
+    step = make_step(net, x, y if train else None, t_main, t_aux, bf16)
     for _ in range(warmup):
         step()
     times, cpu = [], []
@@ -69,13 +77,14 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default=None, help="comma-separated case names")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print("# torch_pspnet_bench: PyTorch %s, %d threads, %d warm-up + %d timed iterations"
-          % (torch.__version__, torch.get_num_threads(), a.warmup, a.iters))
+    print("# torch_pspnet_bench: PyTorch %s, %d threads, %s, %d warm-up + %d timed iterations"
+          % (torch.__version__, torch.get_num_threads(), a.precision, a.warmup, a.iters))
     for case in CASES:
         if a.only is None or case[0] in a.only.split(","):
-            run(case, a.warmup, a.iters)
+            run(case, a.warmup, a.iters, a.precision == "bf16")
 
 
 if __name__ == "__main__":

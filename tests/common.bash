@@ -126,3 +126,23 @@ signal_after_rows() {
     st=0
     wait "$pid" || st=$?
 }
+
+# assert_precision TOOL ARGS...: --help lists --precision; TOOL ARGS
+# --precision bf16 succeeds (skipped with the tool's message where oneDNN
+# has no bf16 convolutions on this CPU); --precision fp16 is a usage error
+# naming the two precisions.
+assert_precision() {
+    local tool=$1
+    shift
+    run "$tool" --help
+    assert_success
+    assert_output --partial '--precision P'
+    run "$tool" "$@" --precision fp16
+    assert_failure 2
+    assert_line --index 0 "$(basename "$tool"): unknown precision 'fp16' (--precision takes fp32 or bf16)"
+    run "$tool" "$@" --precision bf16
+    if [ "$status" = 1 ] && [[ $output == *"bf16 convolutions are not available"* ]]; then
+        skip "no bf16 convolutions on this CPU"
+    fi
+    assert_success
+}

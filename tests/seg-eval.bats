@@ -122,3 +122,8 @@ setup() {
     assert_failure 1
     assert_output --partial 'no metadata record'
 }
+
+@test "--precision bf16 evaluates; fp16 is refused" {
+    assert_precision "$SE" "${RUN[@]}"
+    assert_line --regexp '^mIoU [01]\.[0-9]{4}'
+}

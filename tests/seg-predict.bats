@@ -193,3 +193,8 @@ Image.open('$IMG1').convert('L').save('$D/grey.png')"
     assert_failure 1
     assert_output --partial 'none.safetensors'
 }
+
+@test "--precision bf16 predicts; fp16 is refused" {
+    assert_precision "$SP" "${M[@]}" -q -o "$D/bf16" "$IMG1"
+    [ -s "$D/bf16/$(name_of "$IMG1").png" ]
+}

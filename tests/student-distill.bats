@@ -178,3 +178,8 @@ check_total() {
     cmp "$D/a.safetensors" "$D/b.safetensors"
     assert_equal "$(cut -d, -f1-8,11- "$D/a.csv")" "$(cut -d, -f1-8,11- "$D/b.csv")"
 }
+
+@test "--precision bf16 distils; fp16 is refused" {
+    assert_precision "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" --iters 2 -o "$D/bf16.safetensors"
+    [ -s "$D/bf16.safetensors" ]
+}

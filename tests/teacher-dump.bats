@@ -235,3 +235,8 @@ lmdb_keys() {
     assert_failure 1
     [ ! -e "$D/l.lmdb" ]
 }
+
+@test "--precision bf16 dumps; fp16 is refused" {
+    assert_precision "$TD" "${RUN[@]}" -f -o "$D/bf16.lmdb"
+    [ -s "$D/bf16.lmdb" ]
+}

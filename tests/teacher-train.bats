@@ -212,3 +212,8 @@ log_body() { cut -d, -f1-8,11- "$1"; }
     [ ! -e "$D/o.safetensors" ]
     assert_equal "$(cat "$D/foreign.csv")" 'a,b,c'
 }
+
+@test "--precision bf16 trains; fp16 is refused" {
+    assert_precision "$TT" "${FAST[@]}" -q --iters 2 -o "$D/bf16.safetensors"
+    [ -s "$D/bf16.safetensors" ]
+}

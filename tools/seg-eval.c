@@ -46,6 +46,7 @@ static void usage(FILE *f)
             "                        DIR/color/ID.png (palette) predictions\n"
             "  -t, --threads N       compute threads (0, the default: all CPUs)\n"
             "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
+            PK_PRECISION_HELP
             "      --json            print the results as JSON\n"
             "  -q, --quiet           no progress line\n"
             "  -h, --help            this help\n"
@@ -60,7 +61,8 @@ struct opts {
     int json, quiet;
 };
 
-enum { OPT_BASE = 256, OPT_CROP, OPT_MS, OPT_FLIP, OPT_NOFLIP, OPT_SAVE, OPT_DEVICE, OPT_JSON };
+enum { OPT_BASE = 256, OPT_CROP, OPT_MS, OPT_FLIP, OPT_NOFLIP, OPT_SAVE, OPT_DEVICE, OPT_JSON,
+       OPT_PRECISION };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},    {"data", required_argument, 0, 'd'},
@@ -71,6 +73,7 @@ static const struct option longopts[] = {
     {"limit", required_argument, 0, 'n'},    {"save-dir", required_argument, 0, OPT_SAVE},
     {"threads", required_argument, 0, 't'},  {"device", required_argument, 0, OPT_DEVICE},
     {"json", no_argument, 0, OPT_JSON},      {"quiet", no_argument, 0, 'q'},
+    {"precision", required_argument, 0, OPT_PRECISION},
     {0, 0, 0, 0}};
 
 static const pk_tool tool = {TOOL, "m:d:s:b:n:t:q", longopts, usage};
@@ -95,6 +98,7 @@ static int option(void *ctx, int c, const char *arg)
     case OPT_FLIP: o->seg.flip = 1; break;
     case OPT_NOFLIP: o->seg.flip = 0; break;
     case OPT_DEVICE: o->device = arg; break;
+    case OPT_PRECISION: return pk_precision_opt(TOOL, arg, &o->ctx.precision);
     case OPT_CROP:
         if (pk_parse_crop(arg, &o->seg.crop_h, &o->seg.crop_w))
             return pk_usage_error(TOOL, PK_CROP_ERROR);

@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "                        main and aux [1,K,Hp,Wp], float32, NCHW\n"
             "  -t, --threads N       compute threads (0, the default: all CPUs)\n"
             "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
+            PK_PRECISION_HELP
             "  -q, --quiet           do not list the files written\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n");
@@ -54,14 +55,15 @@ struct opts {
     int from_stdin;
 };
 
-enum { OPT_OVERLAY = 256, OPT_ALPHA, OPT_LOGITS, OPT_DEVICE };
+enum { OPT_OVERLAY = 256, OPT_ALPHA, OPT_LOGITS, OPT_DEVICE, OPT_PRECISION };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},      {"output", required_argument, 0, 'o'},
     {"overlay", no_argument, 0, OPT_OVERLAY},  {"alpha", required_argument, 0, OPT_ALPHA},
     {"logits", required_argument, 0, OPT_LOGITS},
     {"threads", required_argument, 0, 't'},    {"device", required_argument, 0, OPT_DEVICE},
-    {"quiet", no_argument, 0, 'q'},            {0, 0, 0, 0}};
+    {"quiet", no_argument, 0, 'q'},            {"precision", required_argument, 0, OPT_PRECISION},
+    {0, 0, 0, 0}};
 
 static const pk_tool tool = {TOOL, "m:o:t:q", longopts, usage};
 
@@ -79,6 +81,7 @@ static int option(void *ctx, int c, const char *arg)
     case OPT_OVERLAY: o->overlay = 1; break;
     case OPT_LOGITS: o->logits = arg; break;
     case OPT_DEVICE: o->device = arg; break;
+    case OPT_PRECISION: return pk_precision_opt(TOOL, arg, &o->ctx.precision);
     default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
     }
     return PK_GO_ON;

@@ -43,6 +43,7 @@ static void usage(FILE *f)
             "                        and matches the teacher and the pack)\n"
             "  -t, --threads N       compute threads (0, the default: all CPUs)\n"
             "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
+            PK_PRECISION_HELP
             "      --limit N         compute at most N new images, then write the cache\n"
             "  -f, --force           recompute everything, replacing OUTPUT\n"
             "      --json            print the summary as JSON\n"
@@ -58,12 +59,13 @@ struct opts {
     int force, json, quiet;
 };
 
-enum { OPT_DEVICE = 256, OPT_LIMIT, OPT_JSON };
+enum { OPT_DEVICE = 256, OPT_LIMIT, OPT_JSON, OPT_PRECISION };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
     {"output", required_argument, 0, 'o'},  {"threads", required_argument, 0, 't'},
     {"device", required_argument, 0, OPT_DEVICE},
+    {"precision", required_argument, 0, OPT_PRECISION},
     {"limit", required_argument, 0, OPT_LIMIT},
     {"force", no_argument, 0, 'f'},         {"json", no_argument, 0, OPT_JSON},
     {"quiet", no_argument, 0, 'q'},         {0, 0, 0, 0}};
@@ -85,6 +87,7 @@ static int option(void *ctx, int c, const char *arg)
     case 'q': o->quiet = 1; break;
     case OPT_JSON: o->json = 1; break;
     case OPT_DEVICE: o->device = arg; break;
+    case OPT_PRECISION: return pk_precision_opt(TOOL, arg, &o->ctx.precision);
     default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
     }
     return PK_GO_ON;

@@ -77,6 +77,24 @@ int pk_device_opt(const char *tool, const char *s, pk_ctx_opts *o)
     return PK_GO_ON;
 }
 
+int pk_precision_parse(const char *s, int *precision, pk_err *e)
+{
+    if (s && !strcmp(s, "fp32"))
+        *precision = PK_PREC_FP32;
+    else if (s && !strcmp(s, "bf16"))
+        *precision = PK_PREC_BF16;
+    else
+        return pk_fail(e, PK_EINVAL, "unknown precision '%s' (--precision takes fp32 or bf16)",
+                       s ? s : "");
+    return PK_OK;
+}
+
+int pk_precision_opt(const char *tool, const char *s, int *precision)
+{
+    pk_err e = {0, ""};
+    return pk_precision_parse(s, precision, &e) == PK_OK ? PK_GO_ON : pk_usage_error(tool, e.msg);
+}
+
 void pk_device_format(const pk_ctx_opts *o, char *buf, size_t cap)
 {
     if (o->device == PK_DEV_CUDA)

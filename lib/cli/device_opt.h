@@ -23,6 +23,17 @@ int pk_device_parse(const char *s, pk_ctx_opts *o, pk_err *e);
  * build or machine lacks. */
 int pk_device_opt(const char *tool, const char *s, pk_ctx_opts *o);
 
+/* --precision fp32|bf16 (ctx.h's pk_precision) into *precision; anything
+ * else is PK_EINVAL naming the two. */
+int pk_precision_parse(const char *s, int *precision, pk_err *e);
+/* For a tool: PK_GO_ON, or the usage error's exit status (2) after its
+ * one line. */
+int pk_precision_opt(const char *tool, const char *s, int *precision);
+/* The option's --help line. */
+#define PK_PRECISION_HELP                                                                  \
+    "      --precision P      convolution math: fp32, or bf16 (bf16 inputs and weights,\n" \
+    "                         fp32 accumulation, master weights, BatchNorm, losses; fp32)\n"
+
 /* "cpu" or "cuda:N" into buf (for logs and --help defaults). */
 void pk_device_format(const pk_ctx_opts *o, char *buf, size_t cap);
 

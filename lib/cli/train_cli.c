@@ -13,7 +13,7 @@ enum {
     O_ARCH = PK_TRAIN_OPT_BASE, O_STEM, O_CLASSES, O_DROPOUT, O_INIT, O_RESUME, O_ITERS,
     O_EPOCHS, O_CROP, O_SCALE, O_ROTATE, O_AUGMENT, O_LR, O_MOMENTUM, O_WD, O_POWER,
     O_AUXW, O_SEED, O_THREADS, O_WORKERS, O_DEVICE, O_CKPT_DIR, O_CKPT_EVERY, O_KEEP,
-    O_LOG, O_VAL, O_VAL_EVERY, O_PROGRESS, O_FREEZE, O_ZERO_RES
+    O_LOG, O_VAL, O_VAL_EVERY, O_PROGRESS, O_FREEZE, O_ZERO_RES, O_PRECISION
 };
 
 static const struct option common[] = {
@@ -36,6 +36,7 @@ static const struct option common[] = {
     {"progress-every", required_argument, 0, O_PROGRESS},
     {"freeze", no_argument, 0, O_FREEZE},
     {"zero-init-residual", no_argument, 0, O_ZERO_RES},
+    {"precision", required_argument, 0, O_PRECISION},
 };
 
 #define NCOMMON (sizeof common / sizeof *common)
@@ -79,6 +80,7 @@ void pk_train_cli_help(FILE *f)
           "      --threads N        compute threads (0: all CPUs; 0)\n"
           "      --workers N        loader threads (1)\n"
           "      --device cpu|cuda[:N]  (default: the first GPU if any, else cpu)\n"
+          PK_PRECISION_HELP
           "  -q, --quiet            no progress or notes on stderr\n"
           "  -h, --help             this help\n"
           "  -V, --version          print the version\n",
@@ -168,6 +170,7 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg)
     case O_VAL: o->val = arg; break;
     case O_FREEZE: o->freeze = 1; break;
     case O_ZERO_RES: o->zero_residual = 1; break;
+    case O_PRECISION: return pk_precision_opt(o->tool, arg, &o->precision);
     case O_ARCH:
     case O_STEM:
     case O_AUGMENT:
@@ -271,7 +274,7 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
         return 1;
     }
     pk_ctx_opts co = {.device = o->device, .device_index = o->device_index,
-                      .threads = o->threads, .tf32 = 0};
+                      .threads = o->threads, .tf32 = 0, .precision = o->precision};
     pk_ctx *ctx = NULL;
     pk_model *m = NULL;
     pk_train_teacher t = {0};

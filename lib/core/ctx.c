@@ -1,6 +1,7 @@
 /* The CPU compute context: oneDNN engine and stream, thread count, the
  * per-shape primitive cache and reusable scratch buffers. */
 #include "core/ctx_impl.h"
+#include "ops/ops.h"
 
 #include <dnnl_debug.h>
 #include <omp.h>
@@ -47,12 +48,17 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
         return pk_fail(e, PK_EINVAL, "context: unknown device %d", (int)o.device);
     if (o.conv_algo < PK_CONV_AUTO || o.conv_algo > PK_CONV_WINOGRAD)
         return pk_fail(e, PK_EINVAL, "context: unknown convolution algorithm %d", o.conv_algo);
+    if (o.precision != PK_PREC_FP32 && o.precision != PK_PREC_BF16)
+        return pk_fail(e, PK_EINVAL, "context: unknown precision %d", o.precision);
+    if (o.precision == PK_PREC_BF16 && o.device == PK_DEV_CUDA)
+        return pk_fail(e, PK_EINVAL, "context: bf16 precision is not yet available on CUDA");
     if (o.threads < 0)
         return pk_fail(e, PK_EINVAL, "context: thread count %d is negative", o.threads);
     pk_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return pk_fail(e, PK_ENOMEM, "context: out of memory");
     c->device = o.device;
+    c->precision = (pk_precision)o.precision;
     c->threads = o.threads > 0 ? o.threads : default_threads();
     /* PSPKD_CONV: the tools' way to choose (e.g. direct: PyTorch's algorithm) */
     const char *conv = getenv("PSPKD_CONV");
@@ -70,6 +76,8 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
     if (rc == PK_OK && c->device == PK_DEV_CUDA)
         rc = pk_cuda_ctx_init(c, &o, e);
 #endif
+    if (rc == PK_OK && c->device == PK_DEV_CPU && c->precision == PK_PREC_BF16)
+        rc = pk_conv_bf16_supported(c, e);
     if (rc != PK_OK) {
         pk_ctx_destroy(c);
         return rc;
@@ -105,6 +113,12 @@ void pk_ctx_destroy(pk_ctx *c)
 
 int pk_ctx_threads(const pk_ctx *c) { return c->threads; }
 pk_device pk_ctx_device(const pk_ctx *c) { return c->device; }
+pk_precision pk_ctx_precision(const pk_ctx *c) { return c->precision; }
+
+const char *pk_precision_name(int precision)
+{
+    return precision == PK_PREC_BF16 ? "bf16" : precision == PK_PREC_FP32 ? "fp32" : "unknown";
+}
 
 /* ---- memory ------------------------------------------------------------ */
 void *pk_dev_alloc(pk_ctx *c, size_t bytes)

@@ -20,6 +20,8 @@ enum pk_scratch_slot {
     PK_SCRATCH_OUT,      /* Winograd: the output's transform M, or dM */
     PK_SCRATCH_PHASE_X,  /* dilated conv: x or dx split into its phases (conv_phase.c) */
     PK_SCRATCH_PHASE_Y,  /* dilated conv: y or dy split into its phases */
+    PK_SCRATCH_BF16_A,   /* bf16 precision: x in bf16 (conv.c) */
+    PK_SCRATCH_BF16_B,   /* bf16 precision: dy in bf16 (conv.c) */
     PK_SCRATCH_OP0,      /* free for any op */
     PK_SCRATCH_OP1,
     PK_SCRATCH_SLOTS
@@ -37,6 +39,7 @@ struct pk_ctx {
     pk_device device;
     int threads;
     pk_conv_algo conv_algo; /* never PK_CONV_AUTO's environment lookup: resolved */
+    pk_precision precision;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     pk_cache_entry *cache; /* open addressing, power-of-two capacity */

@@ -15,6 +15,12 @@
  * with float errors of a few 1e-6, within the parity tolerances.
  * pk_ctx_opts.conv_algo (PSPKD_CONV) chooses.
  *
+ * The bf16 precision (pk_ctx_opts.precision) keeps every tensor fp32 in
+ * memory; a pass that runs in bf16 (pass_bf16: the forwards and the 3x3
+ * backward-data of the direct convolutions) reads bf16 copies of its
+ * activation input (pk_f32_to_bf16, into scratch) and of the weights (the
+ * weights' reorder converts) and writes fp32 (oneDNN accumulates in fp32).
+ *
  * Primitives, their memory objects and reorders are built once per shape
  * and kept in the context's cache; the scratchpad is user-managed, so
  * nothing is allocated per call once a shape has been seen. */
@@ -69,7 +75,7 @@ enum conv_kind { CONV_FWD = 1, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
 
 /* Cache key: all ints, so no padding bytes take part in the comparison. */
 typedef struct conv_key {
-    int tag, kind;
+    int tag, kind, precision;
     int n, h, w, ci, co, k, stride, pad, dil, bias, ho, wo;
 } conv_key;
 #define CONV_KEY_TAG 0x636f6e76 /* "conv" */
@@ -231,6 +237,20 @@ static int use_winograd(const pk_ctx *c, const pk_conv_desc *d)
 
 static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e);
 
+/* 1 when this pass of d runs in bf16 (the bf16 precision, a direct
+ * convolution). Measured here (2 threads, R18 train step at 225, oneDNN
+ * 2.6): bf16 forwards (brgconv avx512_core_bf16) took 0.2-0.9x the fp32
+ * time; 3x3 backward-data 0.3-0.8x (one 1.4x); 1x1 backward-data 0.6-13x
+ * (the classifiers' 512/128 -> 21 13x), and backward-weights (jit_bf16)
+ * 1.0-11x, worst on the strided layer2.0 convolutions and the 7x7 stem.
+ * So backward-weights stays fp32 (on the fp32 x and dy the arena holds),
+ * and so does the 1x1 backward-data (then sgemm for ci >= 512, gemm_1x1). */
+static int pass_bf16(const pk_ctx *c, const pk_conv_desc *d, int kind)
+{
+    return c->precision == PK_PREC_BF16 &&
+           (kind == CONV_FWD || (kind == CONV_BWD_DATA && d->k > 1));
+}
+
 static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, pk_err *e)
 {
     const_dnnl_primitive_desc_t hint = NULL;
@@ -242,6 +262,12 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
         hint = fwd->pd;
     }
     int with_bias = d->bias && kind != CONV_BWD_DATA;
+    /* bf16: the inputs of each pass in bf16 (x, w forward; dy, w backward-
+     * data; x, dy backward-weights), its output in fp32. */
+    int bf = pass_bf16(c, d, kind);
+    dnnl_data_type_t adt = bf && kind != CONV_BWD_DATA ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t odt = bf && kind != CONV_FWD ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t wdt = bf && kind != CONV_BWD_WEIGHTS ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t act, out, wany, wuser, bias;
     dnnl_dims_t adims = {d->n, d->ci, d->h, d->w}, odims = {d->n, d->co, d->ho, d->wo};
     dnnl_dims_t wdims = {d->co, d->ci, d->k, d->k}, bdims = {d->co};
@@ -249,14 +275,14 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
      * oneDNN's floor rule then gives PyTorch's output size. */
     dnnl_dims_t strides = {d->stride, d->stride}, dil = {d->dil - 1, d->dil - 1},
                 pad = {d->pad, d->pad};
-    int rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&act, 4, adims, dnnl_f32, dnnl_nhwc),
+    int rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&act, 4, adims, adt, dnnl_nhwc),
                            "src descriptor", e);
     if (rc == PK_OK)
-        rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&out, 4, odims, dnnl_f32, dnnl_nhwc),
+        rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&out, 4, odims, odt, dnnl_nhwc),
                            "dst descriptor", e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(
-            dnnl_memory_desc_init_by_tag(&wany, 4, wdims, dnnl_f32, dnnl_format_tag_any),
+            dnnl_memory_desc_init_by_tag(&wany, 4, wdims, wdt, dnnl_format_tag_any),
             "weights descriptor", e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&wuser, 4, wdims, dnnl_f32, dnnl_ohwi),
@@ -309,7 +335,7 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
 
 static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e)
 {
-    conv_key key = {CONV_KEY_TAG, kind, d->n, d->h, d->w, d->ci, d->co, d->k, d->stride,
+    conv_key key = {CONV_KEY_TAG, kind, pass_bf16(c, d, kind), d->n, d->h, d->w, d->ci, d->co, d->k, d->stride,
                     d->pad, d->dil, kind == CONV_BWD_DATA ? 0 : d->bias, d->ho, d->wo};
     conv_prim *p = pk_ctx_cache_find(c, &key, sizeof key);
     if (p) {
@@ -402,11 +428,32 @@ static int run_conv(pk_ctx *c, conv_prim *p, dnnl_exec_arg_t *args, int nargs, p
     return rc;
 }
 
-static int forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+/* An input of a pass as its primitive reads it: t itself in fp32; when
+ * the pass runs in bf16, a bf16 copy of its n values in scratch slot
+ * `slot`, or NULL. */
+static const void *pass_input(pk_ctx *c, int bf, int slot, const float *t, size_t n, pk_err *e)
+{
+    if (!bf)
+        return t;
+    uint16_t *h = pk_ctx_scratch(c, slot, n * sizeof *h, e);
+    if (h)
+        pk_f32_to_bf16(c, h, t, n);
+    return h;
+}
+
+static size_t x_count(const pk_conv_desc *d) { return (size_t)d->n * d->h * d->w * d->ci; }
+static size_t y_count(const pk_conv_desc *d) { return (size_t)d->n * d->ho * d->wo * d->co; }
+
+static int forward(pk_ctx *c, float *y, const float *xf, const float *w, const float *b,
                    const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
     int rc = get_prim(c, d, CONV_FWD, &p, e);
+    const void *x =
+        rc == PK_OK ? pass_input(c, pass_bf16(c, d, CONV_FWD), PK_SCRATCH_BF16_A, xf, x_count(d), e)
+                    : NULL;
+    if (rc == PK_OK && !x)
+        rc = PK_ENOMEM;
     if (rc == PK_OK)
         rc = bind_scratch(c, p, PK_SCRATCH_WEIGHTS, w, e);
     if (rc == PK_OK && p->wr.prim)
@@ -446,7 +493,8 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
     return rc;
 }
 
-static int backward_data(pk_ctx *c, float *dx, const float *dy, const float *w,
+/* dy: as pass_input gives it (bf16 when the pass runs in bf16). */
+static int backward_data(pk_ctx *c, float *dx, const void *dy, const float *w,
                          const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
@@ -464,11 +512,17 @@ static int backward_data(pk_ctx *c, float *dx, const float *dy, const float *w,
     return run_conv(c, p, args, 3, e);
 }
 
-static int backward_weights(pk_ctx *c, float *dw, float *db, const float *dy, const float *x,
+/* dy: as pass_input gives it (bf16 when the pass runs in bf16). */
+static int backward_weights(pk_ctx *c, float *dw, float *db, const void *dy, const float *xf,
                             const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
     int rc = get_prim(c, d, CONV_BWD_WEIGHTS, &p, e);
+    const void *x = rc == PK_OK ? pass_input(c, pass_bf16(c, d, CONV_BWD_WEIGHTS),
+                                             PK_SCRATCH_BF16_A, xf, x_count(d), e)
+                                : NULL;
+    if (rc == PK_OK && !x)
+        rc = PK_ENOMEM;
     if (rc == PK_OK)
         rc = bind_scratch(c, p, PK_SCRATCH_DWEIGHTS, dw, e);
     if (rc == PK_OK)
@@ -541,11 +595,48 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
     } else if (gemm_1x1(c, d)) {
         rc = gemm_1x1_backward(dx, dw, dy, x, w, d, e); /* team: pk_ctx_omp_enter */
     } else {
-        if (dx)
-            rc = backward_data(c, dx, dy, w, d, e);
+        /* dy in bf16 once for both passes (where either runs in bf16) */
+        int bd = dx && pass_bf16(c, d, CONV_BWD_DATA), bw = dw && pass_bf16(c, d, CONV_BWD_WEIGHTS);
+        const void *dyq = pass_input(c, bd || bw, PK_SCRATCH_BF16_B, dy, y_count(d), e);
+        if (!dyq)
+            rc = PK_ENOMEM;
+        if (rc == PK_OK && dx)
+            rc = backward_data(c, dx, bd ? dyq : dy, w, d, e);
         if (rc == PK_OK && dw)
-            rc = backward_weights(c, dw, d->bias ? db : NULL, dy, x, d, e);
+            rc = backward_weights(c, dw, d->bias ? db : NULL, bw ? dyq : dy, x, d, e);
     }
     pk_ctx_omp_leave(saved);
     return rc;
+}
+
+int pk_conv_bf16_supported(pk_ctx *c, pk_err *e)
+{
+    dnnl_memory_desc_t src, wei, dst;
+    dnnl_dims_t adims = {1, 16, 8, 8}, wdims = {16, 16, 3, 3};
+    dnnl_dims_t strides = {1, 1}, dil = {0, 0}, pad = {1, 1};
+    int rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&src, 4, adims, dnnl_bf16, dnnl_nhwc),
+                           "src descriptor", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&dst, 4, adims, dnnl_f32, dnnl_nhwc),
+                           "dst descriptor", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(
+            dnnl_memory_desc_init_by_tag(&wei, 4, wdims, dnnl_bf16, dnnl_format_tag_any),
+            "weights descriptor", e);
+    dnnl_convolution_desc_t cd;
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(conv_desc_init(&cd, CONV_FWD, dnnl_convolution_direct, &src, &wei,
+                                          NULL, &dst, strides, dil, pad),
+                           "convolution descriptor", e);
+    if (rc != PK_OK)
+        return rc;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &cd, NULL, c->engine, NULL);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (st != dnnl_success)
+        return pk_fail(e, PK_EBACKEND,
+                       "bf16 convolutions are not available on this CPU (oneDNN needs "
+                       "AVX-512; use --precision fp32)");
+    return PK_OK;
 }

@@ -44,6 +44,15 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
  * pk_ctx_opts.conv_algo is PK_CONV_WINOGRAD, never with PK_CONV_DIRECT),
  * 0 when by oneDNN's direct kernel, -1 with e set for a bad shape. */
 int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
+/* PK_OK when oneDNN can run bf16 convolutions on this CPU (natively with
+ * avx512_bf16, emulated on other AVX-512 CPUs), else PK_EUNSUPPORTED with
+ * the reason in e. The bf16 precision (ctx.h) needs it. */
+int pk_conv_bf16_supported(pk_ctx *c, pk_err *e);
+
+/* ---- bf16 (the bf16 precision's convolution inputs) -------------------- */
+/* dst[i] = src[i] rounded to bf16 (nearest even; NaN stays NaN). */
+void pk_f32_to_bf16(pk_ctx *c, uint16_t *dst, const float *src, size_t n);
+float pk_bf16_to_f32(uint16_t h);
 
 /* ---- batch normalisation over [P, C] ----------------------------------- */
 /* The two forwards' signatures are types: the fused variants below and the

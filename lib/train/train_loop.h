@@ -52,6 +52,7 @@ typedef struct pk_train_opts {
     const char *device_arg; /* --device as given (NULL: the first GPU if any) */
     pk_device device;  /* set from device_arg by pk_train_main */
     int device_index;
+    int precision;     /* --precision: pk_precision (ctx.h) */
     /* optimisation and losses (max_iter and seed are set by the loop) */
     pk_train_cfg cfg;
     /* teacher (student-distill): at most one */
