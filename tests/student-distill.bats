@@ -209,7 +209,7 @@ check_total() {
     [ ! -e "$D/o" ]
 }
 
-@test "--unlabeled: a cache of another pack, a missing cache, an unlabelled -d are refused" {
+@test "--unlabeled: a cache of another pack, a missing cache, an unlabelled -d or --val are refused" {
     run "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" \
         --unlabeled "$DATA/unl.lmdb:$DATA/other-logits.lmdb" --iters 1 -o "$D/o"
     assert_failure 1
@@ -222,6 +222,9 @@ check_total() {
         --iters 1 -o "$D/o"
     assert_failure 1
     assert_output "student-distill: $DATA/unl.lmdb is an unlabelled pack: nothing to train on (student-distill takes it as --unlabeled PACK:LOGITS)"
+    run "$SD" "${FAST[@]}" -q --no-kd --val "$DATA/unl.lmdb" --iters 1 -o "$D/o"
+    assert_failure 1
+    assert_output "student-distill: $DATA/unl.lmdb is an unlabelled pack: no labels to validate against"
     [ ! -e "$D/o" ]
 }
 
