@@ -104,3 +104,56 @@ runs() { wc -l <"$OUT/timings.tsv"; }
     run awk -F, 'NR > 1 && $3 != "" { print $1 }' "$OUT/teacher.csv"
     assert_output "$(seq 6)"
 }
+
+# ---- images nobody labelled ------------------------------------------------
+
+@test "split-list.sh: the first quarter and the rest; empty parts and bad fractions refused" {
+    local S="$ROOT/pipelines/split-list.sh" T="$BATS_TEST_TMPDIR"
+    printf 'a\nb\n\nc\nd\ne\nf\ng\nh\n' >"$T/l.txt"
+    run "$S" "$T/l.txt" "$T/q.txt" "$T/r.txt"
+    assert_success
+    assert_equal "$(cat "$T/q.txt")" $'a\nb'
+    assert_equal "$(cat "$T/r.txt")" $'c\nd\ne\nf\ng\nh'
+    run "$S" -f 0.5 "$T/l.txt" "$T/q.txt" "$T/r.txt"
+    assert_equal "$(wc -l <"$T/q.txt")" 4
+    run "$S" -f 0.01 "$T/l.txt" "$T/q2.txt" "$T/r2.txt"
+    assert_failure 1
+    assert_output --partial 'leave an empty part'
+    run "$S" -f x "$T/l.txt" "$T/q2.txt" "$T/r2.txt"
+    assert_failure 2
+    [ ! -e "$T/q2.txt" ] && [ ! -e "$T/r2.txt" ]
+}
+
+# A VOC tree of 6 train, 2 val and 3 images in no list.
+voc_tree() {
+    synth "$1" 6 2 7
+    local i
+    for i in 1 2 3; do cp "$1/JPEGImages/synth_000000.jpg" "$1/JPEGImages/extra_$i.jpg"; done
+}
+
+@test "voc UNLABELED=1: the images outside train and val, packed unlabelled; the overlap check passes" {
+    voc_tree "$BATS_TEST_TMPDIR/voc"
+    run make -s -C "$ROOT/pipelines" VOC_ROOT="$BATS_TEST_TMPDIR/voc" OUT="$OUT" BIN="$PSPKD_BIN" \
+        UNLABELED=1 "$OUT/overlap.ok"
+    assert_success
+    assert_equal "$(cat "$OUT/unlabeled.txt")" $'extra_1\nextra_2\nextra_3'
+    run "$PSPKD_BIN/voc-show" meta "$OUT/unlabeled.lmdb"
+    assert_line 'labels: none (unlabelled pack)'
+    [ -e "$OUT/overlap.ok" ]
+    # the KD student's options and inputs
+    run make -n -C "$ROOT/pipelines" VOC_ROOT="$BATS_TEST_TMPDIR/voc" OUT="$OUT" BIN="$PSPKD_BIN" \
+        UNLABELED=1 T_ITERS=1 S_ITERS=1 "$OUT/student-kd.safetensors"
+    assert_output --partial "--unlabeled $OUT/unlabeled.lmdb:$OUT/unlabeled-logits.lmdb --unlabeled-ratio 0.5"
+}
+
+@test "voc: a val image in the training list stops the pipeline before any training" {
+    voc_tree "$BATS_TEST_TMPDIR/voc"
+    local sets="$BATS_TEST_TMPDIR/voc/ImageSets/Segmentation"
+    head -1 "$sets/val.txt" >>"$sets/train.txt"
+    run make -s -C "$ROOT/pipelines" voc VOC_ROOT="$BATS_TEST_TMPDIR/voc" OUT="$OUT" \
+        BIN="$PSPKD_BIN" THREADS=1 T_ITERS=1
+    assert_failure
+    assert_output --partial "voc-show: $OUT/val.lmdb: 1 image ids also in another pack (first: $OUT/train.lmdb)"
+    assert_output --partial 'voc: val images in a training pack'
+    [ ! -e "$OUT/overlap.ok" ] && [ ! -e "$OUT/teacher-train.safetensors" ] && [ ! -e "$OUT/teacher.csv" ]
+}

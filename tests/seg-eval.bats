@@ -127,3 +127,10 @@ setup() {
     assert_precision "$SE" "${RUN[@]}"
     assert_line --regexp '^mIoU [01]\.[0-9]{4}'
 }
+
+@test "an unlabelled pack has nothing to score: refused" {
+    "$PSPKD_BIN/voc-pack" -q --unlabeled "$DATA/voc" --split val -o "$D/unl.lmdb"
+    run "$SE" -q -t 1 -m "$DATA/model.safetensors" -d "$D/unl.lmdb" --base-size 48 --crop 33
+    assert_failure 1
+    assert_output "seg-eval: $D/unl.lmdb is an unlabelled pack: no labels to score against"
+}

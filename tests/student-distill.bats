@@ -2,7 +2,8 @@
 # student-distill on a tiny voc-synth set with a tiny frozen teacher and its
 # logits cache: the three teacher sources, the loss presets (checked against
 # the logged terms), every bad cache / teacher / pack, the option
-# conventions, and resumption after a real SIGTERM.
+# conventions, and resumption after a real SIGTERM; unlabelled packs
+# (--unlabeled) with their refusals, a short run and its resumption.
 
 load common
 
@@ -18,6 +19,11 @@ setup_file() {
     "${td[@]}" -d "$DATA/train.lmdb" -o "$DATA/logits.lmdb"
     "${td[@]}" -d "$DATA/train.lmdb" --limit 3 -o "$DATA/partial.lmdb"
     "${td[@]}" -d "$DATA/other.lmdb" -o "$DATA/other-logits.lmdb"
+    # unlabelled packs: voc2's images, and voc's val images, with their caches
+    "$PSPKD_BIN/voc-pack" -q --unlabeled "$DATA/voc2/JPEGImages" -o "$DATA/unl.lmdb"
+    "$PSPKD_BIN/voc-pack" -q --unlabeled "$DATA/voc" --split val -o "$DATA/unl2.lmdb"
+    "${td[@]}" -d "$DATA/unl.lmdb" -o "$DATA/unl-logits.lmdb"
+    "${td[@]}" -d "$DATA/unl2.lmdb" -o "$DATA/unl2-logits.lmdb"
 }
 
 setup() {
@@ -182,4 +188,88 @@ check_total() {
 @test "--precision bf16 distils; fp16 is refused" {
     assert_precision "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" --iters 2 -o "$D/bf16.safetensors"
     [ -s "$D/bf16.safetensors" ]
+}
+
+# ---- unlabelled packs (--unlabeled PACK:LOGITS) ---------------------------
+
+@test "--unlabeled usage errors: no cache, --no-kd, --teacher, the ratio" {
+    run "$SD" "${FAST[@]}" -l "$DATA/logits.lmdb" --unlabeled "$DATA/unl.lmdb" -o "$D/o"
+    assert_failure 2
+    assert_line --index 0 "student-distill: --unlabeled $DATA/unl.lmdb: give the pack with its logits cache, PACK:LOGITS (teacher-dump -d PACK -o LOGITS)"
+    run "$SD" "${FAST[@]}" --no-kd --unlabeled "$DATA/unl.lmdb:$DATA/unl-logits.lmdb" -o "$D/o"
+    assert_failure 2
+    assert_line --index 0 'student-distill: --unlabeled with --no-kd: unlabelled images only have distillation terms'
+    assert_usage_error "$SD" '--unlabeled goes with -l LOGITS, not --teacher' "${FAST[@]}" \
+        --teacher "$DATA/teacher.safetensors" --unlabeled "$DATA/unl.lmdb:$DATA/unl-logits.lmdb" -o "$D/o"
+    assert_usage_error "$SD" '--unlabeled-ratio goes with --unlabeled' "${FAST[@]}" \
+        -l "$DATA/logits.lmdb" --unlabeled-ratio 0.5 -o "$D/o"
+    assert_usage_error "$SD" '--unlabeled-ratio takes a number between 0 and 1 (both excluded)' \
+        "${FAST[@]}" -l "$DATA/logits.lmdb" --unlabeled "$DATA/unl.lmdb:$DATA/unl-logits.lmdb" \
+        --unlabeled-ratio 1 -o "$D/o"
+    assert_usage_error "$SD" '-b 2 at --unlabeled-ratio 0.2 leaves no labelled or no unlabelled image (round(b*R) must be 1..b-1)' \
+        "${FAST[@]}" -l "$DATA/logits.lmdb" --unlabeled "$DATA/unl.lmdb:$DATA/unl-logits.lmdb" \
+        --unlabeled-ratio 0.2 -o "$D/o"
+    assert_usage_error "$SD" '--unlabeled :x: give the pack with its logits cache, PACK:LOGITS (teacher-dump -d PACK -o LOGITS)' \
+        "${FAST[@]}" -l "$DATA/logits.lmdb" --unlabeled :x -o "$D/o"
+    [ ! -e "$D/o" ]
+}
+
+@test "--unlabeled: a cache of another pack, a missing cache, an unlabelled -d or --val are refused" {
+    run "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" \
+        --unlabeled "$DATA/unl.lmdb:$DATA/other-logits.lmdb" --iters 1 -o "$D/o"
+    assert_failure 1
+    assert_output --regexp "^student-distill: --unlabeled: $DATA/other-logits.lmdb was made from another data pack \(pack id [0-9a-f]{16}, $DATA/unl.lmdb has [0-9a-f]{16}\)\$"
+    run "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" \
+        --unlabeled "$DATA/unl.lmdb:$D/none.lmdb" --iters 1 -o "$D/o"
+    assert_failure 1
+    assert_output "student-distill: --unlabeled: $D/none.lmdb: No such file or directory"
+    run "$SD" -d "$DATA/unl.lmdb" -b 2 --crop 33 --threads 1 -q -l "$DATA/unl-logits.lmdb" \
+        --iters 1 -o "$D/o"
+    assert_failure 1
+    assert_output "student-distill: $DATA/unl.lmdb is an unlabelled pack: nothing to train on (student-distill takes it as --unlabeled PACK:LOGITS)"
+    run "$SD" "${FAST[@]}" -q --no-kd --val "$DATA/unl.lmdb" --iters 1 -o "$D/o"
+    assert_failure 1
+    assert_output "student-distill: $DATA/unl.lmdb is an unlabelled pack: no labels to validate against"
+    [ ! -e "$D/o" ]
+}
+
+@test "--unlabeled: a few steps with half of each batch unlabelled; the KD columns hold" {
+    run "$SD" -d "$DATA/train.lmdb" -b 4 --crop 33 --threads 1 --seed 3 -l "$DATA/logits.lmdb" \
+        --unlabeled "$DATA/unl.lmdb:$DATA/unl-logits.lmdb" --iters 3 --log "$D/u.csv" \
+        --progress-every 0 -o "$D/u.safetensors"
+    assert_success
+    assert_output --partial 'student-distill: each batch: 2 labelled images, 2 unlabelled from 1 pack (KD terms only)'
+    # 8 labelled images at 2 per step
+    assert_output --partial '8 images, 4 iterations/epoch'
+    run check_total "$D/u.csv" 1 0.4 1 0.4
+    assert_success
+    run awk -F, 'NR > 1 && ($7 <= 0 || $8 <= 0)' "$D/u.csv"
+    assert_output ''
+    # not the run without the unlabelled images
+    "$SD" -d "$DATA/train.lmdb" -b 4 --crop 33 --threads 1 --seed 3 -q -l "$DATA/logits.lmdb" \
+        --iters 3 -o "$D/p.safetensors"
+    ! cmp -s "$D/u.safetensors" "$D/p.safetensors"
+}
+
+@test "--unlabeled: resume after SIGTERM reproduces the uninterrupted run (two packs)" {
+    N=12
+    A=(-d "$DATA/train.lmdb" -b 3 --crop 33 --threads 1 --seed 3 -l "$DATA/logits.lmdb"
+       --unlabeled "$DATA/unl.lmdb:$DATA/unl-logits.lmdb"
+       --unlabeled "$DATA/unl2.lmdb:$DATA/unl2-logits.lmdb" --unlabeled-ratio 0.34
+       --iters $N --ckpt-every 100)
+    "$SD" "${A[@]}" -q --log "$D/a.csv" -o "$D/a.safetensors"
+    signal_after_rows TERM "$D/b.csv" 6 "$SD" "${A[@]}" --ckpt-dir "$D/ck" \
+        --log "$D/b.csv" -o "$D/b.safetensors" 2>"$D/b.err"
+    assert_equal "$st" 143
+    grep -q 'terminated at step' "$D/b.err"
+    [ ! -e "$D/b.safetensors" ]
+    # the checkpoint holds the unlabelled schedule (steps served per pack)
+    ck=$(ls "$D"/ck/*.safetensors)
+    [[ $(st_header "$ck") =~ \"unlabeled_pos\":\"([0-9]+),([0-9]+)\" ]]
+    [ $((BASH_REMATCH[1] + BASH_REMATCH[2])) -ge 5 ]
+    run "$SD" "${A[@]}" -q --ckpt-dir "$D/ck" --log "$D/b.csv" --resume "$D/ck" \
+        -o "$D/b.safetensors"
+    assert_success
+    cmp "$D/a.safetensors" "$D/b.safetensors"
+    assert_equal "$(cut -d, -f1-8,11- "$D/a.csv")" "$(cut -d, -f1-8,11- "$D/b.csv")"
 }

@@ -240,3 +240,17 @@ lmdb_keys() {
     assert_precision "$TD" "${RUN[@]}" -f -o "$D/bf16.lmdb"
     [ -s "$D/bf16.lmdb" ]
 }
+
+@test "an unlabelled pack: the same records as the labelled pack of the same images; resumable" {
+    "$PSPKD_BIN/voc-pack" -q --unlabeled "$DATA/voc" --split train -o "$D/u.lmdb"
+    run "$TD" "${RUN[@]/$DATA\/train.lmdb/$D/u.lmdb}" -o "$D/u1.lmdb" --limit 2
+    assert_success
+    assert_line --index 0 --regexp '^images +2 \(computed 2, kept 0, missing 4\)$'
+    run "$TD" "${RUN[@]/$DATA\/train.lmdb/$D/u.lmdb}" -o "$D/u1.lmdb"
+    assert_success
+    assert_line --index 0 --regexp '^images +6 \(computed 4, kept 2, missing 0\)$'
+    # every logits record (all but the metadata, the last key) as for the labelled pack
+    diff <(lmdb_dump "$DATA/ref.lmdb" | head -n -3) <(lmdb_dump "$D/u1.lmdb" | head -n -3)
+    # the metadata names the unlabelled pack: student-distill tells them apart
+    ! diff <(lmdb_dump "$DATA/ref.lmdb") <(lmdb_dump "$D/u1.lmdb") >/dev/null
+}

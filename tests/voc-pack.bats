@@ -232,3 +232,69 @@ assert_pack_fails() {
     assert_success
     cmp "$OUT/a" "$OUT/b"
 }
+
+# ---- unlabelled packs (--unlabeled) -------------------------------------
+
+@test "--unlabeled: usage errors" {
+    assert_usage_error "$PACK" '--label-dir does not go with --unlabeled' \
+        --unlabeled -L Labels "$ROOT" --split train -o "$OUT/u"
+    assert_usage_error "$PACK" 'give exactly one of --split and --list' \
+        --unlabeled "$ROOT" --split train --list x -o "$OUT/u"
+    assert_usage_error "$PACK" "option '--unlabeled' takes no argument" --unlabeled=1
+    assert_empty_dir "$OUT"
+}
+
+@test "a labelled list with a missing mask fails; --unlabeled packs the same list" {
+    rm "$ROOT/SegmentationClass/synth_000003.png"
+    assert_pack_fails '^voc-pack: synth_000003: .*synth_000003.png: No such file or directory$'
+    run --separate-stderr "$PACK" "$ROOT" --unlabeled --split train -o "$OUT/u"
+    assert_success
+    assert_output --regexp '^packed 6 records \(rgb, unlabelled\) into .*, pack id [0-9a-f]{16}$'
+    run "$SHOW" meta "$OUT/u"
+    assert_line 'labels: none (unlabelled pack)'
+    run "$SHOW" check "$OUT/u"
+    assert_success
+    assert_output --regexp '^ok: 6 records \(unlabelled\), 21 classes'
+    # every label is 255 (ignore)
+    run "$SHOW" stats "$OUT/u"
+    assert_output --regexp '^255 ignore [0-9]+ 6$'
+    assert_equal "${#lines[@]}" 1
+}
+
+@test "--unlabeled: the same images from ids, image paths, pairs or a folder of JPEGs" {
+    "$PACK" -q "$ROOT" --unlabeled --split train -o "$OUT/ids"
+    sed 's|.*|JPEGImages/&.jpg|' "$ROOT/ImageSets/Segmentation/train.txt" >"$OUT/paths.txt"
+    "$PACK" -q "$ROOT" --unlabeled --list "$OUT/paths.txt" -o "$OUT/paths"
+    sed 's|.*|JPEGImages/&.jpg SegmentationClass/&.png|' \
+        "$ROOT/ImageSets/Segmentation/train.txt" >"$OUT/pairs.txt"
+    "$PACK" -q "$ROOT" --unlabeled --list "$OUT/pairs.txt" -o "$OUT/pairs"
+    cmp "$OUT/ids" "$OUT/paths"
+    cmp "$OUT/ids" "$OUT/pairs"
+    # a plain folder: every *.jpg in name order (train and val here)
+    mkdir "$OUT/jpegs"
+    cp "$ROOT"/JPEGImages/*.jpg "$OUT/jpegs/"
+    echo "not an image" >"$OUT/jpegs/notes.txt"
+    run "$PACK" --unlabeled --store jpeg "$OUT/jpegs" -o "$OUT/dir"
+    assert_success
+    assert_output --partial 'packed 8 records (jpeg, unlabelled)'
+    run "$SHOW" list "$OUT/dir"
+    assert_line --index 0 --regexp '^0 synth_000000 '
+    assert_line --index 7 --regexp '^7 synth_000007 '
+    "$SHOW" check "$OUT/dir"
+    # no label written by extract
+    mkdir "$OUT/x"
+    "$SHOW" extract -d "$OUT/x" "$OUT/dir" 0
+    [ -e "$OUT/x/synth_000000.png" ] && [ ! -e "$OUT/x/synth_000000_label.png" ]
+}
+
+@test "--unlabeled: a folder without JPEGs, a missing image" {
+    mkdir "$OUT/empty"
+    run "$PACK" -q --unlabeled "$OUT/empty" -o "$OUT/u"
+    assert_failure 1
+    assert_output "voc-pack: $OUT/empty: no JPEG images (*.jpg, *.jpeg)"
+    rm "$ROOT/JPEGImages/synth_000002.jpg"
+    run "$PACK" -q --unlabeled "$ROOT" --split train -o "$OUT/u"
+    assert_failure 1
+    assert_output "voc-pack: synth_000002: $ROOT/JPEGImages/synth_000002.jpg: No such file or directory"
+    [ ! -e "$OUT/u" ]
+}

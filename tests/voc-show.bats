@@ -147,3 +147,18 @@ setup() {
     run "$SHOW" header "$BATS_TEST_TMPDIR/bad" "$other"
     assert_success
 }
+
+@test "overlap: shared image ids are listed and refused; disjoint packs pass" {
+    local T="$BATS_TEST_TMPDIR"
+    "$PSPKD_BIN/voc-pack" -q "$SRC" --split val -o "$T/val"
+    "$PSPKD_BIN/voc-pack" -q --unlabeled "$SRC/JPEGImages" -o "$T/all"
+    run "$SHOW" overlap "$T/val" "$P"
+    assert_success
+    assert_output ''
+    # the folder of every JPEG holds the val image: refused, naming it
+    run --separate-stderr "$SHOW" overlap "$T/val" "$P" "$T/all"
+    assert_failure 1
+    assert_output "synth_000004 $T/all"
+    [ "$stderr" = "voc-show: $T/val: 1 image ids also in another pack (first: $T/all)" ]
+    assert_usage_error "$SHOW" 'missing OTHER pack' overlap "$P"
+}

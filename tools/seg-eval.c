@@ -152,6 +152,9 @@ static int setup(struct run *r, pk_err *e)
     if (pk_pack_open(&r->pack, path, e))
         return e->code; /* the message names the file */
     r->meta = *pk_pack_meta(r->pack);
+    if (r->meta.unlabeled)
+        return pk_fail(e, PK_EINVAL, "%s is an unlabelled pack: no labels to score against",
+                       path);
     if (pk_ctx_create(&r->ctx, &r->o.ctx, e))
         return e->code;
     if (pk_checkpoint_load(&r->model, r->ctx, r->o.model, 0.0f, NULL, e))

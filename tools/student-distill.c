@@ -32,7 +32,12 @@ static void usage(FILE *f)
             "      --aux-kd kl|smoothl1|mse  distance between the aux outputs\n"
             "      --aux-kd-weight X  its weight (0: off)\n"
             "      --arch NAME        resnet18 or resnet50 (resnet18)\n"
-            "      --stem 7x7|deep    (7x7 for resnet18, deep for resnet50)\n");
+            "      --stem 7x7|deep    (7x7 for resnet18, deep for resnet50)\n"
+            "Unlabelled images (KD terms only; needs -l):\n"
+            "      --unlabeled PACK:LOGITS  an unlabelled pack (voc-pack --unlabeled) and its\n"
+            "                         teacher-dump cache; repeatable (up to 8 packs)\n"
+            "      --unlabeled-ratio R  round(b*R) of each batch's b images come from them,\n"
+            "                         all from one pack per step (0 < R < 1; 0.5)\n");
     pk_train_cli_help(f);
 }
 
@@ -63,7 +68,8 @@ static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { g_stop = sig; }
 static int stop_requested(void *flag) { return *(volatile sig_atomic_t *)flag; }
 
-enum { O_LOGITS = 'l', O_TEACHER = 1, O_NOKD, O_PRESET, O_T, O_KDW, O_CEW, O_AUXKD, O_AUXKDW };
+enum { O_LOGITS = 'l', O_TEACHER = 1, O_NOKD, O_PRESET, O_T, O_KDW, O_CEW, O_AUXKD, O_AUXKDW,
+       O_UNLAB, O_UNLAB_RATIO };
 
 static const struct option own[] = {
     {"logits", required_argument, 0, O_LOGITS},
@@ -76,6 +82,8 @@ static const struct option own[] = {
     {"ce-weight", required_argument, 0, O_CEW},
     {"aux-kd", required_argument, 0, O_AUXKD},
     {"aux-kd-weight", required_argument, 0, O_AUXKDW},
+    {"unlabeled", required_argument, 0, O_UNLAB},
+    {"unlabeled-ratio", required_argument, 0, O_UNLAB_RATIO},
     {0, 0, 0, 0}};
 
 /* The command line: the loss options are kept apart (NAN: not given) so
@@ -85,8 +93,25 @@ struct args {
     const char *preset;
     double T, kd_weight, ce_weight, auxkd_weight;
     pk_auxkd auxkd;
-    int auxkd_set;
+    int auxkd_set, ratio_set;
 };
+
+/* --unlabeled PACK:LOGITS, split at the last ':' (a pack path may hold
+ * one). The strings point into argv. */
+static int unlabeled_option(pk_train_opts *o, const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon || colon == arg || !colon[1])
+        return pk_usage_errorf(TOOL, "--unlabeled %.200s: give the pack with its logits cache, "
+                               "PACK:LOGITS (teacher-dump -d PACK -o LOGITS)", arg);
+    if (o->n_unlab == PK_UNLAB_MAX)
+        return pk_usage_errorf(TOOL, "--unlabeled: at most %d unlabelled packs", PK_UNLAB_MAX);
+    /* argv strings are ours to cut */
+    *(char *)colon = '\0';
+    o->unlab_pack[o->n_unlab] = arg;
+    o->unlab_logits[o->n_unlab++] = colon + 1;
+    return PK_GO_ON;
+}
 
 static int option(void *ctx, int c, const char *arg)
 {
@@ -102,6 +127,14 @@ static int option(void *ctx, int c, const char *arg)
     case O_TEACHER: a->o.teacher = arg; break;
     case O_NOKD: a->o.no_kd = 1; break;
     case O_PRESET: a->preset = arg; break;
+    case O_UNLAB: return unlabeled_option(&a->o, arg);
+    case O_UNLAB_RATIO:
+        if (pk_parse_double(arg, 0, 1, &a->o.unlab_ratio) || a->o.unlab_ratio <= 0 ||
+            a->o.unlab_ratio >= 1)
+            return pk_usage_error(TOOL, "--unlabeled-ratio takes a number between 0 and 1 "
+                                        "(both excluded)");
+        a->ratio_set = 1;
+        break;
     case O_AUXKD:
         if (pk_auxkd_parse(arg, &a->auxkd))
             return pk_usage_error(TOOL, "--aux-kd takes kl, smoothl1 or mse");
@@ -116,9 +149,30 @@ static int option(void *ctx, int c, const char *arg)
     return PK_GO_ON;
 }
 
+/* The unlabelled packs against the teacher source and the batch. */
+static int settle_unlabeled(const struct args *a)
+{
+    const pk_train_opts *o = &a->o;
+    int nl, nu;
+    if (!o->n_unlab)
+        return a->ratio_set ? pk_usage_error(TOOL, "--unlabeled-ratio goes with --unlabeled")
+                            : PK_GO_ON;
+    if (o->no_kd)
+        return pk_usage_error(TOOL, "--unlabeled with --no-kd: unlabelled images only have "
+                                    "distillation terms");
+    if (o->teacher)
+        return pk_usage_error(TOOL, "--unlabeled goes with -l LOGITS, not --teacher");
+    if (pk_unlab_split(o->batch, o->unlab_ratio, &nl, &nu))
+        return pk_usage_errorf(TOOL, "-b %d at --unlabeled-ratio %g leaves no labelled or no "
+                               "unlabelled image (round(b*R) must be 1..b-1)", o->batch,
+                               o->unlab_ratio);
+    return PK_GO_ON;
+}
+
 /* The preset, the loss options over it, the teacher source. */
 static int settle_losses(struct args *a)
 {
+    int st;
     pk_train_cfg *cfg = &a->o.cfg;
     if (apply_preset(cfg, a->preset))
         return pk_usage_error(TOOL, "--preset takes default or seed");
@@ -134,6 +188,8 @@ static int settle_losses(struct args *a)
         cfg->auxkd = a->auxkd;
     if (!!a->o.logits + !!a->o.teacher + a->o.no_kd != 1)
         return pk_usage_error(TOOL, "give exactly one of -l LOGITS, --teacher MODEL and --no-kd");
+    if ((st = settle_unlabeled(a)) != PK_GO_ON)
+        return st;
     if (a->o.no_kd) {
         /* The plain baseline is semseg's recipe: CE + aux CE, nothing else. */
         cfg->kd_weight = cfg->auxkd_weight = 0.0f;
@@ -150,6 +206,7 @@ int main(int argc, char **argv)
                      .auxkd_weight = NAN, .auxkd = PK_AUXKD_KL};
     pk_train_opts_defaults(&a.o, TOOL);
     a.o.arch = PK_ARCH_R18;
+    a.o.unlab_ratio = 0.5;
     int st = pk_train_cli_parse(&tool, argc, argv, option, &a);
     if (st != PK_GO_ON || (st = settle_losses(&a)) != PK_GO_ON)
         return st;

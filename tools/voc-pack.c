@@ -19,6 +19,7 @@
 #include "data/palette.h"
 #include "cli/progress.h"
 #include "store/record.h"
+#include "data/voc_images.h"
 #include "data/voc_list.h"
 #include "data/voc_sample.h"
 
@@ -39,7 +40,7 @@ struct slot {
 struct job {
     const pk_voc_list *list;
     const pk_colour_map *cmap;
-    int classes, image_enc, window;
+    int classes, image_enc, window, unlabeled;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int next_take, next_write, abort;
@@ -64,8 +65,10 @@ static void *worker(void *arg)
         struct slot *s = &j->slots[i % j->window];
         pk_err e = {0, ""};
         s->rec = NULL;
-        s->rc = pk_voc_sample_encode(&s->rec, &s->len, &j->list->v[i], j->image_enc, j->cmap,
-                                     j->classes, &e);
+        s->rc = j->unlabeled
+                    ? pk_voc_image_encode(&s->rec, &s->len, &j->list->v[i], j->image_enc, &e)
+                    : pk_voc_sample_encode(&s->rec, &s->len, &j->list->v[i], j->image_enc,
+                                           j->cmap, j->classes, &e);
         snprintf(s->msg, sizeof s->msg, "%s", s->rc ? e.msg : "");
 
         pthread_mutex_lock(&j->mu);
@@ -88,10 +91,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: " TOOL " [options] VOC_ROOT (--split NAME | --list FILE) -o OUT\n"
+            "       " TOOL " [options] --unlabeled [--split NAME | --list FILE] ROOT -o OUT\n"
             "Packs a PASCAL VOC style tree into one LMDB file, one record per list entry.\n"
             "\n"
             "  -s, --split NAME      ids from VOC_ROOT/ImageSets/Segmentation/NAME.txt\n"
             "  -l, --list FILE       ids, or 'image label' path pairs relative to VOC_ROOT\n"
+            "      --unlabeled       images without labels (for student-distill --unlabeled):\n"
+            "                        the list's ids or image paths, or without --split and\n"
+            "                        --list every *.jpg in ROOT; no label is read\n"
             "  -L, --label-dir DIR   labels of id lists from VOC_ROOT/DIR (default\n"
             "                        SegmentationClass, else SegmentationClassAug)\n"
             "  -o, --output OUT      the pack file to write\n"
@@ -108,10 +115,10 @@ static void usage(FILE *f)
 
 struct opts {
     const char *root, *split, *list, *label_dir, *out;
-    int image_enc, jobs, classes, batch, force, skip_bad, quiet;
+    int image_enc, jobs, classes, batch, force, skip_bad, quiet, unlabeled;
 };
 
-enum { OPT_STORE = 256, OPT_SKIP, OPT_BATCH };
+enum { OPT_STORE = 256, OPT_SKIP, OPT_BATCH, OPT_UNLAB };
 
 static const struct option longopts[] = {
     {"split", required_argument, 0, 's'},  {"list", required_argument, 0, 'l'},
@@ -119,7 +126,8 @@ static const struct option longopts[] = {
     {"store", required_argument, 0, OPT_STORE}, {"jobs", required_argument, 0, 'j'},
     {"classes", required_argument, 0, 'c'}, {"batch", required_argument, 0, OPT_BATCH},
     {"force", no_argument, 0, 'f'},        {"skip-bad", no_argument, 0, OPT_SKIP},
-    {"quiet", no_argument, 0, 'q'},        {0, 0, 0, 0}};
+    {"quiet", no_argument, 0, 'q'},        {"unlabeled", no_argument, 0, OPT_UNLAB},
+    {0, 0, 0, 0}};
 
 static const pk_tool tool = {TOOL, "s:l:L:o:j:c:fq", longopts, usage};
 
@@ -139,6 +147,7 @@ static int option(void *ctx, int c, const char *arg)
     case 'f': o->force = 1; break;
     case 'q': o->quiet = 1; break;
     case OPT_SKIP: o->skip_bad = 1; break;
+    case OPT_UNLAB: o->unlabeled = 1; break;
     case OPT_STORE:
         if (!strcmp(arg, "rgb"))
             o->image_enc = PK_IMG_RGB8;
@@ -164,8 +173,13 @@ static int parse(struct opts *o, int argc, char **argv)
     o->root = argv[optind];
     if (!o->out)
         return pk_usage_error(TOOL, "missing -o OUT");
-    if (!!o->split == !!o->list)
+    if (o->unlabeled && o->label_dir)
+        return pk_usage_error(TOOL, "--label-dir does not go with --unlabeled");
+    if (o->split && o->list)
         return pk_usage_error(TOOL, "give exactly one of --split and --list");
+    if (!o->split && !o->list && !o->unlabeled)
+        return pk_usage_error(TOOL, "give exactly one of --split and --list (or --unlabeled "
+                                    "for a folder of images)");
     return PK_GO_ON;
 }
 
@@ -227,8 +241,10 @@ static int read_inputs(struct run *r)
         fprintf(stderr, TOOL ": out of memory\n");
         return 1;
     }
-    int rc = pk_voc_list_read(&r->list, o->root, o->split ? list_path : o->list, o->label_dir,
-                              &e);
+    const char *list = o->split ? list_path : o->list;
+    int rc = !o->unlabeled ? pk_voc_list_read(&r->list, o->root, list, o->label_dir, &e)
+             : list        ? pk_voc_images_read(&r->list, o->root, list, &e)
+                           : pk_voc_images_dir(&r->list, o->root, &e);
     free(list_path);
     if (rc) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
@@ -257,7 +273,8 @@ static int start_workers(struct run *r)
 {
     struct job *j = &r->j;
     *j = (struct job){.list = &r->list, .cmap = &r->cmap, .classes = r->o.classes,
-                      .image_enc = r->o.image_enc, .window = 4 * r->o.jobs};
+                      .image_enc = r->o.image_enc, .window = 4 * r->o.jobs,
+                      .unlabeled = r->o.unlabeled};
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     j->slots = calloc((size_t)j->window, sizeof *j->slots);
@@ -389,6 +406,7 @@ static void finish_pack(struct run *r)
         meta->classes = r->o.classes;
         meta->image_enc = r->o.image_enc;
         meta->pack_id = r->pack_id;
+        meta->unlabeled = r->o.unlabeled;
         uint8_t *mbuf;
         size_t mlen;
         int rc = pk_meta_encode(&mbuf, &mlen, meta, &e);
@@ -414,8 +432,9 @@ static void finish_pack(struct run *r)
 static void report(const struct run *r, double dt)
 {
     if (!r->o.quiet)
-        printf("packed %d records (%s) into %s in %.2f s, %.1f images/s, pack id %016llx\n",
-               r->written, r->o.image_enc == PK_IMG_JPEG ? "jpeg" : "rgb", r->o.out, dt,
+        printf("packed %d records (%s%s) into %s in %.2f s, %.1f images/s, pack id %016llx\n",
+               r->written, r->o.image_enc == PK_IMG_JPEG ? "jpeg" : "rgb",
+               r->o.unlabeled ? ", unlabelled" : "", r->o.out, dt,
                dt > 0 ? r->written / dt : 0.0, (unsigned long long)r->pack_id);
     if (r->skip.n)
         fprintf(stderr, TOOL ": skipped %d of %d: %s\n", r->skip.n, r->list.n,

@@ -8,6 +8,7 @@
 
 #include "cli/tool_opts.h"
 #include "store/pack.h"
+#include "store/pack_overlap.h"
 #include "store/record.h"
 
 #define TOOL "voc-show"
@@ -22,9 +23,12 @@ static void usage(FILE *f)
             "  list PACK                one line per record: index id WxH encoding bytes\n"
             "  header PACK RECORD...    the header of each record\n"
             "  meta PACK                the metadata: counts, classes, palette, pack id\n"
-            "  extract PACK RECORD...   write DIR/ID.png (RGB) and DIR/ID_label.png (palette)\n"
+            "  extract PACK RECORD...   write DIR/ID.png (RGB) and DIR/ID_label.png (palette;\n"
+            "                           no label for an unlabelled pack)\n"
             "  check PACK               validate every record, the count and the pack id\n"
             "  stats PACK               label values: value name pixels images\n"
+            "  overlap PACK OTHER...    ids of OTHER packs also in PACK, one per line;\n"
+            "                           exits 1 when there is any\n"
             "RECORD is a list index (0, 1, ...), a full key (00000000_ID) or an id.\n"
             "\n"
             "  -d, --dir DIR   where extract writes (default .)\n"
@@ -126,9 +130,9 @@ static int cmd_meta(const pk_pack *p)
 {
     const pk_meta *m = pk_pack_meta(p);
     printf("format version: %d\nrecord version: %d\nrecords: %d\nclasses: %d\nimages: %s\n"
-           "pack id: %016llx\n",
+           "labels: %s\npack id: %016llx\n",
            m->version, m->record_version, m->count, m->classes, enc_name(m->image_enc),
-           (unsigned long long)m->pack_id);
+           m->unlabeled ? "none (unlabelled pack)" : "yes", (unsigned long long)m->pack_id);
     for (int i = 0; i < m->classes; i++)
         printf("class %d: %s %u,%u,%u\n", i, m->names[i], m->palette[i][0], m->palette[i][1],
                m->palette[i][2]);
@@ -156,7 +160,7 @@ static int extract_one(const void *v, size_t len, const char *dir, const pk_meta
     rc = pk_png_write(path, &img, e);
     free(path);
     pk_image_free(&img);
-    if (rc)
+    if (rc || m->unlabeled)
         return rc;
     /* the label straight from the record: no copy needed, px is only read */
     pk_image lab = {rv.hdr.width, rv.hdr.height, 1, (uint8_t *)rv.label};
@@ -235,10 +239,14 @@ static int check_visit(const pk_pack_rec *r, void *user, pk_err *e)
     rc = pk_record_image_into(s->rgb, &rv, e);
     if (rc)
         return pk_wrap(e, "record %s", key);
-    for (size_t i = 0; i < npix; i++)
+    for (size_t i = 0; i < npix; i++) {
         if (rv.label[i] >= s->m->classes && rv.label[i] != PK_IGNORE_LABEL)
             return pk_fail(e, PK_EFORMAT, "record %s: label value %u with %d classes", key,
                            rv.label[i], s->m->classes);
+        if (s->m->unlabeled && rv.label[i] != PK_IGNORE_LABEL)
+            return pk_fail(e, PK_EFORMAT, "record %s: label value %u in an unlabelled pack",
+                           key, rv.label[i]);
+    }
     pk_pack_id_add(&s->pack_id, key, rv.hdr.crc);
     s->count++;
     return 0;
@@ -295,8 +303,48 @@ static int cmd_check(const pk_pack *p, pk_err *e)
     if (s.pack_id != m->pack_id)
         return pk_fail(e, PK_EFORMAT, "pack id %016llx in metadata, records give %016llx",
                        (unsigned long long)m->pack_id, (unsigned long long)s.pack_id);
-    printf("ok: %d records, %d classes, pack id %016llx\n", s.count, m->classes,
-           (unsigned long long)s.pack_id);
+    printf("ok: %d records%s, %d classes, pack id %016llx\n", s.count,
+           m->unlabeled ? " (unlabelled)" : "", m->classes, (unsigned long long)s.pack_id);
+    return PK_OK;
+}
+
+struct overlap_state {
+    const char *other;
+    long shown;
+};
+
+static int print_shared(const char *id, void *user)
+{
+    struct overlap_state *s = user;
+    printf("%s %s\n", id, s->other);
+    s->shown++;
+    return 0;
+}
+
+/* Every id of the OTHER packs that is also in p, as "ID OTHER"; a one-line
+ * error naming the first pair of packs that share ids. */
+static int cmd_overlap(const pk_pack *p, char **others, int n, pk_err *e)
+{
+    long total = 0;
+    const char *first = NULL;
+    for (int i = 0; i < n; i++) {
+        pk_pack *q;
+        int rc = pk_pack_open(&q, others[i], e);
+        if (rc)
+            return rc;
+        struct overlap_state s = {others[i], 0};
+        long shared;
+        rc = pk_pack_overlap(p, q, print_shared, &s, &shared, e);
+        pk_pack_close(q);
+        if (rc)
+            return rc;
+        if (shared && !first)
+            first = others[i];
+        total += shared;
+    }
+    if (total)
+        return pk_fail(e, PK_EINVAL, "%ld image ids also in another pack (first: %s)", total,
+                       first);
     return PK_OK;
 }
 
@@ -336,12 +384,15 @@ static int parse(struct opts *o, int argc, char **argv)
     o->pack = argv[optind + 1];
     o->recs = argv + optind + 2;
     o->nrec = nargs - 2;
-    int takes_recs = !strcmp(cmd, "header") || !strcmp(cmd, "extract");
+    int takes_recs = !strcmp(cmd, "header") || !strcmp(cmd, "extract") ||
+                     !strcmp(cmd, "overlap");
     if (!takes_recs && strcmp(cmd, "list") && strcmp(cmd, "meta") && strcmp(cmd, "check") &&
         strcmp(cmd, "stats"))
         return pk_usage_errorf(TOOL, "unknown command '%.40s'", cmd);
     if (!takes_recs && o->nrec)
         return pk_usage_error(TOOL, "too many arguments");
+    if (!strcmp(cmd, "overlap") && !o->nrec)
+        return pk_usage_error(TOOL, "missing OTHER pack");
     if (takes_recs && !o->nrec && !(o->all && !strcmp(cmd, "extract")))
         return pk_usage_error(TOOL, "missing RECORD");
     if (o->all && (strcmp(cmd, "extract") || o->nrec))
@@ -376,6 +427,8 @@ int main(int argc, char **argv)
         rc = cmd_extract(p, recs, nrec, all, dir, &e);
     else if (!strcmp(cmd, "stats"))
         rc = cmd_stats(p, &e);
+    else if (!strcmp(cmd, "overlap"))
+        rc = cmd_overlap(p, recs, nrec, &e);
     else
         rc = cmd_check(p, &e);
     pk_pack_close(p);

@@ -227,6 +227,26 @@ static int fail(const char *tool, const pk_err *e)
     return 1;
 }
 
+/* Opens each unlabelled pack's cache and checks it against the student
+ * and its pack (pk_logits_cache_check_pack: same pack id, every key). */
+static int open_unlabeled(const pk_train_opts *o, pk_train_teacher *t, pk_err *e)
+{
+    for (int p = 0; p < o->n_unlab; p++) {
+        const char *pack = o->unlab_pack[p], *logits = o->unlab_logits[p];
+        pk_meta m;
+        int rc = pk_pack_meta_read(pack, &m, e);
+        if (rc)
+            return pk_wrap(e, "--unlabeled"); /* the message names the pack */
+        if (m.classes != o->classes)
+            return pk_fail(e, PK_EINVAL, "%s has %d classes, the student %d (--unlabeled)",
+                           pack, m.classes, o->classes);
+        if ((rc = pk_logits_cache_open(&t->unlab_cache[p], logits, e)) ||
+            (rc = pk_logits_cache_check_pack(t->unlab_cache[p], pack, e)))
+            return pk_wrap(e, "--unlabeled"); /* the message names the cache */
+    }
+    return PK_OK;
+}
+
 /* Opens the teacher named by the options; checks it against the pack. */
 static int open_teacher(pk_train_opts *o, pk_ctx *c, pk_train_teacher *t, pk_err *e)
 {
@@ -238,7 +258,8 @@ static int open_teacher(pk_train_opts *o, pk_ctx *c, pk_train_teacher *t, pk_err
         if (lm->classes != o->classes)
             return pk_fail(e, PK_EINVAL, "%s: the cache has %d classes, the student %d",
                            o->logits, lm->classes, o->classes);
-        return pk_logits_cache_check_pack(t->cache, o->data, e); /* names the cache */
+        rc = pk_logits_cache_check_pack(t->cache, o->data, e); /* names the cache */
+        return rc ? rc : open_unlabeled(o, t, e);
     }
     if (o->teacher) {
         pk_ckpt_meta meta;
@@ -291,8 +312,11 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
         goto out;
     if (open_teacher(o, ctx, &t, &e))
         goto out;
+    int nl = o->batch, nu = 0;
+    if (o->n_unlab && pk_unlab_split(o->batch, o->unlab_ratio, &nl, &nu))
+        nl = o->batch, nu = 0; /* refused by the loop, with the message */
     if (!o->quiet) {
-        long ipe = meta.count / o->batch;
+        long ipe = meta.count / nl;
         fprintf(stderr,
                 "%s: %s (%s stem), %d classes, %.2fM parameters; %d images, %ld "
                 "iterations/epoch, %ld iterations of %d x %dx%d; %s\n",
@@ -301,6 +325,9 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
                 o->iters > 0 ? o->iters : (long)o->epochs * ipe, o->batch, o->crop_h,
                 o->crop_w,
                 t.cache ? "teacher: logits cache" : t.model ? "teacher: online" : "no teacher");
+        if (nu)
+            fprintf(stderr, "%s: each batch: %d labelled images, %d unlabelled from %d pack%s "
+                    "(KD terms only)\n", o->tool, nl, nu, o->n_unlab, o->n_unlab > 1 ? "s" : "");
     }
     pk_train_result res;
     if (pk_train_run(m, o, &t, stop, stop_ctx, &res, &e))
@@ -314,6 +341,8 @@ out:
         fail(o->tool, &e);
     if (t.cache)
         pk_logits_cache_close(t.cache);
+    for (int p = 0; p < PK_UNLAB_MAX; p++)
+        pk_logits_cache_close(t.unlab_cache[p]);
     pk_model_destroy(t.model);
     pk_model_destroy(m);
     pk_ctx_destroy(ctx);

@@ -34,4 +34,11 @@ int pk_label_to_indices(pk_image *label, int kind, const pk_colour_map *m, int c
 int pk_voc_sample_encode(uint8_t **out, size_t *out_len, const pk_voc_entry *entry,
                          int image_enc, const pk_colour_map *m, int classes, pk_err *e);
 
+/* The same for an image without a label (entry->label is not read): the
+ * record's label plane is all PK_IGNORE_LABEL (255), so every reader of
+ * packs works unchanged and no pixel of it enters a cross-entropy
+ * (voc_image_sample.c). */
+int pk_voc_image_encode(uint8_t **out, size_t *out_len, const pk_voc_entry *entry,
+                        int image_enc, pk_err *e);
+
 #endif

@@ -168,7 +168,8 @@ int pk_meta_encode(uint8_t **out, size_t *out_len, const pk_meta *m, pk_err *e)
                        PK_CLASSES_MAX);
     if (m->count < 0)
         return pk_fail(e, PK_EINVAL, "negative record count");
-    size_t total = META_FIXED + 4;
+    uint32_t flags = m->unlabeled ? PK_META_UNLABELED : 0;
+    size_t total = META_FIXED + 4 + (flags ? 4 : 0);
     for (int i = 0; i < m->classes; i++)
         total += 1 + strnlen(m->names[i], PK_CLASS_NAME_MAX);
     uint8_t *p = malloc(total);
@@ -188,7 +189,25 @@ int pk_meta_encode(uint8_t **out, size_t *out_len, const pk_meta *m, pk_err *e)
         memcpy(p + off, m->names[i], n);
         off += n;
     }
+    if (flags)
+        pk_put32(p + off, flags);
     return pk_frame_seal(p, total, out, out_len);
+}
+
+/* The optional flags word after the class names (rest: the bytes left). */
+static int meta_flags(pk_meta *m, const uint8_t *rest, size_t n, pk_err *e)
+{
+    if (n == 0)
+        return PK_OK;
+    if (n != 4)
+        return pk_fail(e, PK_EFORMAT, "metadata: %zu trailing bytes", n);
+    uint32_t flags = pk_get32(rest);
+    if (flags & ~PK_META_UNLABELED)
+        return pk_fail(e, PK_EFORMAT, "metadata: unknown flags %08x", flags);
+    if (!flags)
+        return pk_fail(e, PK_EFORMAT, "metadata: a flags word with no flag");
+    m->unlabeled = (flags & PK_META_UNLABELED) != 0;
+    return PK_OK;
 }
 
 int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
@@ -224,9 +243,7 @@ int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
         m->names[i][n] = '\0';
         off += n;
     }
-    if (off != end)
-        return pk_fail(e, PK_EFORMAT, "metadata: %zu trailing bytes", end - off);
-    return PK_OK;
+    return meta_flags(m, p + off, end - off, e);
 }
 
 void pk_pack_id_add(uint64_t *id, const char *key, uint32_t record_crc)

@@ -81,6 +81,7 @@ typedef struct pk_meta {
     int classes;          /* 1..PK_CLASSES_MAX */
     int image_enc;        /* how the records store images */
     uint64_t pack_id;     /* pk_pack_id over every (key, record CRC) */
+    int unlabeled;        /* 1: images without labels (every label 255) */
     uint8_t palette[256][3];
     char names[PK_CLASSES_MAX][PK_CLASS_NAME_MAX + 1];
 } pk_meta;
@@ -88,7 +89,10 @@ typedef struct pk_meta {
 /* Metadata record layout (little-endian):
  *   "PKDM", u16 version, u16 record version, u32 count, u32 classes,
  *   u32 image encoding, u64 pack id, 768 palette bytes,
- *   per class: u8 name length + name bytes, then CRC32 of all before. */
+ *   per class: u8 name length + name bytes, [u32 flags], then CRC32 of all
+ *   before. The flags word is written only when a flag is set, so labelled
+ *   packs keep their bytes; its one flag is PK_META_UNLABELED. */
+#define PK_META_UNLABELED 1u
 int pk_meta_encode(uint8_t **out, size_t *out_len, const pk_meta *m, pk_err *e);
 int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e);
 

@@ -9,6 +9,7 @@
 #include "data/augment.h"
 #include "core/err.h"
 #include "store/logits_cache.h"
+#include "train/unlab_stream.h"
 
 typedef struct pk_train_data_opts {
     const char *pack;
@@ -18,14 +19,20 @@ typedef struct pk_train_data_opts {
     pk_aug_opts aug;
     pk_logits_cache *cache; /* NULL: no teacher planes */
     int classes;            /* K of the cache's planes */
+    /* unlabelled packs (student-distill --unlabeled; unlab.n == 0: none):
+     * each batch is `batch` labelled crops, then unlab.batch unlabelled
+     * ones with their label planes all 255 (lib/train/unlab_mix.h). Their
+     * seed, aug, workers, classes and start_iter are set from the above. */
+    pk_unlab_stream_opts unlab;
 } pk_train_data_opts;
 
-/* One batch: n crops of h x w. teacher: [n,h,w,2K], the cached main logits
+/* One batch: n crops of h x w (the labelled ones first, then n_unlab
+ * unlabelled ones). teacher: [n,h,w,2K], the cached main logits
  * in channels [0,K) and aux in [K,2K), warped with the image, 0 on invalid
  * pixels; NULL without a cache. Valid until the next call. */
 typedef struct pk_train_crops {
     long iter, epoch;
-    int n, h, w;
+    int n, h, w, n_unlab;
     const float *image;
     const uint8_t *label, *valid;
     const float *teacher;
@@ -38,6 +45,9 @@ int pk_train_data_open(pk_train_data **d, const pk_train_data_opts *o, pk_err *e
 /* The next batch; c->n == 0 after end_iter. */
 int pk_train_data_next(pk_train_data *d, pk_train_crops *c, pk_err *e);
 long pk_train_data_iters_per_epoch(const pk_train_data *d);
+/* The unlabelled schedule after the batches taken (pos[PK_UNLAB_MAX]);
+ * returns the number of unlabelled packs (0: none). */
+int pk_train_data_unlab_pos(const pk_train_data *d, long *pos);
 void pk_train_data_close(pk_train_data *d);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/rng.h"
 #include "model/checkpoint.h"
 #include "store/pack_meta.h"
 #include "cli/progress.h"
@@ -41,6 +42,9 @@ typedef struct run {
     const char *ckpt_dir;
     char ckpt_dir_buf[4096];
     pk_train_data *data;
+    int n_lab, n_unlab;  /* a batch's labelled and unlabelled images */
+    long unlab_pos[PK_UNLAB_MAX]; /* the unlabelled schedule read on resume */
+    int have_unlab_pos;
     pk_val_set *val;
     pk_train_log log;
     int have_log;
@@ -68,6 +72,68 @@ static void say(run *r, const char *fmt, ...)
 
 /* ---- checkpoint metadata ------------------------------------------------ */
 
+/* "unlabeled": the mix (ratio, unlabelled images per batch, a hash of the
+ * packs' ids); "unlabeled_pos": the schedule's state, pos[] of unlab_mix.h. */
+static void unlab_mix_desc(const run *r, char *buf, size_t cap)
+{
+    uint64_t h = PK_FNV1A64_INIT;
+    for (int p = 0; p < r->o->n_unlab; p++)
+        h = pk_hash64(h ^ pk_logits_cache_meta(r->t->unlab_cache[p])->pack_id);
+    snprintf(buf, cap, "%g,%d,%016" PRIx64, r->o->unlab_ratio, r->n_unlab, h);
+}
+
+static int unlab_meta(const run *r, pk_ckpt_meta *meta, pk_err *e)
+{
+    if (!r->o->n_unlab)
+        return PK_OK;
+    long pos[PK_UNLAB_MAX];
+    int n = r->data ? pk_train_data_unlab_pos(r->data, pos) : 0;
+    if (!r->data)
+        for (n = 0; n < r->o->n_unlab; n++)
+            pos[n] = r->unlab_pos[n];
+    char mix[128], at[128];
+    size_t len = 0;
+    unlab_mix_desc(r, mix, sizeof mix);
+    at[0] = '\0';
+    for (int p = 0; p < n && len < sizeof at; p++)
+        len += (size_t)snprintf(at + len, sizeof at - len, "%s%ld", p ? "," : "", pos[p]);
+    if (len >= sizeof at || pk_ckpt_meta_set(meta, "unlabeled", mix) ||
+        pk_ckpt_meta_set(meta, "unlabeled_pos", at))
+        return pk_fail(e, PK_EINVAL, "checkpoint metadata too long");
+    return PK_OK;
+}
+
+/* On resume: the unlabelled schedule the checkpoint holds, when it was
+ * written with the same mix (else it is replayed from the step). */
+static void read_unlab_pos(run *r, const pk_ckpt_meta *meta)
+{
+    const char *was = pk_ckpt_meta_get(meta, "unlabeled");
+    const char *at = pk_ckpt_meta_get(meta, "unlabeled_pos");
+    char now[128];
+    r->have_unlab_pos = 0;
+    if (!r->o->n_unlab) {
+        if (was)
+            fprintf(stderr, "%s: warning: resuming a run with unlabelled packs, now none\n",
+                    r->o->tool);
+        return;
+    }
+    unlab_mix_desc(r, now, sizeof now);
+    if (!was || !at || strcmp(was, now)) {
+        fprintf(stderr, "%s: warning: resuming a run with %s unlabelled packs or ratio\n",
+                r->o->tool, was ? "other" : "no");
+        return;
+    }
+    const char *s = at;
+    for (int p = 0, n = r->o->n_unlab; p < n; p++) {
+        char *end;
+        r->unlab_pos[p] = strtol(s, &end, 10);
+        if (end == s || *end != (p + 1 < n ? ',' : '\0'))
+            return; /* not ours: replayed */
+        s = end + 1;
+    }
+    r->have_unlab_pos = 1;
+}
+
 static int fill_meta(run *r, long step, int frozen, pk_ckpt_meta *meta, pk_err *e)
 {
     memset(meta, 0, sizeof *meta);
@@ -84,7 +150,7 @@ static int fill_meta(run *r, long step, int frozen, pk_ckpt_meta *meta, pk_err *
         pk_ckpt_meta_set(meta, "max_iter", v[1]) || pk_ckpt_meta_set(meta, "batch", v[2]) ||
         pk_ckpt_meta_set(meta, "crop", v[3]) || pk_ckpt_meta_set(meta, "validated", vd))
         return pk_fail(e, PK_EINVAL, "checkpoint metadata too long");
-    return PK_OK;
+    return unlab_meta(r, meta, e);
 }
 
 static int save_ckpt(run *r, long step, pk_train_result *res, pk_err *e)
@@ -145,6 +211,7 @@ static int resume(run *r, long *start, pk_err *e)
     check_resume_meta(r, &meta);
     const char *vd = pk_ckpt_meta_get(&meta, "validated");
     r->validated = vd ? strtol(vd, NULL, 10) : 0;
+    read_unlab_pos(r, &meta);
     *start = meta.step;
     say(r, "resuming from %s at step %ld", path, meta.step);
     return PK_OK;
@@ -418,10 +485,18 @@ static int setup(run *r, long *start, pk_err *e)
     if (meta.classes != r->K)
         return pk_fail(e, PK_EINVAL, "%s has %d classes but the model %d", o->data,
                        meta.classes, r->K);
-    r->ipe = meta.count / o->batch;
+    if (meta.unlabeled)
+        return pk_fail(e, PK_EINVAL, "%s is an unlabelled pack: nothing to train on (student-"
+                       "distill takes it as --unlabeled PACK:LOGITS)", o->data);
+    r->n_lab = o->batch;
+    r->n_unlab = 0;
+    if (o->n_unlab && pk_unlab_split(o->batch, o->unlab_ratio, &r->n_lab, &r->n_unlab))
+        return pk_fail(e, PK_EINVAL, "-b %d at --unlabeled-ratio %g leaves no labelled or no "
+                       "unlabelled image", o->batch, o->unlab_ratio);
+    r->ipe = meta.count / r->n_lab;
     if (r->ipe < 1)
         return pk_fail(e, PK_EINVAL, "%s: %d images, fewer than one batch of %d", o->data,
-                       meta.count, o->batch);
+                       meta.count, r->n_lab);
     r->max_iter = o->iters > 0 ? o->iters : (long)o->epochs * r->ipe;
     r->cfg = o->cfg;
     r->cfg.max_iter = r->max_iter;
@@ -441,7 +516,7 @@ static int setup(run *r, long *start, pk_err *e)
         r->have_log = 1;
     }
     pk_train_data_opts d = {.pack = o->data,
-                            .batch = o->batch,
+                            .batch = r->n_lab,
                             .workers = o->workers,
                             .seed = o->seed,
                             .start_iter = *start,
@@ -456,6 +531,12 @@ static int setup(run *r, long *start, pk_err *e)
     d.aug.rotate_max = o->rotate;
     if ((rc = pk_aug_opts_check(&d.aug, e)))
         return rc;
+    d.unlab = (pk_unlab_stream_opts){.n = o->n_unlab, .batch = r->n_unlab,
+                                     .pos = r->have_unlab_pos ? r->unlab_pos : NULL};
+    for (int p = 0; p < o->n_unlab; p++) {
+        d.unlab.pack[p] = o->unlab_pack[p];
+        d.unlab.cache[p] = r->t->unlab_cache[p];
+    }
     if (*start >= r->max_iter)
         return PK_OK; /* nothing left to train: no loader */
     if ((rc = pk_train_data_open(&r->data, &d, e)))

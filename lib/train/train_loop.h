@@ -27,6 +27,7 @@
 #include "store/logits_cache.h"
 #include "model/pspnet.h"
 #include "train/train_val.h"
+#include "train/unlab_mix.h"
 
 typedef struct pk_train_opts {
     const char *tool;  /* progress label and checkpoint metadata */
@@ -59,6 +60,12 @@ typedef struct pk_train_opts {
     const char *logits;  /* cache path */
     const char *teacher; /* frozen teacher checkpoint, run online */
     int no_kd;           /* plain student: no teacher at all */
+    /* unlabelled packs with their caches (student-distill --unlabeled): KD
+     * terms only; round(batch x unlab_ratio) of each batch's images
+     * (lib/train/unlab_mix.h). Need `logits`. */
+    int n_unlab;
+    const char *unlab_pack[PK_UNLAB_MAX], *unlab_logits[PK_UNLAB_MAX];
+    double unlab_ratio;
     /* checkpoints */
     const char *ckpt_dir; /* NULL: derived from output */
     long ckpt_every;      /* steps; 0: once per epoch */
@@ -82,6 +89,7 @@ void pk_train_opts_defaults(pk_train_opts *o, const char *tool);
 typedef struct pk_train_teacher {
     pk_logits_cache *cache;
     pk_model *model;
+    pk_logits_cache *unlab_cache[PK_UNLAB_MAX]; /* o->unlab_logits, opened */
 } pk_train_teacher;
 
 typedef struct pk_train_result {

@@ -29,7 +29,10 @@ int pk_val_open(pk_val_set **out, const char *path, int classes, pk_err *e)
     if (!v)
         return pk_fail(e, PK_ENOMEM, "out of memory");
     int rc = pk_pack_open(&v->pack, path, e); /* the message names the file */
-    if (!rc && pk_pack_meta(v->pack)->classes != classes)
+    if (!rc && pk_pack_meta(v->pack)->unlabeled)
+        rc = pk_fail(e, PK_EINVAL, "%s is an unlabelled pack: no labels to validate against",
+                     path);
+    else if (!rc && pk_pack_meta(v->pack)->classes != classes)
         rc = pk_fail(e, PK_EINVAL, "%s: validation pack has %d classes, the model %d", path,
                      pk_pack_meta(v->pack)->classes, classes);
     if (rc) {
