@@ -66,8 +66,8 @@ check_total() {
     assert_unknown_options "$SD"
 }
 
-@test "cached logits: the default preset's loss is CE + 0.4 auxCE + KD + 0.4 auxKL" {
-    run "$SD" "${FAST[@]}" -l "$DATA/logits.lmdb" --iters 3 --log "$D/kd.csv" \
+@test "cached logits: --preset sum's loss is CE + 0.4 auxCE + KD + 0.4 auxKL" {
+    run "$SD" "${FAST[@]}" -l "$DATA/logits.lmdb" --preset sum --iters 3 --log "$D/kd.csv" \
         --progress-every 0 -o "$D/kd.safetensors"
     assert_success
     assert_output --partial 'resnet18 (7x7 stem), 21 classes'
@@ -81,12 +81,15 @@ check_total() {
     [[ $(st_header "$D/kd.safetensors") == *'"tool":"student-distill"'* ]]
 }
 
-@test "--preset seed: 0.25 CE + 0.4 auxCE + 0.75 KD(T 1.9) + SmoothL1(aux); options override it" {
+@test "the default preset (= seed): 0.25 CE + 0.4 auxCE + 0.75 KD(T 1.9) + SmoothL1(aux); options override it" {
     run "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" --preset seed --iters 2 --log "$D/s.csv" \
         -o "$D/s.safetensors"
     assert_success
     run check_total "$D/s.csv" 0.25 0.4 0.75 1
     assert_success
+    # no --preset: the same run
+    "$SD" "${FAST[@]}" -q -l "$DATA/logits.lmdb" --iters 2 --log "$D/d.csv" -o "$D/d.safetensors"
+    cmp "$D/s.safetensors" "$D/d.safetensors"
     run "$SD" "${FAST[@]}" -q --kd-weight 2 -l "$DATA/logits.lmdb" --preset seed \
         --aux-kd mse --aux-kd-weight 0.5 --iters 2 --log "$D/o.csv" -o "$D/o.safetensors"
     assert_success
@@ -112,7 +115,7 @@ check_total() {
         -o "$D/t.safetensors"
     assert_success
     assert_output --partial 'teacher: online'
-    run check_total "$D/t.csv" 1 0.4 1 0.4
+    run check_total "$D/t.csv" 0.25 0.4 0.75 1
     assert_success
     run awk -F, 'NR > 1 && ($7 <= 0 || $8 <= 0)' "$D/t.csv"
     assert_output ''
@@ -241,7 +244,7 @@ check_total() {
     assert_output --partial 'student-distill: each batch: 2 labelled images, 2 unlabelled from 1 pack (KD terms only)'
     # 8 labelled images at 2 per step
     assert_output --partial '8 images, 4 iterations/epoch'
-    run check_total "$D/u.csv" 1 0.4 1 0.4
+    run check_total "$D/u.csv" 0.25 0.4 0.75 1
     assert_success
     run awk -F, 'NR > 1 && ($7 <= 0 || $8 <= 0)' "$D/u.csv"
     assert_output ''
