@@ -68,15 +68,18 @@ ifeq ($(PIPE),demo)
 # (teacher.csv, teacher.safetensors), its caches lab-logits.lmdb and
 # unl-logits.lmdb, and per variant and seed VARIANT-sSEED.{safetensors,csv,
 # eval.json}; study.txt / study.png from study.sh, the first variant being
-# the baseline. Each variant needs a unl_opts_NAME.
+# the baseline. Each variant needs a unl_opts_NAME; unl_pack_NAME is its
+# labelled pack when not lab.lmdb (nokd-all: every label, the upper bound).
 UNL_DIR      := $(OUT)/unlabeled
-UNL_VARIANTS ?= nokd kd kd-unl
-UNL_SEEDS    ?= $(or $(STUDY_SEEDS),1)
+UNL_VARIANTS ?= nokd kd kd-unl nokd-all
+UNL_SEEDS    ?= $(or $(STUDY_SEEDS),1 2 3)
 unl_opts_nokd   := --no-kd
 unl_opts_kd     := -l $(UNL_DIR)/lab-logits.lmdb
 unl_opts_kd-unl := -l $(UNL_DIR)/lab-logits.lmdb \
                    --unlabeled $(UNL_DIR)/unl.lmdb:$(UNL_DIR)/unl-logits.lmdb \
                    --unlabeled-ratio $(UNL_RATIO)
+unl_opts_nokd-all := --no-kd
+unl_pack_nokd-all := $(OUT)/train.lmdb
 UNL_RUNS := $(foreach v,$(UNL_VARIANTS),$(foreach s,$(UNL_SEEDS),unlabeled/$(v)-s$(s)))
 
 $(UNL_DIR)/lab.txt: $(SYNTH)/ImageSets/Segmentation/val.txt
@@ -109,7 +112,7 @@ $(UNL_DIR)/$(1)-s$(2).safetensors: $(UNL_DIR)/lab.lmdb $(OUT)/val.lmdb $(UNL_DIR
         $(UNL_DIR)/unl-logits.lmdb
 	mkdir -p $(UNL_DIR)/$(1)-s$(2).ckpt
 	$$(call run,$(1)-s$(2),student-distill,$(UNL_DIR)/timings.tsv) $$(unl_opts_$(1)) \
-	    $$(call STUDENT,unlabeled/$(1)-s$(2),$(2),$(UNL_DIR)/lab.lmdb) -o $$@
+	    $$(call STUDENT,unlabeled/$(1)-s$(2),$(2),$$(or $$(unl_pack_$(1)),$(UNL_DIR)/lab.lmdb)) -o $$@
 	rm -rf $(UNL_DIR)/$(1)-s$(2).ckpt
 endef
 $(foreach v,$(UNL_VARIANTS),$(foreach s,$(UNL_SEEDS),$(eval $(call unl_run,$(v),$(s)))))
