@@ -66,10 +66,24 @@ $(shell mkdir -p $(O) && { [ "$$(cat $(CONFIG) 2>/dev/null)" = "$(CFG_NOW)" ] ||
     echo "$(CFG_NOW)" > $(CONFIG); })
 
 # lib/ is in rooms (core ops model store data train cli); see pspkd(7).
-LIB_SRC  := $(wildcard lib/*/*.c)
+# lib/export/ (the ONNX writer) needs protobuf-c and goes into its own
+# library, linked only into seg-export.
+LIB_SRC  := $(filter-out lib/export/%,$(wildcard lib/*/*.c))
 LIB_OBJ  := $(LIB_SRC:lib/%.c=$(O)/lib/%.o) $(CU_SRC:lib/%.cu=$(O)/lib/%.cu.o)
 LIB      := $(O)/libpspkd.a
 TOOLS    := $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/*.c))
+
+# seg-export: built when protobuf-c (Debian libprotobuf-c-dev and
+# protobuf-c-compiler) is installed; otherwise left out, and scripts/check-deps
+# names the packages. The C for ONNX's schema (third_party/onnx/onnx.proto)
+# is generated at build time.
+PROTOC_C ?= $(shell command -v protoc-c 2>/dev/null)
+HAVE_ONNX := $(if $(and $(PROTOC_C),$(wildcard /usr/include/protobuf-c/protobuf-c.h)),1)
+EXPORT_LIB := $(O)/libpspkd-export.a
+EXPORT_OBJ := $(patsubst lib/%.c,$(O)/lib/%.o,$(wildcard lib/export/*.c)) $(O)/gen/onnx.pb-c.o
+ifneq ($(HAVE_ONNX),1)
+TOOLS    := $(filter-out $(BIN)/seg-export,$(TOOLS))
+endif
 TEST_SUP := $(patsubst tests/%.c,$(O)/tests/%.o,$(wildcard tests/support_*.c))
 TESTS    := $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/test_*.c))
 # Small programs the Bats files call (tests/helper_*.c), so that no test
@@ -96,6 +110,19 @@ $(O)/lib/%.cu.o: lib/%.cu $(CONFIG) | deps
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
+$(O)/gen/onnx.pb-c.c $(O)/gen/onnx.pb-c.h &: third_party/onnx/onnx.proto
+	@mkdir -p $(O)/gen
+	$(PROTOC_C) --c_out=$(O)/gen -Ithird_party/onnx third_party/onnx/onnx.proto
+$(O)/gen/onnx.pb-c.o: $(O)/gen/onnx.pb-c.c $(CONFIG)
+	$(CC) $(CFLAGS) -I$(O)/gen -c $< -o $@
+$(O)/lib/export/%.o: lib/export/%.c $(O)/gen/onnx.pb-c.h $(CONFIG) | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(O)/gen -c $< -o $@
+$(EXPORT_LIB): $(EXPORT_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(BIN)/seg-export: $(O)/tools/seg-export.o $(EXPORT_LIB) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lprotobuf-c
 $(O)/tools/%.o: tools/%.c $(CONFIG) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@

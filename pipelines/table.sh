@@ -5,7 +5,8 @@
 # GFLOPs through scripts/model-stats, at SIZExSIZE), their seg-eval --json
 # results DIR/*.eval.json, their training logs DIR/*.csv (pspkd-log(5)),
 # teacher-dump's --json summary DIR/logits.json and, when present, the stage
-# timings DIR/timings.tsv written by timed.sh. Prints the table, one line on
+# timings DIR/timings.tsv written by timed.sh and the distilled student's
+# ONNX export DIR/student-kd.onnx (seg-export). Prints the table, one line on
 # whether the teacher beat the plain student and whether distillation
 # helped, the cache figures and the timings.
 set -eu
@@ -104,6 +105,12 @@ if [ -r "$dir/logits.json" ]; then
         printf "teacher-dump: %d images (%d computed in the last run) at %.2f img/s; cache %.1f MB, %d bytes/image (records %d)\n",
                x["images"], x["computed"], x["images_per_s"], x["cache_bytes"] / 1e6,
                x["bytes_per_image"], x["record_bytes_per_image"] }'
+fi
+
+# The distilled student as ONNX (seg-export; absent when it is not built).
+if [ -r "$dir/student-kd.onnx" ]; then
+    wc -c <"$dir/student-kd.onnx" | awk -v f="$dir/student-kd.onnx" '{
+        printf "ONNX: %s (the distilled student for ONNX runtimes, seg-export: opset 13, BatchNorm folded, %.1f MB)\n", f, $1 / 1e6 }'
 fi
 
 if [ -r "$dir/timings.tsv" ]; then

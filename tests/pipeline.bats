@@ -50,6 +50,13 @@ runs() { wc -l <"$OUT/timings.tsv"; }
     done
     # Checkpoint dirs go once the model is written; no partial cache is left.
     [ ! -e "$OUT/teacher.ckpt" ] && [ ! -e "$OUT/logits-partial.lmdb" ]
+    # The distilled student as ONNX, when seg-export is built.
+    if [ -x "$PSPKD_BIN/seg-export" ]; then
+        [ -s "$OUT/student-kd.onnx" ] || fail "missing student-kd.onnx"
+        assert_line --regexp "^ONNX: $OUT/student-kd.onnx \(the distilled student for ONNX runtimes, seg-export: opset 13, BatchNorm folded, [0-9.]+ MB\)\$"
+        assert_line "ONNX: $OUT/student-kd.onnx (the distilled student, seg-export(1))"
+        [ ! -e "$OUT/student-kd.frozen.tmp" ]
+    fi
     if gnuplot --version 2>/dev/null | grep -q "^gnuplot [0-9]"; then [ -s "$OUT/plots/loss.png" ]; fi
     n=$(runs)
 
@@ -62,7 +69,11 @@ runs() { wc -l <"$OUT/timings.tsv"; }
     run make -s -C "$ROOT/pipelines" demo "${TOY[@]}"
     assert_success
     run sh -c "tail -n +$((n + 1)) '$OUT/timings.tsv' | cut -f1 | sort"
-    assert_output $'eval-student-kd\npredict-student-kd\nstudent-kd'
+    if [ -x "$PSPKD_BIN/seg-export" ]; then
+        assert_output $'eval-student-kd\nexport-student-kd\nfreeze-student-kd\npredict-student-kd\nstudent-kd'
+    else
+        assert_output $'eval-student-kd\npredict-student-kd\nstudent-kd'
+    fi
 
     # model-stats on the demo's models.
     # The constants were checked against pk_model_num_params's tensors and
@@ -79,6 +90,20 @@ runs() { wc -l <"$OUT/timings.tsv"; }
     assert_failure 2
     run "$ROOT/scripts/model-stats" "$OUT/teacher.csv"
     assert_failure 1
+}
+
+@test "demo: without seg-export (no protobuf-c) it runs and says the ONNX file is not written" {
+    local bin="$BATS_TEST_TMPDIR/bin"
+    mkdir "$bin"
+    for t in "$PSPKD_BIN"/*; do
+        [ "$(basename "$t")" = seg-export ] || ln -s "$t" "$bin/"
+    done
+    run make -s -C "$ROOT/pipelines" demo "${TOY[@]}" BIN="$bin" T_ARCH=resnet18
+    assert_success
+    assert_line --regexp '^student, KD +resnet18 '
+    assert_line "ONNX: not written (seg-export is not built: it needs libprotobuf-c-dev and protobuf-c-compiler)"
+    refute_output --partial "ONNX: $OUT"
+    [ ! -e "$OUT/student-kd.onnx" ]
 }
 
 @test "demo: a teacher interrupted after a checkpoint resumes from it" {

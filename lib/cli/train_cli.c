@@ -308,8 +308,18 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
         goto out;
     if (o->zero_residual)
         pk_model_zero_residual(m);
-    if (o->init && pk_load_imagenet(m, o->init, &e))
-        goto out;
+    if (o->init) {
+        pk_imagenet_report rep;
+        if (pk_load_imagenet_report(m, o->init, &rep, &e))
+            goto out;
+        if (!o->quiet)
+            fprintf(stderr,
+                    "%s: --init %s: loaded %d backbone tensors (%.2fM values); ignored %d "
+                    "(%s)%s; the heads keep their initialisation\n",
+                    o->tool, o->init, rep.loaded, rep.loaded_floats / 1e6, rep.ignored,
+                    rep.ignored ? rep.ignored_names : "none",
+                    rep.counters ? " and the BatchNorm counters" : "");
+    }
     if (open_teacher(o, ctx, &t, &e))
         goto out;
     int nl = o->batch, nu = 0;

@@ -42,4 +42,23 @@ int pk_ckpt_meta_set(pk_ckpt_meta *meta, const char *key, const char *value);
  * backbone tensor or a shape mismatch. */
 int pk_load_imagenet(pk_model *m, const char *path, pk_err *e);
 
+/* What an ImageNet load took and left: the backbone tensors loaded (and
+ * their floats), the file's tensors ignored by name (fc.*: listed in
+ * `ignored`, comma-separated, truncated with "..."), and the BatchNorm
+ * counters (num_batches_tracked) skipped. */
+typedef struct pk_imagenet_report {
+    int loaded;
+    size_t loaded_floats;
+    int ignored;
+    char ignored_names[160];
+    int counters;
+} pk_imagenet_report;
+
+/* pk_load_imagenet, filling rep (may be NULL). Before any tensor is read it
+ * refuses, naming the tensor, a file whose stem (torchvision's 7x7 conv1 or
+ * semseg's deep conv1..3) or block type (basic / bottleneck) is not the
+ * model's. */
+int pk_load_imagenet_report(pk_model *m, const char *path, pk_imagenet_report *rep,
+                            pk_err *e);
+
 #endif

@@ -65,10 +65,45 @@ static int known_name(const pk_model *m, const char *fname)
     return 0;
 }
 
+/* The file's stem and block type against the model's, so that a file for
+ * another ResNet is refused with what it is rather than with its first odd
+ * tensor. */
+static int check_kind(const pk_st_file *f, const pk_model *m, const char *path, pk_err *e)
+{
+    const pk_model_cfg *cfg = pk_model_config(m);
+    const pk_st_tensor *c1 = pk_st_find(f, "conv1.weight");
+    const char *arch = pk_arch_name(cfg->arch);
+    if (c1 && c1->ndim == 4) {
+        int file_deep = c1->shape[2] == 3;
+        if (file_deep != (cfg->stem == PK_STEM_DEEP)) {
+            char sh[64];
+            return pk_fail(e, PK_EFORMAT,
+                           "%s: tensor 'conv1.weight' has shape %s: %s, the %s model has the "
+                           "%s stem (--stem %s takes this file)",
+                           path, pk_shape_str(sh, sizeof sh, c1->ndim, c1->shape),
+                           file_deep ? "semseg's deep stem (conv1..3)" : "torchvision's 7x7 stem",
+                           arch, pk_stem_name(cfg->stem), file_deep ? "deep" : "7x7");
+        }
+    }
+    int file_bottleneck = pk_st_find(f, "layer1.0.conv3.weight") != NULL;
+    int model_bottleneck = cfg->arch == PK_ARCH_R50;
+    if (pk_st_find(f, "layer1.0.conv1.weight") && file_bottleneck != model_bottleneck)
+        return pk_fail(e, PK_EFORMAT,
+                       "%s: tensor 'layer1.0.conv3.weight' is %s: the file is a %s ResNet, "
+                       "the model a %s",
+                       path, file_bottleneck ? "present" : "absent",
+                       file_bottleneck ? "bottleneck (50/101/152)" : "basic-block (18/34)",
+                       arch);
+    return PK_OK;
+}
+
 static int check_file(const pk_st_file *f, const pk_model *m, const char *path, pk_err *e)
 {
     pk_stem stem = pk_model_config(m)->stem;
     char mapped[128];
+    int rc = check_kind(f, m, path, e);
+    if (rc)
+        return rc;
     for (int i = 0; i < pk_model_tensor_count(m); i++) {
         const pk_tensor_info *ti = pk_model_tensor(m, i);
         if (ti->head || ti->kind == PK_T_NUM_BATCHES ||
@@ -94,13 +129,47 @@ static int check_file(const pk_st_file *f, const pk_model *m, const char *path, 
     return PK_OK;
 }
 
+static void report_ignored(const pk_st_file *f, pk_imagenet_report *rep)
+{
+    size_t len = 0, cap = sizeof rep->ignored_names;
+    for (int i = 0; i < pk_st_count(f); i++) {
+        const char *name = pk_st_at(f, i)->name;
+        if (!ignored(name))
+            continue;
+        if (ends_with(name, "num_batches_tracked")) {
+            rep->counters++;
+            continue;
+        }
+        rep->ignored++;
+        size_t need = strlen(name) + (len ? 2 : 0);
+        if (len + need + 4 < cap) {
+            len += (size_t)snprintf(rep->ignored_names + len, cap - len, "%s%s",
+                                    len ? ", " : "", name);
+        } else if (len + 4 < cap && !ends_with(rep->ignored_names, "...")) {
+            len += (size_t)snprintf(rep->ignored_names + len, cap - len, "...");
+        }
+    }
+}
+
 int pk_load_imagenet(pk_model *m, const char *path, pk_err *e)
 {
+    return pk_load_imagenet_report(m, path, NULL, e);
+}
+
+int pk_load_imagenet_report(pk_model *m, const char *path, pk_imagenet_report *rep,
+                            pk_err *e)
+{
+    pk_imagenet_report local;
+    if (!rep)
+        rep = &local;
+    memset(rep, 0, sizeof *rep);
     pk_st_file *f = NULL;
     int rc = pk_st_open(&f, path, e);
     if (rc)
         return rc;
     rc = check_file(f, m, path, e);
+    if (!rc)
+        report_ignored(f, rep);
     size_t mx = pk_ckl_max_count(m);
     float *s1 = NULL, *s2 = NULL;
     if (!rc && (!(s1 = malloc(mx * sizeof(float))) || !(s2 = malloc(mx * sizeof(float)))))
@@ -114,6 +183,8 @@ int pk_load_imagenet(pk_model *m, const char *path, pk_err *e)
             continue;
         float *base = ti->kind == PK_T_PARAM ? pk_model_params(m) : pk_model_state(m);
         pk_ckl_write_tensor(m, base, ti, pk_st_find(f, mapped), s1, s2);
+        rep->loaded++;
+        rep->loaded_floats += ti->count;
     }
     pk_dev_sync(pk_model_ctx(m));
     free(s1);

@@ -4,9 +4,6 @@
 
 #include "core/rng.h"
 
-#define PK_BN_MOMENTUM 0.1f
-#define PK_BN_EPS 1e-5f
-
 float *pk_plan_ptr(const pk_model *m, const pk_plan *p, float *const *ext, int v)
 {
     if (v < 0)

@@ -12,6 +12,11 @@
 
 #include "model/pspnet.h"
 
+/* BatchNorm2d's defaults, as semseg uses them (the exporter folds with the
+ * same eps). */
+#define PK_BN_MOMENTUM 0.1f
+#define PK_BN_EPS 1e-5f
+
 /* Profile groups: where a node's time is booked. */
 enum pk_group {
     PK_G_STEM = 0,
