@@ -320,6 +320,24 @@ static int test_errors(void)
                          "no metadata record (not a pack, or an empty one)", 1);
     unlink(empty);
 
+    /* Checked before the file is mapped: no SIGBUS past the end, no LMDB
+     * assertion on a root page that is a meta page. */
+    const char *zero = path_in("zero.lmdb");
+    if (pk_file_write(zero, "", 0, &e) == PK_OK)
+        f += expect_fail("empty file", zero, PK_EFORMAT, "empty file (not a pack)", 1);
+    unlink(zero);
+    const char *cut = path_in("cut.lmdb");
+    static char big[3][9000];
+    const void *bigv[] = {big[0], big[1], big[2]};
+    const size_t bigl[] = {sizeof big[0], sizeof big[1], sizeof big[2]};
+    if (write_pack(cut, keys, bigv, bigl, 2) == 0) { /* overflow pages: > 3 pages */
+        PK_CHECK(f, truncate(cut, 3 * 4096) == 0, "truncate");
+        f += expect_fail("truncated", cut, PK_EFORMAT, "truncated (12288 bytes, its meta page", 1);
+        PK_CHECK(f, truncate(cut, 100) == 0, "truncate");
+        f += expect_fail("shorter than a meta page", cut, PK_EFORMAT, "truncated (100 bytes", 1);
+    }
+    unlink(cut);
+
     const char *lie = path_in("lie.lmdb");
     if (write_data_pack(lie, 2, 5) == 0)
         f += expect_fail("count mismatch", lie, PK_EFORMAT,

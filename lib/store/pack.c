@@ -44,7 +44,10 @@ static int open_env(pk_pack *p, pk_err *e)
                        strerror(errno));
     if (!S_ISREG(st.st_mode))
         return pk_fail(e, PK_EFORMAT, "%s: not a pack file (packs are single files)", p->path);
-    int rc = mdb_env_create(&p->env);
+    int rc = pk_lmdb_check_file(p->path, e); /* before mapping: no SIGBUS, no assertion */
+    if (rc)
+        return rc;
+    rc = mdb_env_create(&p->env);
     if (rc) {
         p->env = NULL;
         return pk_lmdb_fail(e, rc, "mdb_env_create");

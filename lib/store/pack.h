@@ -11,6 +11,10 @@
  * Errors, each with one wording, prefixed by the pack's path:
  *   missing file        PK_ENOTFOUND  "PATH: No such file or directory"
  *   not a regular file  PK_EFORMAT    "PATH: not a pack file (packs are single files)"
+ *   empty file          PK_EFORMAT    "PATH: empty file (not a pack)"
+ *   short file          PK_EFORMAT    "PATH: truncated (N bytes, its meta page says ...)"
+ *   bad meta page       PK_EFORMAT    "PATH: not an LMDB file or a damaged one (meta page
+ *                                     0: why)" / "PATH: damaged LMDB file (meta page 1: why)"
  *   not LMDB            PK_ELMDB      "PATH: MDB_INVALID: ..."
  *   no metadata record  PK_EFORMAT    "PATH: no metadata record (not a pack, or an empty one)"
  *   count mismatch      PK_EFORMAT    "PATH: metadata says N records, the pack holds M"

@@ -1,0 +1,104 @@
+#!/usr/bin/env bats
+# Bad input across the tools (issue #13): truncated and crafted LMDB files,
+# incomplete caches, non-finite numbers, outputs that are inputs or device
+# nodes, ids that leave a folder, two runs on one output, labels outside
+# the classes. Each refusal is one line "tool: ..." and a non-zero exit, with
+# no crash and nothing half-written.
+
+load common
+
+setup_file() {
+    export DATA="$BATS_FILE_TMPDIR"
+    synth "$DATA/voc" 6 2 21
+    pack "$DATA/voc" train "$DATA/train.lmdb"
+    pack "$DATA/voc" val "$DATA/val.lmdb"
+    tiny_model "$DATA/train.lmdb" "$DATA/teacher.safetensors" --augment none --iters 1 \
+        --seed 3 --freeze
+    "$PSPKD_BIN/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        -o "$DATA/logits.lmdb"
+}
+
+setup() {
+    B="$PSPKD_BIN"
+    D="$BATS_TEST_TMPDIR"
+    SD=("$B/student-distill" -q -b 2 --crop 33 --threads 1 --iters 1)
+}
+
+# poke FILE OFFSET BYTES: overwrite BYTES (printf escapes) at OFFSET.
+poke() {
+    printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# one_line_failure STATUS TOOL TEXT: the run failed with STATUS and printed
+# exactly one line, "TOOL: ...TEXT...".
+one_line_failure() {
+    assert_failure "$1"
+    [ "${#lines[@]}" = 1 ] || fail "expected one line, got: $output"
+    assert_line --index 0 --regexp "^$2: .*$3"
+}
+
+# ---- 1: truncated and empty LMDB files -----------------------------------
+
+@test "a truncated pack is refused by every reader, before it is mapped" {
+    head -c 20000 "$DATA/train.lmdb" > "$D/cut.lmdb"
+    run "$B/voc-show" check "$D/cut.lmdb"
+    one_line_failure 1 voc-show "cut.lmdb: truncated \\(20000 bytes, its meta page says"
+    run "$B/voc-show" list "$D/cut.lmdb"
+    one_line_failure 1 voc-show 'truncated'
+    run "$B/seg-eval" -q -t 1 -m "$DATA/teacher.safetensors" -d "$D/cut.lmdb" --base-size 48 \
+        --crop 33
+    one_line_failure 1 seg-eval 'truncated'
+    run "${SD[@]}" -d "$D/cut.lmdb" -l "$DATA/logits.lmdb" -o "$D/s.safetensors"
+    one_line_failure 1 student-distill 'truncated'
+    run "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$D/cut.lmdb" \
+        -o "$D/out.lmdb"
+    one_line_failure 1 teacher-dump 'truncated'
+    assert_no_temp "$D"
+    [ ! -e "$D/out.lmdb" ]
+}
+
+@test "a truncated logits cache is refused by student-distill and teacher-dump" {
+    head -c 20000 "$DATA/logits.lmdb" > "$D/cut.lmdb"
+    run "${SD[@]}" -d "$DATA/train.lmdb" -l "$D/cut.lmdb" -o "$D/s.safetensors"
+    one_line_failure 1 student-distill 'cut.lmdb: truncated'
+    cp "$D/cut.lmdb" "$D/resume.lmdb"
+    run "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        -o "$D/resume.lmdb"
+    one_line_failure 1 teacher-dump 'truncated'
+    assert_no_temp "$D"
+    cmp "$D/cut.lmdb" "$D/resume.lmdb"
+}
+
+@test "an empty file is named as empty, not 'Bad file descriptor'" {
+    : > "$D/zero.lmdb"
+    run "$B/voc-show" check "$D/zero.lmdb"
+    one_line_failure 1 voc-show 'zero.lmdb: empty file \(not a pack\)'
+    run "${SD[@]}" -d "$DATA/train.lmdb" -l "$D/zero.lmdb" -o "$D/s.safetensors"
+    one_line_failure 1 student-distill 'zero.lmdb: empty file'
+}
+
+# ---- 8: crafted meta pages ----------------------------------------------
+
+@test "a meta page whose root is a meta page is refused, not an LMDB assertion" {
+    cp "$DATA/train.lmdb" "$D/root0.lmdb"
+    # The main DB's root page number (8 bytes at 128 in each meta page).
+    poke "$D/root0.lmdb" 128 '\0\0\0\0\0\0\0\0'
+    poke "$D/root0.lmdb" $((4096 + 128)) '\0\0\0\0\0\0\0\0'
+    run "$B/voc-show" check "$D/root0.lmdb"
+    one_line_failure 1 voc-show 'root0.lmdb: .*meta page [01]: root page out of range'
+    run "$B/seg-eval" -q -t 1 -m "$DATA/teacher.safetensors" -d "$D/root0.lmdb"
+    one_line_failure 1 seg-eval 'root page out of range'
+}
+
+@test "a bad page size or last page is refused" {
+    cp "$DATA/train.lmdb" "$D/psize.lmdb"
+    poke "$D/psize.lmdb" 40 '\1\0\0\0'
+    run "$B/voc-show" check "$D/psize.lmdb"
+    one_line_failure 1 voc-show 'meta page 0: bad page size'
+    cp "$DATA/train.lmdb" "$D/last.lmdb"
+    # A huge last page in the newer meta page: the file is "truncated".
+    poke "$D/last.lmdb" 136 '\0\0\0\0\0\1\0\0'
+    poke "$D/last.lmdb" $((4096 + 136)) '\0\0\0\0\0\1\0\0'
+    run "$B/voc-show" check "$D/last.lmdb"
+    one_line_failure 1 voc-show 'last.lmdb: truncated'
+}
