@@ -102,3 +102,25 @@ one_line_failure() {
     run "$B/voc-show" check "$D/last.lmdb"
     one_line_failure 1 voc-show 'last.lmdb: truncated'
 }
+
+# ---- 2: "up to date" means complete and valid ----------------------------
+
+@test "teacher-dump recomputes a damaged record instead of calling the cache up to date" {
+    cp "$DATA/logits.lmdb" "$D/l.lmdb"
+    # Flip a byte of the first record's fp16 logits (past its 48-byte header
+    # and key): its CRC no longer matches.
+    local at
+    at=$(grep -obUa PKDL "$D/l.lmdb" | head -1 | cut -d: -f1)
+    poke "$D/l.lmdb" $((at + 120)) '\377'
+    run "$B/teacher-dump" -t 1 -q -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        -o "$D/l.lmdb"
+    assert_success
+    refute_output --partial 'up to date'
+    assert_output --partial 'computed 1, kept 5'
+    run "$B/teacher-dump" -t 1 -q -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        -o "$D/l.lmdb"
+    assert_success
+    assert_output --partial 'up to date'
+    run "${SD[@]}" -d "$DATA/train.lmdb" -l "$D/l.lmdb" -o "$D/s.safetensors"
+    assert_success
+}
