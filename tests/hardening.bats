@@ -124,3 +124,45 @@ one_line_failure() {
     run "${SD[@]}" -d "$DATA/train.lmdb" -l "$D/l.lmdb" -o "$D/s.safetensors"
     assert_success
 }
+
+# ---- 3: NaN and infinity -------------------------------------------------
+
+# nan_weight IN OUT: OUT is IN with its first data bytes a float NaN.
+nan_weight() {
+    cp "$1" "$2"
+    local n
+    n=$(od -An -t u8 -N8 "$2" | tr -d ' ')
+    poke "$2" $((8 + n)) '\377\377\377\377'
+}
+
+@test "a trainer stops at the first non-finite step: exit 1, no output, checkpoints kept" {
+    run "${SD[@]}" -d "$DATA/train.lmdb" --no-kd --iters 40 --ckpt-every 2 --lr 1000 \
+        -o "$D/s.safetensors" --log "$D/s.csv"
+    one_line_failure 1 student-distill \
+        'step [0-9]+: non-finite (loss|gradient norm) .*stopped without writing .*s.safetensors; the last good checkpoint is .*s.ckpt/step-'
+    [ ! -e "$D/s.safetensors" ]
+    ls "$D/s.ckpt"/step-*.safetensors
+    ! grep -qi nan "$D/s.csv"
+    run "$B/teacher-train" -q -d "$DATA/train.lmdb" --arch resnet18 -b 2 --crop 33 \
+        --threads 1 --iters 40 --lr 1000 -o "$D/t.safetensors"
+    one_line_failure 1 teacher-train 'step [0-9]+: non-finite'
+    [ ! -e "$D/t.safetensors" ]
+}
+
+@test "a model or checkpoint with a NaN weight is refused by every reader, naming the tensor" {
+    nan_weight "$DATA/teacher.safetensors" "$D/nan.safetensors"
+    run "$B/seg-eval" -q -t 1 -m "$D/nan.safetensors" -d "$DATA/val.lmdb" --base-size 48 \
+        --crop 33
+    one_line_failure 1 seg-eval "nan.safetensors: tensor '[^']+' holds a non-finite value"
+    run "$B/teacher-dump" -q -t 1 -m "$D/nan.safetensors" -d "$DATA/train.lmdb" -o "$D/l.lmdb"
+    one_line_failure 1 teacher-dump 'non-finite'
+    [ ! -e "$D/l.lmdb" ]
+    run "${SD[@]}" -d "$DATA/train.lmdb" --teacher "$D/nan.safetensors" -o "$D/s.safetensors"
+    one_line_failure 1 student-distill 'non-finite'
+    "${SD[@]}" -d "$DATA/train.lmdb" --no-kd --iters 2 --ckpt-every 1 -o "$D/r.safetensors"
+    nan_weight "$D/r.ckpt/step-00000001.safetensors" "$D/bad-step.safetensors"
+    run "${SD[@]}" -d "$DATA/train.lmdb" --no-kd --iters 3 --resume "$D/bad-step.safetensors" \
+        -o "$D/r2.safetensors"
+    one_line_failure 1 student-distill 'non-finite'
+    [ ! -e "$D/r2.safetensors" ]
+}

@@ -103,6 +103,16 @@ static void test_record(void)
         pk_put32(buf + len - 4, pk_crc32(buf, len - 4));
         rc = pk_logits_parse(&v, buf, len, &e);
         PK_CHECK(failures, rc == PK_EFORMAT && strstr(e.msg, "grid"), "bad grid: %s", e.msg);
+        buf[24] = (uint8_t)g.grid_w;
+        /* A NaN and an infinity behind a valid CRC (the last aux logit). */
+        const uint16_t nonfinite[] = {0x7e00, 0xfc00};
+        for (int j = 0; j < 2; j++) {
+            pk_put16(buf + len - 6, nonfinite[j]);
+            pk_put32(buf + len - 4, pk_crc32(buf, len - 4));
+            rc = pk_logits_parse(&v, buf, len, &e);
+            PK_CHECK(failures, rc == PK_EFORMAT && strstr(e.msg, "non-finite aux logit"),
+                     "non-finite logit %04x: %d %s", nonfinite[j], rc, e.msg);
+        }
         free(buf);
     }
     /* Encoder argument checks. */
@@ -112,6 +122,16 @@ static void test_record(void)
              "empty key accepted");
     PK_CHECK(failures, pk_logits_encode(&buf, &len, "x", &g, 0, m, a, &e) == PK_EINVAL,
              "0 classes accepted");
+    /* Non-finite or beyond fp16 logits are refused, naming the key. */
+    const float bad_values[] = {NAN, INFINITY, 1e6f};
+    for (int j = 0; j < 3; j++) {
+        float keep = m[3];
+        m[3] = bad_values[j];
+        int rc = pk_logits_encode(&buf, &len, "img7", &g, k, m, a, &e);
+        PK_CHECK(failures, rc == PK_EINVAL && strstr(e.msg, "img7") && strstr(e.msg, "not finite"),
+                 "logit %g encoded: %d %s", bad_values[j], rc, e.msg);
+        m[3] = keep;
+    }
     pk_logits_geom bad = g;
     bad.grid_w++;
     PK_CHECK(failures, pk_logits_encode(&buf, &len, "x", &bad, k, m, a, &e) == PK_EINVAL,

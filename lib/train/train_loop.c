@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -292,6 +293,26 @@ static void losses_kv(const run *r, const pk_losses *l, char *buf, size_t cap)
         snprintf(buf + n, cap - n, " lr=%.3g", l->lr);
 }
 
+/* Before the update: a non-finite loss or gradient norm stops the run (the
+ * weights are still those of the last step; the output is not written). */
+static int check_finite(run *r, const pk_losses *l, pk_err *e)
+{
+    double norm = 0.0;
+    int rc = isfinite(l->total) ? pk_model_grad_norm(r->m, &norm, e) : PK_OK;
+    if (rc)
+        return rc;
+    if (isfinite(l->total) && isfinite(norm))
+        return PK_OK;
+    char ck[4096];
+    long at;
+    pk_err ignore;
+    int have = pk_ckpt_dir_latest(r->ckpt_dir, ck, sizeof ck, &at, &ignore) == PK_OK;
+    return pk_fail(e, PK_EINVAL, "non-finite %s (%g); stopped without writing %s%s%s",
+                   isfinite(l->total) ? "gradient norm" : "loss",
+                   isfinite(l->total) ? norm : (double)l->total, r->o->output,
+                   have ? "; the last good checkpoint is " : "", have ? ck : "");
+}
+
 /* After step `step` completed: returns 1 when the run must stop now. */
 static int maybe_stop(run *r, long step, int ckpt_written, pk_train_result *res, pk_err *e,
                       int *rc)
@@ -346,9 +367,15 @@ static int loop(run *r, long start, pk_train_result *res, pk_err *e)
             rc = make_batch(r, &c, &b, e);
         pk_losses l;
         if (!rc)
-            rc = pk_model_train_step(r->m, &b, &r->cfg, it, &l, e);
-        if (rc)
+            rc = pk_model_forward_backward(r->m, &b, &r->cfg, it, &l, e);
+        if (!rc)
+            rc = check_finite(r, &l, e);
+        if (!rc)
+            l.lr = pk_model_sgd_step(r->m, &r->cfg, it);
+        if (rc) {
+            pk_progress_break(&r->prog);
             return pk_wrap(e, "step %ld", it + 1);
+        }
         pk_dev_sync(r->ctx);
         long step = it + 1;
         double dt = pk_now() - t0;
