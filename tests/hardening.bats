@@ -166,3 +166,62 @@ nan_weight() {
     one_line_failure 1 student-distill 'non-finite'
     [ ! -e "$D/r2.safetensors" ]
 }
+
+# ---- 4: an output that is an input, or not a regular file -----------------
+
+@test "trainers and teacher-dump refuse an output that is one of their inputs" {
+    cp "$DATA/train.lmdb" "$D/p.lmdb"
+    run "$B/teacher-train" -q -d "$D/p.lmdb" --arch resnet18 -b 2 --crop 33 --threads 1 \
+        --iters 1 -o "$D/p.lmdb"
+    one_line_failure 1 teacher-train 'p.lmdb is the same file as .*p.lmdb \(refusing to overwrite an input\)'
+    run "${SD[@]}" -d "$D/p.lmdb" --no-kd -o "$D/p.lmdb"
+    one_line_failure 1 student-distill 'same file'
+    ln "$D/p.lmdb" "$D/hard.lmdb"
+    run "${SD[@]}" -d "$D/p.lmdb" --no-kd -o "$D/x.safetensors" --log "$D/hard.lmdb"
+    one_line_failure 1 student-distill 'hard.lmdb is the same file as'
+    cmp "$D/p.lmdb" "$DATA/train.lmdb"
+    cp "$DATA/teacher.safetensors" "$D/t.safetensors"
+    run "$B/teacher-dump" -q -t 1 -m "$D/t.safetensors" -d "$DATA/train.lmdb" -o "$D/t.safetensors"
+    one_line_failure 1 teacher-dump 'same file'
+    cmp "$D/t.safetensors" "$DATA/teacher.safetensors"
+    run "$B/teacher-train" --freeze-only "$D/t.safetensors" -o "$D/t.safetensors"
+    one_line_failure 1 teacher-train 'same file'
+    assert_no_temp "$D"
+}
+
+@test "seg-predict refuses outputs that are inputs, and two inputs with one mask" {
+    mkdir -p "$D/a" "$D/b"
+    cp "$DATA/voc/JPEGImages/$(ls "$DATA/voc/JPEGImages" | head -1)" "$D/a/x.jpg"
+    cp "$D/a/x.jpg" "$D/b/x.jpg"
+    cp "$DATA/teacher.safetensors" "$D/m.safetensors"
+    run "$B/seg-predict" -q -t 1 -m "$D/m.safetensors" -o "$D/out" --logits "$D/m.safetensors" \
+        "$D/a/x.jpg"
+    one_line_failure 1 seg-predict 'm.safetensors is the same file as'
+    cmp "$D/m.safetensors" "$DATA/teacher.safetensors"
+    run "$B/seg-predict" -q -t 1 -m "$D/m.safetensors" -o "$D/out" "$D/a/x.jpg" "$D/b/x.jpg"
+    one_line_failure 1 seg-predict 'a/x.jpg and .*b/x.jpg would both write .*out/x.png'
+    [ ! -e "$D/out/x.png" ]
+    # A mask written over its own (PNG) input.
+    cp "$DATA/voc/SegmentationClass/$(ls "$DATA/voc/SegmentationClass" | head -1)" "$D/a/y.png"
+    run "$B/seg-predict" -q -t 1 -m "$D/m.safetensors" -o "$D/a" "$D/a/y.png"
+    one_line_failure 1 seg-predict 'y.png is the same file as'
+}
+
+@test "an output that is not a regular file is never replaced" {
+    mkfifo "$D/fifo"
+    run "$B/voc-pack" -q "$DATA/voc" --split train -o "$D/fifo" --force
+    one_line_failure 1 voc-pack 'fifo: not a regular file \(refusing to replace it\)'
+    [ -p "$D/fifo" ]
+    run "${SD[@]}" -d "$DATA/train.lmdb" --no-kd -o "$D/fifo"
+    one_line_failure 1 student-distill 'fifo: not a regular file'
+    [ -p "$D/fifo" ]
+    run "$B/teacher-dump" -q -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        -o "$D/fifo"
+    one_line_failure 1 teacher-dump 'not a regular file'
+    [ -p "$D/fifo" ]
+    run "$B/seg-predict" -q -t 1 -m "$DATA/teacher.safetensors" -o "$D" --logits "$D/fifo" \
+        "$DATA/voc/JPEGImages/$(ls "$DATA/voc/JPEGImages" | head -1)"
+    one_line_failure 1 seg-predict 'not a regular file'
+    [ -p "$D/fifo" ]
+    assert_no_temp "$D"
+}

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cli/tool_opts.h"
+#include "core/atomic_file.h"
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
 #include "store/pack.h"
@@ -402,6 +403,9 @@ int main(int argc, char **argv)
 
     pk_err e = {0, ""};
     int done = 0;
+    const char *in[] = {r.o.model, r.o.data};
+    if (pk_check_output(r.o.out, in, 2, &e))
+        return fail(&e);
     if (open_pack(&r, &e) || load_teacher(&r, &e) || open_existing(&r, &done, &e)) {
         cleanup(&r);
         return fail(&e);

@@ -1,6 +1,8 @@
 /* The trainers' shared command line and run: see train_cli.h. */
 #include "cli/train_cli.h"
 
+#include "core/atomic_file.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,6 +259,12 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
         return st;
     pk_err e = {0, ""};
     pk_meta meta;
+    const char *in[] = {o->data, o->val, o->init, o->resume, o->teacher, o->logits, o->log};
+    int nin = (int)(sizeof in / sizeof *in);
+    if (pk_check_output(o->output, in, nin, &e) ||
+        (o->log && pk_check_output(o->log, in, nin - 1, &e)) ||
+        (o->log && pk_check_output(o->log, &o->output, 1, &e)))
+        return fail(o->tool, &e);
     if (pk_pack_meta_read(o->data, &meta, &e))
         return fail(o->tool, &e);
     if (meta.count < 1) {
@@ -325,7 +333,8 @@ int pk_train_freeze_main(const char *tool, const char *in, const char *out, int 
     pk_model *m = NULL;
     pk_ckpt_meta meta;
     int status = 1;
-    if (!pk_ctx_create(&ctx, &co, &e) && !pk_checkpoint_load(&m, ctx, in, 0.0f, &meta, &e)) {
+    if (!pk_check_output(out, &in, 1, &e) && !pk_ctx_create(&ctx, &co, &e) &&
+        !pk_checkpoint_load(&m, ctx, in, 0.0f, &meta, &e)) {
         meta.frozen = 1;
         if (!pk_checkpoint_save(m, out, &meta, 0, &e))
             status = 0;

@@ -85,7 +85,9 @@ typedef struct pk_pack_writer pk_pack_writer;
 
 /* Creates "<path>.tmp.<pid>" and opens it for writing. Records are put in
  * batches of `batch` per transaction (0: 64). When `force` is 0 and path
- * exists, fails with PK_EIO ("exists (use --force)"). */
+ * exists, fails with PK_EIO ("exists (use --force)"). A path that exists
+ * and is not a regular file is never replaced (PK_EINVAL, as
+ * pk_check_output). */
 int pk_pack_writer_open(pk_pack_writer **w, const char *path, int batch, int force,
                         pk_err *e);
 /* Copies key/value into the current batch; commits the batch when full
