@@ -225,3 +225,36 @@ nan_weight() {
     [ -p "$D/fifo" ]
     assert_no_temp "$D"
 }
+
+# ---- 7: labels outside the classes, records that disagree with the pack id
+
+@test "a label >= classes is refused by the trainers and teacher-dump, naming the record" {
+    local H="$PSPKD_TEST_HELPERS/helper_pack"
+    "$H" "$D/good.lmdb" good
+    "$H" "$D/label.lmdb" label
+    run "$B/voc-show" check "$D/label.lmdb"
+    one_line_failure 1 voc-show 'record 00000002_rec2: label value 5 at \(4, 3\) with 2 classes'
+    run "$B/teacher-train" -q -d "$D/label.lmdb" --arch resnet18 -b 4 --crop 33 --threads 1 \
+        --iters 1 --augment none -o "$D/t.safetensors"
+    one_line_failure 1 teacher-train '00000002_rec2: label value 5 at \(4, 3\) with 2 classes'
+    [ ! -e "$D/t.safetensors" ]
+    run "${SD[@]}" -b 4 -d "$D/label.lmdb" --no-kd --augment none -o "$D/s.safetensors"
+    one_line_failure 1 student-distill '00000002_rec2: label value 5'
+    tiny_model "$D/good.lmdb" "$D/t2.safetensors" --augment none --iters 1 --freeze
+    run "$B/teacher-dump" -q -t 1 -m "$D/t2.safetensors" -d "$D/label.lmdb" -o "$D/l.lmdb"
+    one_line_failure 1 teacher-dump '00000002_rec2: label value 5'
+    [ ! -e "$D/l.lmdb" ]
+    assert_no_temp "$D"
+}
+
+@test "a pack whose records disagree with its pack id is refused by every reader" {
+    "$PSPKD_TEST_HELPERS/helper_pack" "$D/id.lmdb" packid
+    local msg='id.lmdb: the records give pack id [0-9a-f]{16}, the metadata says [0-9a-f]{16}'
+    run "$B/voc-show" list "$D/id.lmdb"
+    one_line_failure 1 voc-show "$msg"
+    run "$B/teacher-train" -q -d "$D/id.lmdb" --arch resnet18 -b 4 --crop 33 --threads 1 \
+        --iters 1 -o "$D/t.safetensors"
+    one_line_failure 1 teacher-train "$msg"
+    run "$B/seg-eval" -q -t 1 -m "$DATA/teacher.safetensors" -d "$D/id.lmdb"
+    one_line_failure 1 seg-eval "$msg"
+}

@@ -221,9 +221,10 @@ static const char *keys[3] = {"00000000_a", "00000001_b", "00000002_c"};
 static const int mixed_sizes[3][2] = {{9, 9}, {20, 13}, {33, 40}};
 static const int (*sizes)[2] = mixed_sizes;
 
-/* A pack with 3 small records (of `sizes`) and pack id `pack_id`, classes 4. */
-static void write_pack(const char *path, uint64_t pack_id)
+/* A pack with 3 small records (of `sizes`), classes 4; returns its pack id. */
+static uint64_t write_pack(const char *path)
 {
+    uint64_t pack_id = PK_PACK_ID_INIT;
     pk_err e = {0};
     pk_pack_writer *w;
     if (pk_pack_writer_open(&w, path, 0, 1, &e))
@@ -237,6 +238,7 @@ static void write_pack(const char *path, uint64_t pack_id)
                              (size_t)wd * ht * 3, lbl, &e))
             abort();
         put_or_die(w, keys[i], rec, len);
+        pk_pack_id_add(&pack_id, keys[i], pk_get32(rec + len - 4));
         free(rec);
         free(rgb);
         free(lbl);
@@ -257,6 +259,7 @@ static void write_pack(const char *path, uint64_t pack_id)
     free(buf);
     if (pk_pack_writer_finish(w, &e))
         abort();
+    return pack_id;
 }
 
 /* A cache for the pack above holding the first `nkeys` keys. */
@@ -307,10 +310,10 @@ static void test_cache(void)
     snprintf(full, sizeof full, "%s/full.lmdb", dir);
     snprintf(part, sizeof part, "%s/part.lmdb", dir);
     snprintf(other, sizeof other, "%s/other.lmdb", dir);
-    write_pack(pack, 42);
-    write_cache(full, 3, 42);
-    write_cache(part, 2, 42);
-    write_cache(other, 3, 43);
+    uint64_t id = write_pack(pack);
+    write_cache(full, 3, id);
+    write_cache(part, 2, id);
+    write_cache(other, 3, id + 1);
 
     pk_logits_cache *c = NULL;
     int rc = pk_logits_cache_open(&c, full, &e);
@@ -383,8 +386,8 @@ static void test_loader_planes(void)
     snprintf(pack, sizeof pack, "%s/lpack.lmdb", dir);
     snprintf(cache, sizeof cache, "%s/lcache.lmdb", dir);
     sizes = same;
-    write_pack(pack, 7);
-    write_cache(cache, 3, 7);
+    uint64_t id = write_pack(pack);
+    write_cache(cache, 3, id);
     sizes = mixed_sizes;
     pk_logits_cache *c = NULL;
     if (pk_logits_cache_open(&c, cache, &e)) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/le_bytes.h"
 #include "data/image.h"
 #include "store/pack.h"
 #include "store/pack_meta.h"
@@ -69,6 +70,8 @@ static int write_data_pack(const char *path, int n, int claim)
         if (!rc)
             rc = pk_record_encode(&bufs[i], &lens[i], id, 4, 3, PK_IMG_RGB8, rgb, sizeof rgb,
                                   lab, &e);
+        if (!rc)
+            pk_pack_id_add(&m->pack_id, keys[i], pk_get32(bufs[i] + lens[i] - 4));
         vp[i] = bufs[i];
     }
     kp[n] = PK_META_KEY;

@@ -183,6 +183,8 @@ static int data_record(struct run *r, int i, pk_record_view *rec, pk_err *e)
     int rc = pk_pack_get(r->pack, i, &dv, &dlen, e);
     if (!rc)
         rc = pk_record_parse(rec, dv, dlen, e);
+    if (!rc)
+        rc = pk_record_check_labels(rec, r->meta.classes, e);
     if (rc)
         pk_wrap(e, "%s: %s", r->o.data, pk_pack_key(r->pack, i));
     return rc;

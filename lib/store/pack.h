@@ -18,7 +18,9 @@
  *   not LMDB            PK_ELMDB      "PATH: MDB_INVALID: ..."
  *   no metadata record  PK_EFORMAT    "PATH: no metadata record (not a pack, or an empty one)"
  *   count mismatch      PK_EFORMAT    "PATH: metadata says N records, the pack holds M"
- *   no images           PK_EFORMAT    "PATH: the pack holds no images" (data packs) */
+ *   no images           PK_EFORMAT    "PATH: the pack holds no images" (data packs)
+ *   pack id mismatch    PK_EFORMAT    "PATH: the records give pack id X, the metadata
+ *                                     says Y (records changed after packing)" (data packs) */
 #ifndef PSPKD_PACK_H
 #define PSPKD_PACK_H
 
@@ -31,8 +33,8 @@ typedef struct pk_pack pk_pack;
 
 /* Opens a data pack read-only: its record keys (every key but
  * PK_META_KEY, in key order), its metadata decoded with pk_meta_decode,
- * the metadata's count checked against the records, and at least one
- * record. */
+ * the metadata's count checked against the records, at least one record,
+ * and the pack id recomputed from the keys and the records' stored CRCs. */
 int pk_pack_open(pk_pack **out, const char *path, pk_err *e);
 /* The same for any pack-shaped file (the logits cache): the metadata
  * record must be present, but is left to the caller to decode

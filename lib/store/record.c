@@ -229,6 +229,17 @@ int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
     return PK_OK;
 }
 
+int pk_record_check_labels(const pk_record_view *v, int classes, pk_err *e)
+{
+    size_t n = (size_t)v->hdr.width * v->hdr.height;
+    for (size_t i = 0; i < n; i++)
+        if (v->label[i] >= classes && v->label[i] != PK_IGNORE_LABEL)
+            return pk_fail(e, PK_EFORMAT, "label value %u at (%zu, %zu) with %d classes",
+                           v->label[i], i % (size_t)v->hdr.width, i / (size_t)v->hdr.width,
+                           classes);
+    return PK_OK;
+}
+
 void pk_pack_id_add(uint64_t *id, const char *key, uint32_t record_crc)
 {
     uint32_t kc = pk_crc32((const uint8_t *)key, strlen(key));

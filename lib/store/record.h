@@ -64,6 +64,9 @@ int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int 
  * fills v with pointers into data. Any defect is PK_EFORMAT with a message. */
 int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e);
 
+/* PK_EFORMAT "label value V at (x, y) with K classes" unless every label
+ * of v is < classes or PK_IGNORE_LABEL. */
+int pk_record_check_labels(const pk_record_view *v, int classes, pk_err *e);
 /* The record's image as RGB8: allocates im->px (w*h*3), decoding the JPEG
  * when stored as JPEG (PK_EFORMAT if it decodes to a different size). */
 int pk_record_image(pk_image *im, const pk_record_view *v, pk_err *e);
