@@ -24,6 +24,11 @@ setup() {
     SD=("$B/student-distill" -q -b 2 --crop 33 --threads 1 --iters 1)
 }
 
+# A background run a failed test leaves behind.
+teardown() {
+    [ -z "${BG_PID:-}" ] || kill "$BG_PID" 2>/dev/null || true
+}
+
 # poke FILE OFFSET BYTES: overwrite BYTES (printf escapes) at OFFSET.
 poke() {
     printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
@@ -257,4 +262,33 @@ nan_weight() {
     one_line_failure 1 teacher-train "$msg"
     run "$B/seg-eval" -q -t 1 -m "$DATA/teacher.safetensors" -d "$D/id.lmdb"
     one_line_failure 1 seg-eval "$msg"
+}
+
+# ---- 6: one run per output, log and checkpoint directory -----------------
+
+@test "a second trainer on the same output, log or checkpoint directory fails at once" {
+    "${SD[@]}" -d "$DATA/train.lmdb" --no-kd --iters 100000 --log "$D/a.csv" \
+        -o "$D/a.safetensors" 2>/dev/null &
+    local pid=$!
+    BG_PID=$pid
+    for _ in $(seq 1 600); do
+        [ "$(grep -c '' "$D/a.csv" 2>/dev/null)" -ge 3 ] 2>/dev/null && break
+        sleep 0.05
+    done
+    run "${SD[@]}" -d "$DATA/train.lmdb" --no-kd -o "$D/a.safetensors" --ckpt-dir "$D/other.ckpt"
+    one_line_failure 1 student-distill 'a.safetensors is in use by another run \(.*a.safetensors.lock is locked\)'
+    run "$B/teacher-train" -q -d "$DATA/train.lmdb" --arch resnet18 -b 2 --crop 33 \
+        --threads 1 --iters 1 -o "$D/b.safetensors" --log "$D/a.csv"
+    one_line_failure 1 teacher-train 'a.csv is in use by another run'
+    run "${SD[@]}" -d "$DATA/train.lmdb" --no-kd -o "$D/c.safetensors" --ckpt-dir "$D/a.ckpt"
+    one_line_failure 1 student-distill 'a.ckpt is in use by another run'
+    kill -TERM "$pid"
+    local st=0
+    wait "$pid" || st=$?
+    [ "$st" = 143 ]
+    [ ! -e "$D/a.safetensors.lock" ] && [ ! -e "$D/a.csv.lock" ]
+    # Free again: the next run takes the locks.
+    run "${SD[@]}" -d "$DATA/train.lmdb" --no-kd --iters 1 -o "$D/c.safetensors" \
+        --ckpt-dir "$D/a.ckpt"
+    assert_success
 }

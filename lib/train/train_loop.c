@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/run_lock.h"
 #include "model/checkpoint.h"
 #include "store/pack_meta.h"
 #include "cli/progress.h"
@@ -51,6 +52,7 @@ typedef struct run {
     float *d_image, *t_main, *t_aux, *h_main, *h_aux;
     uint8_t *d_label, *d_valid;
     size_t px; /* n*h*w of the allocated staging */
+    pk_run_lock locks[3]; /* OUTPUT.lock, LOG.lock, CKPT_DIR/lock */
 } run;
 
 static void say(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -435,6 +437,27 @@ static int default_ckpt_dir(run *r, pk_err *e)
     return PK_OK;
 }
 
+/* One run per output, log and checkpoint directory: the output's and the
+ * log's lock files sit beside them (removed at the end), the checkpoint
+ * directory's inside it (created here when missing; its parent must
+ * exist). */
+static int take_locks(run *r, pk_err *e)
+{
+    const char *what[2] = {r->o->output, r->o->log};
+    char path[4200];
+    for (int i = 0; i < 2; i++) {
+        if (!what[i])
+            continue;
+        snprintf(path, sizeof path, "%s.lock", what[i]);
+        if (pk_run_lock_take(&r->locks[i], path, what[i], 1, e))
+            return e->code;
+    }
+    if (mkdir(r->ckpt_dir, 0777) != 0 && errno != EEXIST)
+        return pk_fail(e, PK_EIO, "%s: cannot create: %s", r->ckpt_dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/lock", r->ckpt_dir);
+    return pk_run_lock_take(&r->locks[2], path, r->ckpt_dir, 0, e);
+}
+
 static int setup(run *r, long *start, pk_err *e)
 {
     const pk_train_opts *o = r->o;
@@ -457,6 +480,8 @@ static int setup(run *r, long *start, pk_err *e)
         r->cfg.kd_weight = r->cfg.auxkd_weight = 0.0f;
     r->ckpt_dir = o->ckpt_dir;
     if (!r->ckpt_dir && (rc = default_ckpt_dir(r, e)))
+        return rc;
+    if ((rc = take_locks(r, e)))
         return rc;
     if (o->resume && (rc = resume(r, start, e)))
         return rc;
@@ -496,7 +521,8 @@ int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
                  pk_stop_fn *stop, void *stop_ctx, pk_train_result *res, pk_err *e)
 {
     memset(res, 0, sizeof *res);
-    run r = {.m = m, .o = o, .t = t, .stop = stop, .stop_ctx = stop_ctx, .ctx = pk_model_ctx(m)};
+    run r = {.m = m, .o = o, .t = t, .stop = stop, .stop_ctx = stop_ctx, .ctx = pk_model_ctx(m),
+             .locks = {PK_RUN_LOCK_NONE, PK_RUN_LOCK_NONE, PK_RUN_LOCK_NONE}};
     r.on_cpu = pk_ctx_device(r.ctx) == PK_DEV_CPU;
     r.K = pk_model_config(m)->classes;
     pk_progress_init(&r.prog, 0, o->tool, stderr);
@@ -519,5 +545,7 @@ int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
     pk_train_data_close(r.data);
     pk_val_close(r.val);
     free_staging(&r);
+    for (int i = 2; i >= 0; i--)
+        pk_run_lock_release(&r.locks[i]);
     return rc;
 }
