@@ -292,3 +292,39 @@ nan_weight() {
         --ckpt-dir "$D/a.ckpt"
     assert_success
 }
+
+# ---- 5: ids that leave a folder ------------------------------------------
+
+@test "voc-pack refuses ids with '/', '..' or control characters, naming the line" {
+    local R="$D/r/a/b/c" id
+    mkdir -p "$R/JPEGImages" "$R/SegmentationClass"
+    id=$(ls "$DATA/voc/JPEGImages" | head -1)
+    id=${id%.jpg}
+    cp "$DATA/voc/JPEGImages/$id.jpg" "$D/r/a/evil.jpg"
+    cp "$DATA/voc/SegmentationClass/$id.png" "$D/r/a/evil.png"
+    cp "$DATA/voc/JPEGImages/$id.jpg" "$R/JPEGImages/ok.jpg"
+    cp "$DATA/voc/SegmentationClass/$id.png" "$R/SegmentationClass/ok.png"
+    printf 'ok\n../../../evil\n' > "$D/list.txt"
+    run "$B/voc-pack" -q "$R" --list "$D/list.txt" -o "$D/p.lmdb"
+    one_line_failure 1 voc-pack "list.txt:2: id '../../../evil' holds a '/'"
+    [ ! -e "$D/p.lmdb" ]
+    printf 'ok\n..\n' > "$D/list.txt"
+    run "$B/voc-pack" -q "$R" --list "$D/list.txt" -o "$D/p.lmdb"
+    one_line_failure 1 voc-pack "list.txt:2: id '..' holds '..'"
+    printf 'ok\nx\001y\n' > "$D/list.txt"
+    run "$B/voc-pack" -q "$R" --list "$D/list.txt" -o "$D/p.lmdb"
+    one_line_failure 1 voc-pack 'list.txt:2: id .* holds a control character'
+    [ ! -e "$D/p.lmdb" ] && [ ! -e "$D/evil.jpg" ]
+}
+
+# ---- 10: smaller defects --------------------------------------------------
+
+@test "voc-pack refuses an id listed twice, naming the id and both lines" {
+    local id
+    id=$(ls "$DATA/voc/JPEGImages" | head -1)
+    id=${id%.jpg}
+    printf '%s\n%s\n' "$id" "$id" > "$D/list.txt"
+    run "$B/voc-pack" -q "$DATA/voc" --list "$D/list.txt" -o "$D/p.lmdb"
+    one_line_failure 1 voc-pack "list.txt:2: id '$id' is listed again \\(first on line 1\\)"
+    [ ! -e "$D/p.lmdb" ]
+}

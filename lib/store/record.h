@@ -53,6 +53,11 @@ typedef struct pk_record_view {
     const uint8_t *label; /* hdr.label_bytes == w*h indices (< classes or 255) */
 } pk_record_view;
 
+/* Why id cannot name a record, or NULL when it can: 1..PK_RECORD_ID_MAX
+ * bytes, no control characters, no '/' and no "..", so that an id used as a
+ * file name (voc-show extract, seg-eval --save-dir) stays inside its
+ * folder. pk_record_encode and pk_record_parse refuse such ids. */
+const char *pk_record_id_problem(const char *id);
 /* Encodes one record into a malloc'd buffer (*out owned by the caller).
  * image: w*h*3 RGB8 bytes (image_enc PK_IMG_RGB8) or a JPEG file's bytes
  * (PK_IMG_JPEG, image_bytes its length); label: w*h indices. */
