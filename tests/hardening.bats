@@ -328,3 +328,27 @@ nan_weight() {
     one_line_failure 1 voc-pack "list.txt:2: id '$id' is listed again \\(first on line 1\\)"
     [ ! -e "$D/p.lmdb" ]
 }
+
+# ---- 9: images that claim a huge size ------------------------------------
+
+@test "a PNG that claims 20000x20000 is refused from its header, before decoding" {
+    local id
+    id=$(ls "$DATA/voc/JPEGImages" | head -1)
+    id=${id%.jpg}
+    mkdir -p "$D/voc/JPEGImages" "$D/voc/SegmentationClass"
+    cp "$DATA/voc/JPEGImages/$id.jpg" "$D/voc/JPEGImages/"
+    "$PSPKD_TEST_HELPERS/helper_png_size" "$DATA/voc/SegmentationClass/$id.png" \
+        "$D/voc/SegmentationClass/$id.png" 20000 20000
+    echo "$id" > "$D/list.txt"
+    run "$B/voc-pack" -q "$D/voc" --list "$D/list.txt" -o "$D/p.lmdb"
+    one_line_failure 1 voc-pack "$id.png: label 20000x20000 but image [0-9]+x[0-9]+\$"
+    "$PSPKD_TEST_HELPERS/helper_png_size" "$DATA/voc/SegmentationClass/$id.png" \
+        "$D/big.png" 20000 20000
+    run "$B/seg-predict" -q -t 1 -m "$DATA/teacher.safetensors" -o "$D/out" "$D/big.png"
+    one_line_failure 1 seg-predict 'big.png: image of 20000x20000 exceeds the limit \(65535 per side, 67108864 pixels\)'
+    # Under the limit but wrong data: still the decoder's own error.
+    "$PSPKD_TEST_HELPERS/helper_png_size" "$DATA/voc/SegmentationClass/$id.png" \
+        "$D/odd.png" 3000 3000
+    run "$B/seg-predict" -q -t 1 -m "$DATA/teacher.safetensors" -o "$D/out" "$D/odd.png"
+    one_line_failure 1 seg-predict 'odd.png: .*corrupt PNG'
+}
