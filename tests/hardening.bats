@@ -352,3 +352,19 @@ nan_weight() {
     run "$B/seg-predict" -q -t 1 -m "$DATA/teacher.safetensors" -o "$D/out" "$D/odd.png"
     one_line_failure 1 seg-predict 'odd.png: .*corrupt PNG'
 }
+
+@test "--momentum is in [0, 1); --temperature errors name the option; PSPKD_CONV is checked" {
+    local a
+    for a in 1 1.0 1000 -0.1 x; do
+        assert_usage_error "$B/teacher-train" '--momentum takes a number in [0, 1)' \
+            -d x -o y --momentum "$a"
+    done
+    assert_usage_error "$B/student-distill" '--T (--temperature) takes a number in 0.01..1000' \
+        -d x -o y --no-kd --temperature abc
+    run env PSPKD_CONV=fast "$B/seg-eval" -q -t 1 -m "$DATA/teacher.safetensors" \
+        -d "$DATA/val.lmdb" --base-size 48 --crop 33
+    one_line_failure 1 seg-eval 'PSPKD_CONV=fast: takes auto, direct or winograd'
+    run env PSPKD_CONV=auto "$B/seg-eval" -q -t 1 -m "$DATA/teacher.safetensors" \
+        -d "$DATA/val.lmdb" --base-size 48 --crop 33
+    assert_success
+}

@@ -147,7 +147,6 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg)
         {O_EPOCHS, 1, 100000, "--epochs takes 1..100000", .i = &o->epochs},
         {O_ROTATE, 0, 180, "--rotate takes 0..180 degrees", .f = &o->rotate},
         {O_LR, 0, 1000, "--lr takes a number in 0..1000", .f = &o->cfg.base_lr},
-        {O_MOMENTUM, 0, 1000, "--momentum takes a number in 0..1000", .f = &o->cfg.momentum},
         {O_WD, 0, 1000, "--weight-decay takes a number in 0..1000", .f = &o->cfg.weight_decay},
         {O_POWER, 0, 1000, "--power takes a number in 0..1000", .f = &o->cfg.power},
         {O_AUXW, 0, 1000, "--aux-weight takes a number in 0..1000", .f = &o->cfg.aux_weight},
@@ -169,6 +168,13 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg)
     case O_LOG: o->log = arg; break;
     case O_VAL: o->val = arg; break;
     case O_FREEZE: o->freeze = 1; break;
+    case O_MOMENTUM: { /* [0, 1): at 1 or more SGD's velocity never decays */
+        double d;
+        if (pk_parse_double(arg, 0.0, 1.0, &d) || d >= 1.0 || (float)d >= 1.0f)
+            return pk_usage_error(o->tool, "--momentum takes a number in [0, 1)");
+        o->cfg.momentum = (float)d;
+        break;
+    }
     case O_ZERO_RES: o->zero_residual = 1; break;
     case O_ARCH:
     case O_STEM:
