@@ -368,3 +368,54 @@ nan_weight() {
         -d "$DATA/val.lmdb" --base-size 48 --crop 33
     assert_success
 }
+
+@test "voc-synth leaves no partial tree when a write fails (file size limit)" {
+    run bash -c "ulimit -f 20; '$B/voc-synth' -q -o '$D/big' -n 3 --val 1 --size 400:400 --seed 1"
+    one_line_failure 1 voc-synth 'big/JPEGImages/synth_000000.jpg: write error: File too large'
+    [ ! -e "$D/big" ]
+    mkdir "$D/pre"
+    touch "$D/pre/keep"
+    run bash -c "ulimit -f 20; '$B/voc-synth' -q -o '$D/pre' -n 3 --val 1 --size 400:400 --force"
+    assert_failure 1
+    run ls -A "$D/pre"
+    assert_output keep
+}
+
+@test "teacher-dump says what it did when stopped early, not 'done N steps'" {
+    run "$B/teacher-dump" -t 1 -m "$DATA/teacher.safetensors" -d "$DATA/train.lmdb" \
+        -o "$D/l.lmdb" --limit 2
+    assert_success
+    refute_output --partial 'done 6 steps'
+    assert_output --partial 'computed 2, kept 0, missing 4'
+    synth "$D/voc" 40 0 9 --size 160:200
+    pack "$D/voc" train "$D/p.lmdb"
+    tiny_model "$D/p.lmdb" "$D/t.safetensors" --augment none --iters 1 --freeze
+    signal_after_rows INT "$D/err" 1 "$B/teacher-dump" -t 1 -m "$D/t.safetensors" \
+        -d "$D/p.lmdb" -o "$D/l2.lmdb" 2>"$D/err" >/dev/null
+    [ "$st" = 130 ]
+    run cat "$D/err"
+    refute_output --partial 'done 40 steps'
+    assert_line --regexp '^teacher-dump: interrupted: .*l2.lmdb holds [0-9]+ of 40 images; run again to resume$'
+}
+
+@test "an interrupt exits 128 + signal: seg-eval, voc-pack, voc-synth" {
+    synth "$D/voc" 0 12 4 --size 200:240
+    pack "$D/voc" val "$D/val.lmdb"
+    signal_after_rows INT "$D/err" 1 "$B/seg-eval" -t 1 -m "$DATA/teacher.safetensors" \
+        -d "$D/val.lmdb" 2>"$D/err" >/dev/null
+    [ "$st" = 130 ] || fail "seg-eval: status $st: $(cat "$D/err")"
+    grep -q '^seg-eval: interrupted after' "$D/err"
+    mkfifo "$D/list"
+    "$B/voc-pack" -q "$D/voc" --list "$D/list" -o "$D/p.lmdb" 2>"$D/err2" &
+    local pid=$!
+    sleep 0.5
+    kill -TERM "$pid"
+    st=0
+    wait "$pid" || st=$?
+    [ "$st" = 143 ] || fail "voc-pack: status $st: $(cat "$D/err2")"
+    [ ! -e "$D/p.lmdb" ]
+    signal_after_rows TERM "$D/v2/JPEGImages/synth_000003.jpg" 0 \
+        "$B/voc-synth" -q -o "$D/v2" -n 400 --size 300:400
+    [ "$st" = 143 ] || fail "voc-synth: status $st"
+    [ ! -e "$D/v2" ]
+}

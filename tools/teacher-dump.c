@@ -334,7 +334,7 @@ static int dump(struct run *r, pk_err *e)
             r->computed++;
             r->record_bytes += len;
         }
-        if (!r->o.quiet)
+        if (!r->o.quiet && !r->missing) /* once stopped, nothing more is done */
             pk_progress_update(&p, i + 1, NULL);
     }
     if (!rc)
@@ -344,8 +344,12 @@ static int dump(struct run *r, pk_err *e)
         pk_pack_writer_abort(w);
         return rc;
     }
-    if (!r->o.quiet)
-        pk_progress_finish(&p, r->computed + r->kept + r->missing, NULL);
+    /* "done N steps" only when every image is in; else the summary (and the
+     * interrupt message) say what was done. */
+    if (r->o.quiet || r->missing)
+        pk_progress_break(&p);
+    else
+        pk_progress_finish(&p, r->computed + r->kept, NULL);
     return pk_pack_writer_finish(w, e);
 }
 
