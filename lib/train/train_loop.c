@@ -448,13 +448,15 @@ static int take_locks(run *r, pk_err *e)
     for (int i = 0; i < 2; i++) {
         if (!what[i])
             continue;
-        snprintf(path, sizeof path, "%s.lock", what[i]);
+        if (snprintf(path, sizeof path, "%s.lock", what[i]) >= (int)sizeof path)
+            return pk_fail(e, PK_EINVAL, "%s: path too long", what[i]);
         if (pk_run_lock_take(&r->locks[i], path, what[i], 1, e))
             return e->code;
     }
     if (mkdir(r->ckpt_dir, 0777) != 0 && errno != EEXIST)
         return pk_fail(e, PK_EIO, "%s: cannot create: %s", r->ckpt_dir, strerror(errno));
-    snprintf(path, sizeof path, "%s/lock", r->ckpt_dir);
+    if (snprintf(path, sizeof path, "%s/lock", r->ckpt_dir) >= (int)sizeof path)
+        return pk_fail(e, PK_EINVAL, "%s: path too long", r->ckpt_dir);
     return pk_run_lock_take(&r->locks[2], path, r->ckpt_dir, 0, e);
 }
 
