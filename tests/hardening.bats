@@ -353,14 +353,18 @@ nan_weight() {
     one_line_failure 1 seg-predict 'odd.png: .*corrupt PNG'
 }
 
-@test "--momentum is in [0, 1); --temperature errors name the option; PSPKD_CONV is checked" {
+@test "--momentum is in [0, 1); the loss options' errors name the option; PSPKD_CONV is checked" {
     local a
     for a in 1 1.0 1000 -0.1 x; do
         assert_usage_error "$B/teacher-train" '--momentum takes a number in [0, 1)' \
             -d x -o y --momentum "$a"
     done
-    assert_usage_error "$B/student-distill" '--T (--temperature) takes a number in 0.01..1000' \
-        -d x -o y --no-kd --temperature abc
+    local o
+    for o in --T --temperature --kd-weight --ce-weight --aux-kd-weight; do
+        run "$B/student-distill" -d x -o y --no-kd "$o" abc
+        assert_failure 2
+        assert_line --index 0 --regexp "^student-distill: --(T|kd-weight|ce-weight|aux-kd-weight) takes a number in "
+    done
     run env PSPKD_CONV=fast "$B/seg-eval" -q -t 1 -m "$DATA/teacher.safetensors" \
         -d "$DATA/val.lmdb" --base-size 48 --crop 33
     one_line_failure 1 seg-eval 'PSPKD_CONV=fast: takes auto, direct or winograd'

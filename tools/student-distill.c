@@ -92,7 +92,7 @@ static int option(void *ctx, int c, const char *arg)
 {
     struct args *a = ctx;
     const pk_num_opt nums[] = {
-        {O_T, 0.01, 1000, "--T (--temperature) takes a number in 0.01..1000", .d = &a->T},
+        {O_T, 0.01, 1000, "--T takes a number in 0.01..1000", .d = &a->T},
         {O_KDW, 0, 1000, "--kd-weight takes a number in 0..1000", .d = &a->kd_weight},
         {O_CEW, 0, 1000, "--ce-weight takes a number in 0..1000", .d = &a->ce_weight},
         {O_AUXKDW, 0, 1000, "--aux-kd-weight takes a number in 0..1000", .d = &a->auxkd_weight},

@@ -52,7 +52,7 @@ typedef struct run {
     float *d_image, *t_main, *t_aux, *h_main, *h_aux;
     uint8_t *d_label, *d_valid;
     size_t px; /* n*h*w of the allocated staging */
-    pk_run_lock locks[3]; /* OUTPUT.lock, LOG.lock, CKPT_DIR/lock */
+    pk_run_lock locks[3]; /* OUTPUT.lock, LOG.lock, CKPT_DIR/.lock */
 } run;
 
 static void say(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -455,7 +455,7 @@ static int take_locks(run *r, pk_err *e)
     }
     if (mkdir(r->ckpt_dir, 0777) != 0 && errno != EEXIST)
         return pk_fail(e, PK_EIO, "%s: cannot create: %s", r->ckpt_dir, strerror(errno));
-    if (snprintf(path, sizeof path, "%s/lock", r->ckpt_dir) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/.lock", r->ckpt_dir) >= (int)sizeof path)
         return pk_fail(e, PK_EINVAL, "%s: path too long", r->ckpt_dir);
     return pk_run_lock_take(&r->locks[2], path, r->ckpt_dir, 0, e);
 }

@@ -26,7 +26,7 @@
  * output is not written.
  *
  * Locks: a run holds exclusive flocks on OUTPUT.lock and LOG.lock (beside
- * them, removed at the end) and on CKPT_DIR/lock (the directory is created
+ * them, removed at the end) and on CKPT_DIR/.lock (the directory is created
  * when missing), so a second run on any of them fails at once
  * (core/run_lock.h). */
 #ifndef PSPKD_TRAIN_LOOP_H
