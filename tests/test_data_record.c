@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/le_bytes.h"
 #include "data/image.h"
 #include "data/palette.h"
 #include "store/record.h"
@@ -268,6 +269,45 @@ static int test_meta(void)
     return f;
 }
 
+/* Ids that would leave a folder when used as a file name: refused by the
+ * encoder, and by the parser behind a valid CRC. */
+static int test_record_ids(void)
+{
+    int f = 0;
+    pk_err e = {0, ""};
+    uint8_t rgb[2 * 2 * 3] = {0}, lab[4] = {0};
+    const char *bad[] = {"../../../evil", "a/b", "..", "x\ty", "a..b"};
+    for (int i = 0; i < 5; i++) {
+        const char *id = bad[i];
+        uint8_t *buf = NULL;
+        size_t len;
+        PK_CHECK(f, pk_record_encode(&buf, &len, id, 2, 2, PK_IMG_RGB8, rgb, sizeof rgb, lab,
+                                     &e) == PK_EINVAL && pk_record_id_problem(id),
+                 "id '%s' encoded", bad[i]);
+        free(buf);
+    }
+    PK_CHECK(f, !pk_record_id_problem("2007_000032") && !pk_record_id_problem(".hidden.x"),
+             "a good id refused");
+    /* Same length ids, patched in after encoding. */
+    const char *patched[] = {"a/b", "..."};
+    for (int i = 0; i < 2; i++) {
+        uint8_t *buf = NULL;
+        size_t len;
+        pk_record_view v;
+        if (pk_record_encode(&buf, &len, "abc", 2, 2, PK_IMG_RGB8, rgb, sizeof rgb, lab, &e)) {
+            f++;
+            continue;
+        }
+        memcpy(buf + 36, patched[i], 3);
+        pk_put32(buf + len - 4, pk_crc32(buf, len - 4));
+        int rc = pk_record_parse(&v, buf, len, &e);
+        PK_CHECK(f, rc == PK_EFORMAT && strstr(e.msg, "bad record id"), "parsed id '%s': %s",
+                 patched[i], e.msg);
+        free(buf);
+    }
+    return f;
+}
+
 int main(void)
 {
     if (!mkdtemp(g_dir)) {
@@ -280,6 +320,7 @@ int main(void)
     f += test_record(PK_IMG_RGB8);
     f += test_record(PK_IMG_JPEG);
     f += test_meta();
+    f += test_record_ids();
     const char *names[] = {"l.png", "rgb.png", "rgb2.png", "g.png"};
     for (int i = 0; i < 4; i++)
         unlink(path_in(names[i]));

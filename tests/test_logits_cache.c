@@ -103,6 +103,16 @@ static void test_record(void)
         pk_put32(buf + len - 4, pk_crc32(buf, len - 4));
         rc = pk_logits_parse(&v, buf, len, &e);
         PK_CHECK(failures, rc == PK_EFORMAT && strstr(e.msg, "grid"), "bad grid: %s", e.msg);
+        buf[24] = (uint8_t)g.grid_w;
+        /* A NaN and an infinity behind a valid CRC (the last aux logit). */
+        const uint16_t nonfinite[] = {0x7e00, 0xfc00};
+        for (int j = 0; j < 2; j++) {
+            pk_put16(buf + len - 6, nonfinite[j]);
+            pk_put32(buf + len - 4, pk_crc32(buf, len - 4));
+            rc = pk_logits_parse(&v, buf, len, &e);
+            PK_CHECK(failures, rc == PK_EFORMAT && strstr(e.msg, "non-finite aux logit"),
+                     "non-finite logit %04x: %d %s", nonfinite[j], rc, e.msg);
+        }
         free(buf);
     }
     /* Encoder argument checks. */
@@ -112,6 +122,16 @@ static void test_record(void)
              "empty key accepted");
     PK_CHECK(failures, pk_logits_encode(&buf, &len, "x", &g, 0, m, a, &e) == PK_EINVAL,
              "0 classes accepted");
+    /* Non-finite or beyond fp16 logits are refused, naming the key. */
+    const float bad_values[] = {NAN, INFINITY, 1e6f};
+    for (int j = 0; j < 3; j++) {
+        float keep = m[3];
+        m[3] = bad_values[j];
+        int rc = pk_logits_encode(&buf, &len, "img7", &g, k, m, a, &e);
+        PK_CHECK(failures, rc == PK_EINVAL && strstr(e.msg, "img7") && strstr(e.msg, "not finite"),
+                 "logit %g encoded: %d %s", bad_values[j], rc, e.msg);
+        m[3] = keep;
+    }
     pk_logits_geom bad = g;
     bad.grid_w++;
     PK_CHECK(failures, pk_logits_encode(&buf, &len, "x", &bad, k, m, a, &e) == PK_EINVAL,
@@ -201,9 +221,10 @@ static const char *keys[3] = {"00000000_a", "00000001_b", "00000002_c"};
 static const int mixed_sizes[3][2] = {{9, 9}, {20, 13}, {33, 40}};
 static const int (*sizes)[2] = mixed_sizes;
 
-/* A pack with 3 small records (of `sizes`) and pack id `pack_id`, classes 4. */
-static void write_pack(const char *path, uint64_t pack_id)
+/* A pack with 3 small records (of `sizes`), classes 4; returns its pack id. */
+static uint64_t write_pack(const char *path)
 {
+    uint64_t pack_id = PK_PACK_ID_INIT;
     pk_err e = {0};
     pk_pack_writer *w;
     if (pk_pack_writer_open(&w, path, 0, 1, &e))
@@ -217,6 +238,7 @@ static void write_pack(const char *path, uint64_t pack_id)
                              (size_t)wd * ht * 3, lbl, &e))
             abort();
         put_or_die(w, keys[i], rec, len);
+        pk_pack_id_add(&pack_id, keys[i], pk_get32(rec + len - 4));
         free(rec);
         free(rgb);
         free(lbl);
@@ -237,6 +259,7 @@ static void write_pack(const char *path, uint64_t pack_id)
     free(buf);
     if (pk_pack_writer_finish(w, &e))
         abort();
+    return pack_id;
 }
 
 /* A cache for the pack above holding the first `nkeys` keys. */
@@ -287,10 +310,10 @@ static void test_cache(void)
     snprintf(full, sizeof full, "%s/full.lmdb", dir);
     snprintf(part, sizeof part, "%s/part.lmdb", dir);
     snprintf(other, sizeof other, "%s/other.lmdb", dir);
-    write_pack(pack, 42);
-    write_cache(full, 3, 42);
-    write_cache(part, 2, 42);
-    write_cache(other, 3, 43);
+    uint64_t id = write_pack(pack);
+    write_cache(full, 3, id);
+    write_cache(part, 2, id);
+    write_cache(other, 3, id + 1);
 
     pk_logits_cache *c = NULL;
     int rc = pk_logits_cache_open(&c, full, &e);
@@ -363,8 +386,8 @@ static void test_loader_planes(void)
     snprintf(pack, sizeof pack, "%s/lpack.lmdb", dir);
     snprintf(cache, sizeof cache, "%s/lcache.lmdb", dir);
     sizes = same;
-    write_pack(pack, 7);
-    write_cache(cache, 3, 7);
+    uint64_t id = write_pack(pack);
+    write_cache(cache, 3, id);
     sizes = mixed_sizes;
     pk_logits_cache *c = NULL;
     if (pk_logits_cache_open(&c, cache, &e)) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/le_bytes.h"
 #include "data/image.h"
 #include "store/pack.h"
 #include "store/pack_meta.h"
@@ -69,6 +70,8 @@ static int write_data_pack(const char *path, int n, int claim)
         if (!rc)
             rc = pk_record_encode(&bufs[i], &lens[i], id, 4, 3, PK_IMG_RGB8, rgb, sizeof rgb,
                                   lab, &e);
+        if (!rc)
+            pk_pack_id_add(&m->pack_id, keys[i], pk_get32(bufs[i] + lens[i] - 4));
         vp[i] = bufs[i];
     }
     kp[n] = PK_META_KEY;
@@ -319,6 +322,24 @@ static int test_errors(void)
         f += expect_fail("empty LMDB", empty, PK_EFORMAT,
                          "no metadata record (not a pack, or an empty one)", 1);
     unlink(empty);
+
+    /* Checked before the file is mapped: no SIGBUS past the end, no LMDB
+     * assertion on a root page that is a meta page. */
+    const char *zero = path_in("zero.lmdb");
+    if (pk_file_write(zero, "", 0, &e) == PK_OK)
+        f += expect_fail("empty file", zero, PK_EFORMAT, "empty file (not a pack)", 1);
+    unlink(zero);
+    const char *cut = path_in("cut.lmdb");
+    static char big[3][9000];
+    const void *bigv[] = {big[0], big[1], big[2]};
+    const size_t bigl[] = {sizeof big[0], sizeof big[1], sizeof big[2]};
+    if (write_pack(cut, keys, bigv, bigl, 2) == 0) { /* overflow pages: > 3 pages */
+        PK_CHECK(f, truncate(cut, 3 * 4096) == 0, "truncate");
+        f += expect_fail("truncated", cut, PK_EFORMAT, "truncated (12288 bytes, its meta page", 1);
+        PK_CHECK(f, truncate(cut, 100) == 0, "truncate");
+        f += expect_fail("shorter than a meta page", cut, PK_EFORMAT, "truncated (100 bytes", 1);
+    }
+    unlink(cut);
 
     const char *lie = path_in("lie.lmdb");
     if (write_data_pack(lie, 2, 5) == 0)

@@ -480,14 +480,15 @@ static void test_files(const char *dir)
              "write into missing dir: rc %d '%s'", rc, e.msg);
     PK_CHECK(failures, count_dir(dir) == 1, "missing-dir write left files behind");
 
-    /* Rename fails (target is a directory): temp file removed. */
+    /* The target is a directory: refused before a temp file is made (a
+     * device such as /dev/full is refused the same way). */
     snprintf(tmpdir_file, sizeof tmpdir_file, "%s/adir", dir);
     if (mkdir(tmpdir_file, 0700) != 0)
         abort();
     rc = pk_st_write(w, tmpdir_file, &e);
-    PK_CHECK(failures, rc == PK_EIO && strstr(e.msg, "rename"), "rename over dir: rc %d '%s'",
-             rc, e.msg);
-    PK_CHECK(failures, count_dir(dir) == 2, "failed rename left a temp file (%d entries)",
+    PK_CHECK(failures, rc == PK_EINVAL && strstr(e.msg, "not a regular file"),
+             "write over a dir: rc %d '%s'", rc, e.msg);
+    PK_CHECK(failures, count_dir(dir) == 2, "refused write left a temp file (%d entries)",
              count_dir(dir));
     rmdir(tmpdir_file);
 
@@ -562,8 +563,26 @@ static void test_atomic_file(const char *dir)
     PK_CHECK(failures, rc == PK_OK && file_equals(path, "final\n", 6) && count_dir(dir) == 1,
              "atomic commit: %s", e.msg);
     PK_CHECK(failures, af.fp == NULL && af.tmp == NULL, "commit releases the handle");
+
+    /* An output that is an input (also through a hard link), or not a
+     * regular file, is refused; a missing output or a NULL input is fine. */
+    char link_path[600], other[600];
+    snprintf(link_path, sizeof link_path, "%s/link.txt", dir);
+    snprintf(other, sizeof other, "%s/other.txt", dir);
+    const char *ins[] = {NULL, other, link_path};
+    PK_CHECK(failures, link(path, link_path) == 0, "link");
+    rc = pk_check_output(path, ins, 3, &e);
+    PK_CHECK(failures, rc == PK_EINVAL && strstr(e.msg, "is the same file as") &&
+                           strstr(e.msg, "link.txt"), "same file: %d %s", rc, e.msg);
+    PK_CHECK(failures, pk_check_output(other, ins, 3, &e) == PK_OK, "missing output: %s", e.msg);
+    rc = pk_check_output("/dev/null", NULL, 0, &e);
+    PK_CHECK(failures, rc == PK_EINVAL && strstr(e.msg, "not a regular file"), "device: %s",
+             e.msg);
+    rc = pk_atomic_open(&af, "/dev/null", &e);
+    PK_CHECK(failures, rc == PK_EINVAL && !af.fp, "atomic open of a device: %d %s", rc, e.msg);
+    unlink(link_path);
     unlink(path);
-    printf("  ok  atomic file open/abort/commit\n");
+    printf("  ok  atomic file open/abort/commit, output checks\n");
 }
 
 int main(void)

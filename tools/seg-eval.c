@@ -366,7 +366,7 @@ int main(int argc, char **argv)
         pk_progress_break(&p);
         fprintf(stderr, TOOL ": %s\n", e.msg);
         cleanup(&r);
-        return 1;
+        return g_stop ? 128 + g_stop : 1; /* interrupted: 130 or 143 */
     }
     if (!r.o.quiet)
         pk_progress_finish(&p, r.images, NULL);

@@ -13,6 +13,7 @@
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
 #include "data/image.h"
+#include "core/atomic_file.h"
 #include "store/logits_cache.h"
 #include "data/palette.h"
 #include "store/safetensors.h"
@@ -218,6 +219,60 @@ static int write_logits(struct run *r, const pk_image *im, const float *main_l,
     return rc;
 }
 
+/* PK_EINVAL when out is the model, the image at path, or (paths given as
+ * arguments) any input image, or is not a regular file. */
+static int check_out(const struct run *r, const char *out, const char *path, pk_err *e)
+{
+    const char *in[2] = {r->o.model, path};
+    int rc = pk_check_output(out, in, 2, e);
+    if (!rc && !r->o.from_stdin)
+        rc = pk_check_output(out, (const char *const *)r->o.inputs, r->o.ninputs, e);
+    return rc;
+}
+
+/* *out = "OUT_DIR/<stem><suffix>.png" (malloc'd), checked by check_out. */
+static int out_path(const struct run *r, char **out, const char *stem, const char *suffix,
+                    const char *path, pk_err *e)
+{
+    if (asprintf(out, "%s/%s%s.png", r->o.out_dir, stem, suffix) < 0) {
+        *out = NULL;
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    }
+    return check_out(r, *out, path, e);
+}
+
+/* Before any work on images given as arguments: no two of them write the
+ * same mask, and no output (masks, overlays, --logits) is an input. */
+static int check_plan(const struct run *r, pk_err *e)
+{
+    int n = r->o.from_stdin ? 0 : r->o.ninputs, rc = PK_OK;
+    char **stems = calloc((size_t)n + 1, sizeof *stems);
+    if (!stems)
+        return pk_fail(e, PK_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < n; i++) {
+        const char *path = r->o.inputs[i];
+        char *mp = NULL, *op = NULL;
+        if (!(stems[i] = stem_of(path)))
+            rc = pk_fail(e, PK_ENOMEM, "out of memory");
+        for (int j = 0; !rc && j < i; j++)
+            if (!strcmp(stems[i], stems[j]))
+                rc = pk_fail(e, PK_EINVAL, "%s and %s would both write %s/%s.png (refusing "
+                             "to overwrite)", r->o.inputs[j], path, r->o.out_dir, stems[i]);
+        if (!rc)
+            rc = out_path(r, &mp, stems[i], "", path, e);
+        if (!rc && r->o.overlay)
+            rc = out_path(r, &op, stems[i], "_overlay", path, e);
+        free(mp);
+        free(op);
+    }
+    if (!rc && r->o.logits)
+        rc = check_out(r, r->o.logits, NULL, e);
+    for (int i = 0; i < n; i++)
+        free(stems[i]);
+    free(stems);
+    return rc;
+}
+
 static int predict_one(struct run *r, const char *path, pk_err *e)
 {
     pk_image im = {0}, mask = {0}, over = {0};
@@ -244,10 +299,7 @@ static int predict_one(struct run *r, const char *path, pk_err *e)
         for (int y = 0; y < im.h; y++)
             pk_seg_argmax(mask.px + (size_t)y * im.w, main_l + (size_t)y * g.pad_w * k,
                           (size_t)im.w, k);
-        if (asprintf(&mpath, "%s/%s.png", r->o.out_dir, stem) < 0) {
-            mpath = NULL;
-            rc = pk_fail(e, PK_ENOMEM, "out of memory");
-        }
+        rc = out_path(r, &mpath, stem, "", path, e);
     }
     if (!rc)
         rc = pk_png_write_palette(mpath, &mask, (const uint8_t(*)[3])r->pal, 256, e);
@@ -258,10 +310,8 @@ static int predict_one(struct run *r, const char *path, pk_err *e)
             for (int c = 0; c < 3; c++)
                 over.px[3 * i + c] = (uint8_t)((1.0f - a) * im.px[3 * i + c] +
                                                a * r->pal[mask.px[i]][c] + 0.5f);
-        if (!rc && asprintf(&opath, "%s/%s_overlay.png", r->o.out_dir, stem) < 0) {
-            opath = NULL;
-            rc = pk_fail(e, PK_ENOMEM, "out of memory");
-        }
+        if (!rc)
+            rc = out_path(r, &opath, stem, "_overlay", path, e);
         if (!rc)
             rc = pk_png_write(opath, &over, e);
     }
@@ -318,6 +368,8 @@ int main(int argc, char **argv)
     pk_seg_opts_default(&r.seg);
     pk_voc_palette(r.pal);
     int rc = pk_mkdir_p(r.o.out_dir, &e);
+    if (!rc)
+        rc = check_plan(&r, &e);
     if (!rc)
         rc = pk_ctx_create(&r.ctx, &r.o.ctx, &e);
     if (!rc)

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cli/tool_opts.h"
+#include "core/atomic_file.h"
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
 #include "store/pack.h"
@@ -119,7 +120,6 @@ struct run {
     pk_ctx *ctx;
     pk_model *model;
     pk_ckpt_meta cmeta;
-    pk_logits_cache *old; /* the existing output being checked, or NULL */
     pk_pack *resume;      /* the existing output being resumed, or NULL */
     pk_seg_ws *ws;
     float *main_l, *aux_l;
@@ -161,34 +161,6 @@ static int load_teacher(struct run *r, pk_err *e)
     return PK_OK;
 }
 
-/* Decides whether an existing output is resumed. Returns PK_OK with
- * *done = 1 when it is already complete. */
-static int open_existing(struct run *r, int *done, pk_err *e)
-{
-    struct stat st;
-    *done = 0;
-    if (r->o.force || stat(r->o.out, &st) != 0)
-        return PK_OK;
-    pk_err oe = {0, ""};
-    if (pk_logits_cache_open(&r->old, r->o.out, &oe))
-        return pk_fail(e, PK_EINVAL, "%s exists and is not a readable logits cache (%s); use "
-                       "--force to replace it", r->o.out, oe.msg);
-    const pk_logits_meta *m = pk_logits_cache_meta(r->old);
-    if (m->teacher_hash != r->teacher_hash || m->pack_id != r->meta.pack_id ||
-        m->classes != r->meta.classes)
-        return pk_fail(e, PK_EINVAL,
-                       "%s holds logits of another teacher or data pack; use --force to "
-                       "replace it", r->o.out);
-    if (pk_logits_cache_check_pack(r->old, r->o.data, &oe) == PK_OK) {
-        *done = 1;
-        return PK_OK;
-    }
-    /* Resume: reopen as a plain pack for raw copies. */
-    pk_logits_cache_close(r->old);
-    r->old = NULL;
-    return pk_pack_open_raw(&r->resume, r->o.out, e);
-}
-
 /* The existing record for key when it is valid for this image, else NULL
  * (*len its length). */
 static const void *reusable(struct run *r, const char *key, const pk_record_view *rec,
@@ -204,6 +176,70 @@ static const void *reusable(struct run *r, const char *key, const pk_record_view
         lv.geom.img_h != rec->hdr.height || lv.classes != r->meta.classes)
         return NULL;
     return v;
+}
+
+/* Record i of the data pack, parsed; the message names the pack and key. */
+static int data_record(struct run *r, int i, pk_record_view *rec, pk_err *e)
+{
+    const void *dv;
+    size_t dlen;
+    int rc = pk_pack_get(r->pack, i, &dv, &dlen, e);
+    if (!rc)
+        rc = pk_record_parse(rec, dv, dlen, e);
+    if (!rc)
+        rc = pk_record_check_labels(rec, r->meta.classes, e);
+    if (rc)
+        pk_wrap(e, "%s: %s", r->o.data, pk_pack_key(r->pack, i));
+    return rc;
+}
+
+/* Whether the existing output is complete: as many records as the pack,
+ * each one present and valid (parsed, CRC, finite, this image's size and
+ * classes). */
+static int complete(struct run *r, int *done, pk_err *e)
+{
+    int n = pk_pack_count(r->pack);
+    *done = 0;
+    if (pk_pack_count(r->resume) != n)
+        return PK_OK;
+    for (int i = 0; i < n; i++) {
+        pk_record_view rec;
+        size_t len;
+        if (data_record(r, i, &rec, e))
+            return e->code;
+        if (!reusable(r, pk_pack_key(r->pack, i), &rec, &len))
+            return PK_OK;
+    }
+    *done = 1;
+    return PK_OK;
+}
+
+/* Decides whether an existing output is resumed. Returns PK_OK with
+ * *done = 1 when it is already complete: every record of the pack present
+ * and valid, made from this teacher and this pack. */
+static int open_existing(struct run *r, int *done, pk_err *e)
+{
+    struct stat st;
+    *done = 0;
+    if (r->o.force || stat(r->o.out, &st) != 0)
+        return PK_OK;
+    pk_err oe = {0, ""};
+    pk_logits_cache *old;
+    if (pk_logits_cache_open(&old, r->o.out, &oe))
+        return pk_fail(e, PK_EINVAL, "%s exists and is not a readable logits cache (%s); use "
+                       "--force to replace it", r->o.out, oe.msg);
+    const pk_logits_meta m = *pk_logits_cache_meta(old);
+    pk_logits_cache_close(old);
+    if (m.teacher_hash != r->teacher_hash || m.pack_id != r->meta.pack_id ||
+        m.classes != r->meta.classes)
+        return pk_fail(e, PK_EINVAL,
+                       "%s holds logits of another teacher or data pack; use --force to "
+                       "replace it", r->o.out);
+    /* Resume from it (a plain pack for raw copies), unless it is complete. */
+    int rc = pk_pack_open_raw(&r->resume, r->o.out, e);
+    if (!rc)
+        rc = complete(r, done, e);
+    return rc;
 }
 
 static int compute(struct run *r, const char *key, const pk_record_view *rec, uint8_t **out,
@@ -274,14 +310,11 @@ static int dump(struct run *r, pk_err *e)
     int rc = PK_OK;
     for (int i = 0; i < pk_pack_count(r->pack) && !rc; i++) {
         const char *key = pk_pack_key(r->pack, i);
-        const void *dv, *ov;
-        size_t dlen, olen;
+        const void *ov;
+        size_t olen;
         pk_record_view rec;
-        if ((rc = pk_pack_get(r->pack, i, &dv, &dlen, e)) ||
-            (rc = pk_record_parse(&rec, dv, dlen, e))) {
-            pk_wrap(e, "%s: %s", r->o.data, key);
+        if ((rc = data_record(r, i, &rec, e)))
             break;
-        }
         if ((ov = reusable(r, key, &rec, &olen))) {
             rc = pk_pack_writer_put(w, key, ov, olen, e);
             r->kept++;
@@ -304,7 +337,7 @@ static int dump(struct run *r, pk_err *e)
             r->computed++;
             r->record_bytes += len;
         }
-        if (!r->o.quiet)
+        if (!r->o.quiet && !r->missing) /* once stopped, nothing more is done */
             pk_progress_update(&p, i + 1, NULL);
     }
     if (!rc)
@@ -314,8 +347,12 @@ static int dump(struct run *r, pk_err *e)
         pk_pack_writer_abort(w);
         return rc;
     }
-    if (!r->o.quiet)
-        pk_progress_finish(&p, r->computed + r->kept + r->missing, NULL);
+    /* "done N steps" only when every image is in; else the summary (and the
+     * interrupt message) say what was done. */
+    if (r->o.quiet || r->missing)
+        pk_progress_break(&p);
+    else
+        pk_progress_finish(&p, r->computed + r->kept, NULL);
     return pk_pack_writer_finish(w, e);
 }
 
@@ -353,7 +390,6 @@ static void report(const struct run *r, int up_to_date)
 static void cleanup(struct run *r)
 {
     pk_pack_close(r->resume);
-    pk_logits_cache_close(r->old);
     pk_pack_close(r->pack);
     pk_seg_ws_free(r->ws);
     free(r->main_l);
@@ -376,6 +412,9 @@ int main(int argc, char **argv)
 
     pk_err e = {0, ""};
     int done = 0;
+    const char *in[] = {r.o.model, r.o.data};
+    if (pk_check_output(r.o.out, in, 2, &e))
+        return fail(&e);
     if (open_pack(&r, &e) || load_teacher(&r, &e) || open_existing(&r, &done, &e)) {
         cleanup(&r);
         return fail(&e);

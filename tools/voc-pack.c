@@ -449,7 +449,7 @@ int main(int argc, char **argv)
         return st;
     catch_signals();
     if (read_inputs(&r))
-        return 1;
+        return g_stop ? 128 + g_stop : 1;
     pk_err e = {0, ""};
     if (pk_pack_writer_open(&r.w, r.o.out, r.o.batch, r.o.force, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
@@ -476,5 +476,5 @@ int main(int argc, char **argv)
         fprintf(stderr, TOOL ": stdout: %s\n", strerror(errno));
         return 1;
     }
-    return r.failed;
+    return g_stop ? 128 + g_stop : r.failed; /* interrupted: 130 or 143 */
 }

@@ -239,14 +239,13 @@ static int check_visit(const pk_pack_rec *r, void *user, pk_err *e)
     rc = pk_record_image_into(s->rgb, &rv, e);
     if (rc)
         return pk_wrap(e, "record %s", key);
-    for (size_t i = 0; i < npix; i++) {
-        if (rv.label[i] >= s->m->classes && rv.label[i] != PK_IGNORE_LABEL)
-            return pk_fail(e, PK_EFORMAT, "record %s: label value %u with %d classes", key,
-                           rv.label[i], s->m->classes);
-        if (s->m->unlabeled && rv.label[i] != PK_IGNORE_LABEL)
-            return pk_fail(e, PK_EFORMAT, "record %s: label value %u in an unlabelled pack",
-                           key, rv.label[i]);
-    }
+    if ((rc = pk_record_check_labels(&rv, s->m->classes, e)))
+        return pk_wrap(e, "record %s", key);
+    if (s->m->unlabeled)
+        for (size_t i = 0; i < npix; i++)
+            if (rv.label[i] != PK_IGNORE_LABEL)
+                return pk_fail(e, PK_EFORMAT, "record %s: label value %u in an unlabelled pack",
+                               key, rv.label[i]);
     pk_pack_id_add(&s->pack_id, key, rv.hdr.crc);
     s->count++;
     return 0;

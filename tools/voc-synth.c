@@ -3,10 +3,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/tool_opts.h"
 #include "core/mkdir_p.h"
@@ -15,6 +17,11 @@
 #include "data/synth.h"
 
 #define TOOL "voc-synth"
+
+/* The one piece of global state: set by SIGINT/SIGTERM, polled between
+ * samples so an interrupted run removes what it wrote. */
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f)
 {
@@ -227,6 +234,7 @@ struct writer {
     struct strbuf lists[3];   /* train, val, trainval */
     uint8_t palette[256][3];
     long pixels;              /* the images' total size */
+    long started;             /* samples begun (their files may exist) */
 };
 
 /* One sample: its JPEG, its label PNG, its line in the lists. */
@@ -273,8 +281,12 @@ static int write_all(struct writer *w, pk_err *e)
             return e->code;
     }
     int rc = PK_OK;
-    for (long i = 0; i < (long)o->ntrain + o->nval && rc == PK_OK; i++)
+    for (long i = 0; i < (long)o->ntrain + o->nval && rc == PK_OK; i++) {
+        if (g_stop)
+            return pk_fail(e, PK_EIO, "interrupted after %ld images; nothing kept", i);
+        w->started = i + 1;
         rc = write_sample(w, i, e);
+    }
     for (int k = 0; k < 3 && rc == PK_OK; k++) {
         char *path = NULL;
         if (asprintf(&path, "%s/%s.txt", w->sub[2], lnames[k]) < 0)
@@ -284,6 +296,45 @@ static int write_all(struct writer *w, pk_err *e)
         free(path);
     }
     return rc;
+}
+
+/* unlink or rmdir "DIR/NAME" (NAME a printf format); the result is
+ * irrelevant: a folder that holds files from before this run stays. */
+static void remove_in(int dir_too, const char *dir, const char *fmt, const char *a,
+                      const char *b)
+{
+    char *path = NULL;
+    char name[256];
+    snprintf(name, sizeof name, fmt, a, b);
+    if (asprintf(&path, "%s/%s", dir, name) < 0)
+        return;
+    if (dir_too)
+        rmdir(path);
+    else
+        unlink(path);
+    free(path);
+}
+
+/* After a failure (a full disk, an interrupt): removes every file this run
+ * may have written, then the folders it leaves empty, so no partial tree
+ * stays behind. */
+static void clean_up(const struct writer *w)
+{
+    const char *dir = w->o->dir;
+    for (long i = 0; i < w->started; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "synth_%06ld", i);
+        remove_in(0, dir, "JPEGImages/%s%s", id, ".jpg");
+        remove_in(0, dir, "SegmentationClass/%s%s", id, ".png");
+    }
+    static const char *const lnames[3] = {"train", "val", "trainval"};
+    for (int k = 0; k < 3; k++)
+        remove_in(0, dir, "ImageSets/Segmentation/%s%s", lnames[k], ".txt");
+    static const char *const folders[4] = {"JPEGImages", "SegmentationClass",
+                                           "ImageSets/Segmentation", "ImageSets"};
+    for (int k = 0; k < 4; k++)
+        remove_in(1, dir, "%s%s", folders[k], "");
+    rmdir(dir);
 }
 
 /* Writes the data set; 0, or the exit status after the message. */
@@ -298,8 +349,9 @@ static int run(const struct opts *o, long *pixels)
         free(w.sub[k]);
     }
     if (rc) {
+        clean_up(&w);
         fprintf(stderr, TOOL ": %s\n", e.msg);
-        return 1;
+        return g_stop ? 128 + g_stop : 1;
     }
     *pixels = w.pixels;
     return 0;
@@ -323,6 +375,11 @@ int main(int argc, char **argv)
         return 0;
     }
     long pixels = 0;
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is a write error, not a kill */
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     if ((st = check_dir(&o)) || (st = run(&o, &pixels)))
         return st;
     if (!o.quiet)

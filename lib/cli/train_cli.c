@@ -1,6 +1,8 @@
 /* The trainers' shared command line and run: see train_cli.h. */
 #include "cli/train_cli.h"
 
+#include "core/atomic_file.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,7 +149,6 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg)
         {O_EPOCHS, 1, 100000, "--epochs takes 1..100000", .i = &o->epochs},
         {O_ROTATE, 0, 180, "--rotate takes 0..180 degrees", .f = &o->rotate},
         {O_LR, 0, 1000, "--lr takes a number in 0..1000", .f = &o->cfg.base_lr},
-        {O_MOMENTUM, 0, 1000, "--momentum takes a number in 0..1000", .f = &o->cfg.momentum},
         {O_WD, 0, 1000, "--weight-decay takes a number in 0..1000", .f = &o->cfg.weight_decay},
         {O_POWER, 0, 1000, "--power takes a number in 0..1000", .f = &o->cfg.power},
         {O_AUXW, 0, 1000, "--aux-weight takes a number in 0..1000", .f = &o->cfg.aux_weight},
@@ -169,6 +170,13 @@ int pk_train_cli_option(pk_train_opts *o, int code, const char *arg)
     case O_LOG: o->log = arg; break;
     case O_VAL: o->val = arg; break;
     case O_FREEZE: o->freeze = 1; break;
+    case O_MOMENTUM: { /* [0, 1): at 1 or more SGD's velocity never decays */
+        double d;
+        if (pk_parse_double(arg, 0.0, 1.0, &d) || d >= 1.0 || (float)d >= 1.0f)
+            return pk_usage_error(o->tool, "--momentum takes a number in [0, 1)");
+        o->cfg.momentum = (float)d;
+        break;
+    }
     case O_ZERO_RES: o->zero_residual = 1; break;
     case O_PRECISION: return pk_precision_opt(o->tool, arg, &o->precision);
     case O_ARCH:
@@ -281,6 +289,12 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
         return st;
     pk_err e = {0, ""};
     pk_meta meta;
+    const char *in[] = {o->data, o->val, o->init, o->resume, o->teacher, o->logits, o->log};
+    int nin = (int)(sizeof in / sizeof *in);
+    if (pk_check_output(o->output, in, nin, &e) ||
+        (o->log && pk_check_output(o->log, in, nin - 1, &e)) ||
+        (o->log && pk_check_output(o->log, &o->output, 1, &e)))
+        return fail(o->tool, &e);
     if (pk_pack_meta_read(o->data, &meta, &e))
         return fail(o->tool, &e);
     if (meta.count < 1) {
@@ -367,7 +381,8 @@ int pk_train_freeze_main(const char *tool, const char *in, const char *out, int 
     pk_model *m = NULL;
     pk_ckpt_meta meta;
     int status = 1;
-    if (!pk_ctx_create(&ctx, &co, &e) && !pk_checkpoint_load(&m, ctx, in, 0.0f, &meta, &e)) {
+    if (!pk_check_output(out, &in, 1, &e) && !pk_ctx_create(&ctx, &co, &e) &&
+        !pk_checkpoint_load(&m, ctx, in, 0.0f, &meta, &e)) {
         meta.frozen = 1;
         if (!pk_checkpoint_save(m, out, &meta, 0, &e))
             status = 0;

@@ -15,12 +15,37 @@ static void release(pk_atomic_file *af)
     af->fp = NULL;
 }
 
+/* PK_EINVAL when path exists and is not a regular file. */
+static int check_regular(const char *path, pk_err *e)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return pk_fail(e, PK_EINVAL, "%s: not a regular file (refusing to replace it)", path);
+    return PK_OK;
+}
+
+int pk_check_output(const char *out, const char *const *inputs, int n, pk_err *e)
+{
+    int rc = check_regular(out, e);
+    struct stat so, si;
+    if (rc || stat(out, &so) != 0)
+        return rc;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && stat(inputs[i], &si) == 0 && si.st_dev == so.st_dev &&
+            si.st_ino == so.st_ino)
+            return pk_fail(e, PK_EINVAL, "%s is the same file as %s (refusing to overwrite an "
+                           "input)", out, inputs[i]);
+    return PK_OK;
+}
+
 int pk_atomic_open(pk_atomic_file *af, const char *path, pk_err *e)
 {
     af->fp = NULL;
     af->path = af->tmp = NULL;
     if (!path || !*path)
         return pk_fail(e, PK_EINVAL, "atomic write: empty path");
+    if (check_regular(path, e))
+        return PK_EINVAL;
     size_t n = strlen(path) + 32;
     af->path = strdup(path);
     af->tmp = malloc(n);

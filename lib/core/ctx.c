@@ -63,10 +63,16 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
     /* PSPKD_CONV: the tools' way to choose (e.g. direct: PyTorch's algorithm) */
     const char *conv = getenv("PSPKD_CONV");
     c->conv_algo = (pk_conv_algo)o.conv_algo;
-    if (o.conv_algo == PK_CONV_AUTO && conv)
-        c->conv_algo = !strcmp(conv, "direct")     ? PK_CONV_DIRECT
-                       : !strcmp(conv, "winograd") ? PK_CONV_WINOGRAD
-                                                   : PK_CONV_AUTO;
+    if (o.conv_algo == PK_CONV_AUTO && conv && *conv) {
+        if (!strcmp(conv, "direct"))
+            c->conv_algo = PK_CONV_DIRECT;
+        else if (!strcmp(conv, "winograd"))
+            c->conv_algo = PK_CONV_WINOGRAD;
+        else if (strcmp(conv, "auto")) {
+            free(c);
+            return pk_fail(e, PK_EINVAL, "PSPKD_CONV=%s: takes auto, direct or winograd", conv);
+        }
+    }
     int rc = pk_dnnl_check(dnnl_engine_create(&c->engine, dnnl_cpu, 0), "engine create", e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(

@@ -8,6 +8,15 @@
 #include <string.h>
 #include "core/atomic_file.h"
 
+int pk_image_check_size(unsigned long w, unsigned long h, pk_err *e)
+{
+    if (w < 1 || h < 1 || w > PK_IMAGE_MAX_SIDE || h > PK_IMAGE_MAX_SIDE ||
+        w * h > (unsigned long)PK_IMAGE_MAX_PIXELS)
+        return pk_fail(e, PK_EFORMAT, "image of %lux%lu exceeds the limit (%d per side, %ld "
+                       "pixels)", w, h, PK_IMAGE_MAX_SIDE, PK_IMAGE_MAX_PIXELS);
+    return PK_OK;
+}
+
 int pk_image_alloc(pk_image *im, int w, int h, int c, pk_err *e)
 {
     im->w = im->h = im->c = 0;

@@ -17,6 +17,16 @@ typedef struct pk_image {
     uint8_t *px; /* w*h*c bytes, row-major, channels interleaved */
 } pk_image;
 
+/* The largest image any decoder here accepts: at most PK_IMAGE_MAX_PIXELS
+ * pixels (8192 x 8192) and PK_IMAGE_MAX_SIDE per side. The size is checked
+ * from the file's header before anything is allocated or decoded, so a
+ * small file that claims a huge image costs nothing (PK_EFORMAT "image of
+ * WxH exceeds the limit ..."). */
+#define PK_IMAGE_MAX_PIXELS (8192L * 8192L)
+#define PK_IMAGE_MAX_SIDE 65535
+/* PK_EFORMAT unless 1 <= w, h <= PK_IMAGE_MAX_SIDE and w*h <= PK_IMAGE_MAX_PIXELS. */
+int pk_image_check_size(unsigned long w, unsigned long h, pk_err *e);
+
 /* Allocates im->px (w*h*c bytes, uninitialised). */
 int pk_image_alloc(pk_image *im, int w, int h, int c, pk_err *e);
 /* Frees px and zeroes the struct; safe on a zeroed struct. */
@@ -53,6 +63,11 @@ enum pk_png_kind {
  * to map through the VOC palette. 16-bit and grey+alpha PNGs are
  * PK_EFORMAT. *kind may be NULL. Allocates im->px. */
 int pk_png_read_label(pk_image *im, int *kind, const char *path, pk_err *e);
+/* The same for a label that must be w x h (an image's): a PNG of another
+ * size is PK_EFORMAT "label WxH but image WxH", checked from its header
+ * before decoding. */
+int pk_png_read_label_sized(pk_image *im, int *kind, const char *path, int w, int h,
+                            pk_err *e);
 int pk_png_decode_label(pk_image *im, int *kind, const uint8_t *buf, size_t len, pk_err *e);
 
 /* Writes indices (c == 1) as an 8-bit palette PNG with npal (1..256)

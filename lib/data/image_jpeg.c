@@ -91,6 +91,10 @@ static int decode(pk_image *im, uint8_t *dst, int want_w, int want_h, int header
         jpeg_destroy_decompress(&cinfo);
         return PK_OK;
     }
+    if (pk_image_check_size((unsigned long)w, (unsigned long)h, e)) {
+        jpeg_destroy_decompress(&cinfo);
+        return PK_EFORMAT;
+    }
     if (dst) {
         if (w != want_w || h != want_h) {
             jpeg_destroy_decompress(&cinfo);

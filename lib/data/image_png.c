@@ -43,7 +43,9 @@ static void mem_read(png_structp png, png_bytep out, size_t n)
     in->pos += n;
 }
 
-int pk_png_decode_label(pk_image *im, int *kind, const uint8_t *buf, size_t len, pk_err *e)
+/* want_w, want_h: the size the label must have (0: any). */
+static int decode_label(pk_image *im, int *kind, const uint8_t *buf, size_t len, int want_w,
+                        int want_h, pk_err *e)
 {
     if (len < 8 || png_sig_cmp(buf, 0, 8))
         return pk_fail(e, PK_EFORMAT, "not a PNG file");
@@ -68,6 +70,17 @@ int pk_png_decode_label(pk_image *im, int *kind, const uint8_t *buf, size_t len,
     png_set_read_fn(png, &in, mem_read);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    /* From the header, before any row is decoded or allocated. */
+    int bad = PK_OK;
+    if (want_w && (w != (png_uint_32)want_w || h != (png_uint_32)want_h))
+        bad = pk_fail(e, PK_EFORMAT, "label %ux%u but image %dx%d", (unsigned)w, (unsigned)h,
+                      want_w, want_h);
+    else
+        bad = pk_image_check_size(w, h, e);
+    if (bad) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return bad;
+    }
     int depth = png_get_bit_depth(png, info), ctype = png_get_color_type(png, info);
     int k, c;
     const char *unsupported = NULL;
@@ -127,14 +140,25 @@ int pk_png_decode_label(pk_image *im, int *kind, const uint8_t *buf, size_t len,
     return PK_OK;
 }
 
+int pk_png_decode_label(pk_image *im, int *kind, const uint8_t *buf, size_t len, pk_err *e)
+{
+    return decode_label(im, kind, buf, len, 0, 0, e);
+}
+
 int pk_png_read_label(pk_image *im, int *kind, const char *path, pk_err *e)
+{
+    return pk_png_read_label_sized(im, kind, path, 0, 0, e);
+}
+
+int pk_png_read_label_sized(pk_image *im, int *kind, const char *path, int w, int h,
+                            pk_err *e)
 {
     uint8_t *buf;
     size_t len;
     int rc = pk_file_read(&buf, &len, path, e);
     if (rc != PK_OK)
         return rc;
-    rc = pk_png_decode_label(im, kind, buf, len, e);
+    rc = decode_label(im, kind, buf, len, w, h, e);
     free(buf);
     if (rc != PK_OK)
         pk_wrap(e, "%s", path);

@@ -124,9 +124,12 @@ static int load_sample(worker *w, int rec, long epoch, slot *s, int pos, pk_err 
     const void *val;
     size_t len;
     pk_record_view rv;
+    const pk_meta *meta = pk_pack_meta(ld->pack);
     int rc = pk_pack_read(w->rd, rec, &val, &len, e);
     if (!rc)
         rc = pk_record_parse(&rv, val, len, e);
+    if (!rc && meta) /* a label >= classes is an error, not "ignore" */
+        rc = pk_record_check_labels(&rv, meta->classes, e);
     if (rc)
         return rc;
     int iw = rv.hdr.width, ih = rv.hdr.height;

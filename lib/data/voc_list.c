@@ -61,6 +61,45 @@ fail:
     return -1;
 }
 
+static int grow_lines(int **lines, int *cap, int n)
+{
+    if (n <= *cap)
+        return 0;
+    int ncap = *cap ? 2 * *cap : 256;
+    int *nl = realloc(*lines, (size_t)ncap * sizeof *nl);
+    if (!nl)
+        return -1;
+    *lines = nl;
+    *cap = ncap;
+    return 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    const pk_voc_entry *const *x = a, *const *y = b;
+    int c = strcmp((*x)->id, (*y)->id);
+    return c ? c : (*x < *y ? -1 : *x > *y);
+}
+
+/* An id listed twice would be packed twice: refused, naming both lines. */
+static int check_duplicates(const pk_voc_list *l, const int *lines, const char *list,
+                            pk_err *e)
+{
+    const pk_voc_entry **s = malloc((size_t)l->n * sizeof *s);
+    if (!s)
+        return pk_fail(e, PK_ENOMEM, "%s: out of memory", list);
+    for (int i = 0; i < l->n; i++)
+        s[i] = &l->v[i];
+    qsort(s, (size_t)l->n, sizeof *s, by_id);
+    int rc = PK_OK;
+    for (int i = 1; !rc && i < l->n; i++)
+        if (!strcmp(s[i]->id, s[i - 1]->id))
+            rc = pk_fail(e, PK_EFORMAT, "%s:%d: id '%s' is listed again (first on line %d)",
+                         list, lines[s[i] - l->v], s[i]->id, lines[s[i - 1] - l->v]);
+    free(s);
+    return rc;
+}
+
 int pk_voc_list_read(pk_voc_list *l, const char *root, const char *list,
                      const char *label_dir, pk_err *e)
 {
@@ -72,7 +111,7 @@ int pk_voc_list_read(pk_voc_list *l, const char *root, const char *list,
                        strerror(errno));
     char *line = NULL;
     size_t cap_line = 0;
-    int cap = 0, lineno = 0, rc = PK_OK;
+    int cap = 0, lineno = 0, rc = PK_OK, *lines = NULL, lines_cap = 0;
     ssize_t got;
     errno = 0;
     while ((got = getline(&line, &cap_line, f)) >= 0) {
@@ -110,18 +149,19 @@ int pk_voc_list_read(pk_voc_list *l, const char *root, const char *list,
                 }
             }
         }
-        if (id && (strlen(id) == 0 || strlen(id) > PK_RECORD_ID_MAX)) {
+        const char *why = id ? pk_record_id_problem(id) : NULL;
+        if (why) {
+            rc = pk_fail(e, PK_EFORMAT, "%s:%d: id '%s' %s", list, lineno, id, why);
             free(id);
             free(image);
             free(label);
-            rc = pk_fail(e, PK_EFORMAT, "%s:%d: id must be 1..%d bytes", list, lineno,
-                         PK_RECORD_ID_MAX);
             break;
         }
-        if (add(l, &cap, id, image, label)) {
+        if (add(l, &cap, id, image, label) || grow_lines(&lines, &lines_cap, l->n)) {
             rc = pk_fail(e, PK_ENOMEM, "%s: out of memory", list);
             break;
         }
+        lines[l->n - 1] = lineno;
     }
     if (rc == PK_OK && ferror(f))
         rc = pk_fail(e, PK_EIO, "%s: read error: %s", list, strerror(errno));
@@ -129,6 +169,9 @@ int pk_voc_list_read(pk_voc_list *l, const char *root, const char *list,
     fclose(f); /* read-only stream */
     if (rc == PK_OK && l->n == 0)
         rc = pk_fail(e, PK_EFORMAT, "%s: empty list", list);
+    if (rc == PK_OK)
+        rc = check_duplicates(l, lines, list, e);
+    free(lines);
     if (rc != PK_OK)
         pk_voc_list_free(l);
     return rc;

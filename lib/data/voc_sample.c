@@ -100,10 +100,8 @@ int pk_voc_sample_encode(uint8_t **out, size_t *out_len, const pk_voc_entry *ent
         if (rc != PK_OK)
             pk_wrap(e, "%s", entry->image);
     }
-    if (rc == PK_OK)
-        rc = pk_png_read_label(&lab, &kind, entry->label, e);
-    if (rc == PK_OK && (lab.w != img.w || lab.h != img.h))
-        rc = pk_fail(e, PK_EFORMAT, "label %dx%d but image %dx%d", lab.w, lab.h, img.w, img.h);
+    if (rc == PK_OK) /* the label's size is checked before it is decoded */
+        rc = pk_png_read_label_sized(&lab, &kind, entry->label, img.w, img.h, e);
     if (rc == PK_OK) {
         rc = pk_label_to_indices(&lab, kind, m, classes, e);
         if (rc != PK_OK)

@@ -32,6 +32,10 @@ int pk_ckl_check(const pk_st_tensor *t, const pk_tensor_info *ti, const char *fi
                        file, t->name, pk_shape_str(got, sizeof got, t->ndim, t->shape),
                        ti->name, pk_shape_str(want, sizeof want, ti->ndim, ti->shape));
     }
+    long bad = pk_st_first_nonfinite(t);
+    if (bad >= 0)
+        return pk_fail(e, PK_EFORMAT, "%s: tensor '%s' holds a non-finite value (element %ld)",
+                       file, t->name, bad);
     return PK_OK;
 }
 

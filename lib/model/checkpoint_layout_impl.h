@@ -14,7 +14,9 @@ size_t pk_ckl_max_count(const pk_model *m);
 
 /* Checks that file tensor t can fill model tensor ti: F32 or F16 (for
  * num_batches_tracked also I64) and exactly ti's PyTorch shape. The message
- * names `file`, the tensor and both shapes. Returns PK_OK or PK_EFORMAT. */
+ * names `file`, the tensor and both shapes. Every element must be finite
+ * (the message names the tensor and the element). Returns PK_OK or
+ * PK_EFORMAT. */
 int pk_ckl_check(const pk_st_tensor *t, const pk_tensor_info *ti, const char *file,
                  pk_err *e);
 

@@ -139,6 +139,10 @@ int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg
  * current_iter - 1) over the param groups. num_batches_tracked is not
  * touched here: the forward increments it. Returns the LR used. */
 float pk_model_sgd_step(pk_model *m, const pk_train_cfg *t, long iter);
+/* The L2 norm of the grad buffer (after pk_model_forward_backward): NaN or
+ * infinity when a gradient is not finite. On a GPU it copies the gradients
+ * to the host in 4 MiB pieces. */
+int pk_model_grad_norm(pk_model *m, double *norm, pk_err *e);
 /* Both of the above. */
 int pk_model_train_step(pk_model *m, const pk_batch *b, const pk_train_cfg *t, long iter,
                         pk_losses *out, pk_err *e);

@@ -13,6 +13,8 @@
  * booked as "losses" in the profile. */
 #include "model/pspnet_impl.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core/rng.h"
 
@@ -186,6 +188,32 @@ float pk_model_sgd_step(pk_model *m, const pk_train_cfg *t, long iter)
     if (m->profile)
         pk_prof_add(m, PK_G_SGD, -1, PK_PROF_FWD, pk_prof_now(m) - t0);
     return lr;
+}
+
+int pk_model_grad_norm(pk_model *m, double *norm, pk_err *e)
+{
+    size_t n = pk_model_num_params(m), chunk = (size_t)1 << 20;
+    const float *g = m->grads;
+    float *host = NULL;
+    if (pk_ctx_device(m->ctx) != PK_DEV_CPU) {
+        if (!(host = malloc((n < chunk ? n : chunk) * sizeof *host)))
+            return pk_fail(e, PK_ENOMEM, "out of memory for the gradient norm");
+        pk_dev_sync(m->ctx);
+    }
+    double ss = 0.0;
+    for (size_t at = 0; at < n; at += chunk) {
+        size_t k = n - at < chunk ? n - at : chunk;
+        const float *x = g + at;
+        if (host) {
+            pk_dev_download(m->ctx, host, g + at, k * sizeof *host);
+            x = host;
+        }
+        for (size_t i = 0; i < k; i++)
+            ss += (double)x[i] * x[i];
+    }
+    free(host);
+    *norm = sqrt(ss);
+    return PK_OK;
 }
 
 int pk_model_train_step(pk_model *m, const pk_batch *b, const pk_train_cfg *t, long iter,

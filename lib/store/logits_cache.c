@@ -6,6 +6,7 @@
 #include "store/logits_cache.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,15 @@ static void put_f16(uint8_t *p, const float *x, size_t n)
         pk_put16(p + 2 * i, pk_f32_to_f16(x[i]));
 }
 
+/* The first NaN or infinity among n fp16 values, or -1. */
+static long first_nonfinite_f16(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((pk_get16(p + 2 * i) & 0x7c00u) == 0x7c00u)
+            return (long)i;
+    return -1;
+}
+
 static void get_f16(float *x, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -81,6 +91,11 @@ int pk_logits_encode(uint8_t **out, size_t *out_len, const char *key,
     if (!main_logits || !aux_logits)
         return pk_fail(e, PK_EINVAL, "%s: main and aux logits are both required", key);
     size_t n = (size_t)g->grid_w * g->grid_h * classes;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(main_logits[i]) || !isfinite(aux_logits[i]) ||
+            fabsf(main_logits[i]) > 65504.0f || fabsf(aux_logits[i]) > 65504.0f)
+            return pk_fail(e, PK_EINVAL, "%s: the teacher's logits are not finite in fp16 "
+                           "(element %zu: %g, aux %g)", key, i, main_logits[i], aux_logits[i]);
     size_t hdr = header_bytes(klen);
     size_t total = hdr + PLANES * n * 2 + 4;
     if (total > UINT32_MAX)
@@ -144,6 +159,10 @@ int pk_logits_parse(pk_logits_view *v, const void *data, size_t len, pk_err *e)
     const char *key = (const char *)p + LREC_FIXED;
     if (!valid_key(key, klen))
         return pk_fail(e, PK_EFORMAT, "logits record: key is not printable");
+    long bad = first_nonfinite_f16(p + hdr, PLANES * n);
+    if (bad >= 0)
+        return pk_fail(e, PK_EFORMAT, "logits record: non-finite %s logit (element %ld)",
+                       (size_t)bad < n ? "main" : "aux", (size_t)bad < n ? bad : bad - (long)n);
     v->version = PK_LOGITS_VERSION;
     v->geom = g;
     v->classes = (int)k;

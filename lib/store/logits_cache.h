@@ -85,12 +85,14 @@ typedef struct pk_logits_view {
 
 /* Encodes a record into a malloc'd buffer (*out owned by the caller).
  * main and aux are float [grid_h, grid_w, classes] (HWC) for g's grid,
- * rounded to fp16 (round to nearest even; out-of-range values become inf). */
+ * rounded to fp16 (round to nearest even). A NaN, an infinity or a value
+ * outside fp16's range is PK_EINVAL naming the key and the element. */
 int pk_logits_encode(uint8_t **out, size_t *out_len, const char *key,
                      const pk_logits_geom *g, int classes, const float *main_logits,
                      const float *aux_logits, pk_err *e);
 /* Validates a value (length, magic, version, geometry consistent with the
- * image size, stride, dtype, plane count, key, reserved bytes, CRC) and
+ * image size, stride, dtype, plane count, key, reserved bytes, CRC, every
+ * logit finite) and
  * fills v. Any defect is PK_EFORMAT with a message. */
 int pk_logits_parse(pk_logits_view *v, const void *data, size_t len, pk_err *e);
 /* Converts the view's planes to float [grid_h, grid_w, classes]; either

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/le_bytes.h"
 #include "store/lmdb_util_impl.h"
 
 struct pk_pack {
@@ -44,7 +45,10 @@ static int open_env(pk_pack *p, pk_err *e)
                        strerror(errno));
     if (!S_ISREG(st.st_mode))
         return pk_fail(e, PK_EFORMAT, "%s: not a pack file (packs are single files)", p->path);
-    int rc = mdb_env_create(&p->env);
+    int rc = pk_lmdb_check_file(p->path, e); /* before mapping: no SIGBUS, no assertion */
+    if (rc)
+        return rc;
+    rc = mdb_env_create(&p->env);
     if (rc) {
         p->env = NULL;
         return pk_lmdb_fail(e, rc, "mdb_env_create");
@@ -125,6 +129,30 @@ static int read_keys(pk_pack *p, pk_err *e)
     return PK_OK;
 }
 
+static int add_record_id(const pk_pack_rec *r, void *user, pk_err *e)
+{
+    if (r->len < 4)
+        return pk_fail(e, PK_EFORMAT, "record %s: %zu bytes", r->key, r->len);
+    pk_pack_id_add(user, r->key, pk_get32((const uint8_t *)r->data + r->len - 4));
+    return PK_OK;
+}
+
+/* The pack id from the records' keys and stored CRCs (one page per record,
+ * no decoding) against the metadata's: a pack whose records were changed,
+ * added or mixed in is refused. */
+static int check_pack_id(const pk_pack *p, pk_err *e)
+{
+    uint64_t id = PK_PACK_ID_INIT;
+    int rc = pk_pack_foreach(p, add_record_id, &id, e);
+    if (rc)
+        return pk_wrap(e, "%s", p->path);
+    if (id != p->meta.pack_id)
+        return pk_fail(e, PK_EFORMAT, "%s: the records give pack id %016llx, the metadata "
+                       "says %016llx (records changed after packing)", p->path,
+                       (unsigned long long)id, (unsigned long long)p->meta.pack_id);
+    return PK_OK;
+}
+
 static int open_pack(pk_pack **out, const char *path, int data, pk_err *e)
 {
     *out = NULL;
@@ -144,6 +172,8 @@ static int open_pack(pk_pack **out, const char *path, int data, pk_err *e)
         rc = pk_pack_check_count(p, p->meta.count, e);
     if (!rc && data && p->count == 0)
         rc = pk_fail(e, PK_EFORMAT, "%s: the pack holds no images", path);
+    if (!rc && data)
+        rc = check_pack_id(p, e);
     if (rc)
         pk_pack_close(p);
     else

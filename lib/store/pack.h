@@ -11,10 +11,16 @@
  * Errors, each with one wording, prefixed by the pack's path:
  *   missing file        PK_ENOTFOUND  "PATH: No such file or directory"
  *   not a regular file  PK_EFORMAT    "PATH: not a pack file (packs are single files)"
+ *   empty file          PK_EFORMAT    "PATH: empty file (not a pack)"
+ *   short file          PK_EFORMAT    "PATH: truncated (N bytes, its meta page says ...)"
+ *   bad meta page       PK_EFORMAT    "PATH: not an LMDB file or a damaged one (meta page
+ *                                     0: why)" / "PATH: damaged LMDB file (meta page 1: why)"
  *   not LMDB            PK_ELMDB      "PATH: MDB_INVALID: ..."
  *   no metadata record  PK_EFORMAT    "PATH: no metadata record (not a pack, or an empty one)"
  *   count mismatch      PK_EFORMAT    "PATH: metadata says N records, the pack holds M"
- *   no images           PK_EFORMAT    "PATH: the pack holds no images" (data packs) */
+ *   no images           PK_EFORMAT    "PATH: the pack holds no images" (data packs)
+ *   pack id mismatch    PK_EFORMAT    "PATH: the records give pack id X, the metadata
+ *                                     says Y (records changed after packing)" (data packs) */
 #ifndef PSPKD_PACK_H
 #define PSPKD_PACK_H
 
@@ -27,8 +33,8 @@ typedef struct pk_pack pk_pack;
 
 /* Opens a data pack read-only: its record keys (every key but
  * PK_META_KEY, in key order), its metadata decoded with pk_meta_decode,
- * the metadata's count checked against the records, and at least one
- * record. */
+ * the metadata's count checked against the records, at least one record,
+ * and the pack id recomputed from the keys and the records' stored CRCs. */
 int pk_pack_open(pk_pack **out, const char *path, pk_err *e);
 /* The same for any pack-shaped file (the logits cache): the metadata
  * record must be present, but is left to the caller to decode
@@ -81,7 +87,9 @@ typedef struct pk_pack_writer pk_pack_writer;
 
 /* Creates "<path>.tmp.<pid>" and opens it for writing. Records are put in
  * batches of `batch` per transaction (0: 64). When `force` is 0 and path
- * exists, fails with PK_EIO ("exists (use --force)"). */
+ * exists, fails with PK_EIO ("exists (use --force)"). A path that exists
+ * and is not a regular file is never replaced (PK_EINVAL, as
+ * pk_check_output). */
 int pk_pack_writer_open(pk_pack_writer **w, const char *path, int batch, int force,
                         pk_err *e);
 /* Copies key/value into the current batch; commits the batch when full

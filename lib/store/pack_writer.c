@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "store/lmdb_util_impl.h"
 
 /* The map starts small and doubles on MDB_MAP_FULL, so a pack of any size
@@ -61,6 +62,9 @@ int pk_pack_writer_open(pk_pack_writer **out, const char *path, int batch, int f
 {
     struct stat st;
     *out = NULL;
+    int rc = pk_check_output(path, NULL, 0, e); /* never replace a device or a folder */
+    if (rc)
+        return rc;
     if (!force && lstat(path, &st) == 0)
         return pk_fail(e, PK_EIO, "%s: exists (use --force to replace it)", path);
     if (!force && errno != ENOENT)
@@ -84,7 +88,7 @@ int pk_pack_writer_open(pk_pack_writer **out, const char *path, int batch, int f
         return PK_EIO;
     }
     w->mapsize = MAP_INITIAL;
-    int rc = mdb_env_create(&w->env);
+    rc = mdb_env_create(&w->env);
     if (rc) {
         w->env = NULL;
         int code = pk_lmdb_fail(e, rc, "mdb_env_create");

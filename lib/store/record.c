@@ -11,11 +11,28 @@
 #include "store/frame.h"
 
 #define REC_FIXED 36 /* header bytes before the id */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define ID_MAX_STR STR(PK_RECORD_ID_MAX)
 
+
+const char *pk_record_id_problem(const char *id)
+{
+    size_t n = strlen(id);
+    if (n < 1 || n > PK_RECORD_ID_MAX)
+        return "must be 1.." ID_MAX_STR " bytes";
+    if (!pk_printable(id, n))
+        return "holds a control character";
+    if (strchr(id, '/'))
+        return "holds a '/'";
+    if (!strcmp(id, ".") || !strcmp(id, "..") || strstr(id, ".."))
+        return "holds '..'";
+    return NULL;
+}
 
 static int valid_id(const char *id, size_t n)
 {
-    return n >= 1 && n <= PK_RECORD_ID_MAX && pk_printable(id, n);
+    return n == strlen(id) && !pk_record_id_problem(id);
 }
 
 int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int h,
@@ -24,8 +41,7 @@ int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int 
 {
     size_t idlen = id ? strlen(id) : 0;
     if (!valid_id(id ? id : "", idlen))
-        return pk_fail(e, PK_EINVAL, "record id must be 1..%d printable bytes",
-                       PK_RECORD_ID_MAX);
+        return pk_fail(e, PK_EINVAL, "record id %s", pk_record_id_problem(id ? id : ""));
     if (w <= 0 || h <= 0 || w > 65535 || h > 65535)
         return pk_fail(e, PK_EINVAL, "%s: bad size %dx%d", id, w, h);
     size_t npix = (size_t)w * h;
@@ -81,8 +97,9 @@ int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e)
     memset(h, 0, sizeof *h);
     memcpy(h->id, p + REC_FIXED, idlen);
     h->id[idlen] = '\0';
-    if (!valid_id(h->id, idlen) || strlen(h->id) != idlen)
-        return pk_fail(e, PK_EFORMAT, "bad record id");
+    if (!valid_id(h->id, idlen))
+        return pk_fail(e, PK_EFORMAT, "bad record id (%s)",
+                       strlen(h->id) != idlen ? "holds a NUL" : pk_record_id_problem(h->id));
     uint32_t w = pk_get32(p + 8), ht = pk_get32(p + 12);
     h->version = (int)ver;
     h->image_enc = p[16];
@@ -244,6 +261,17 @@ int pk_meta_decode(pk_meta *m, const void *data, size_t len, pk_err *e)
         off += n;
     }
     return meta_flags(m, p + off, end - off, e);
+}
+
+int pk_record_check_labels(const pk_record_view *v, int classes, pk_err *e)
+{
+    size_t n = (size_t)v->hdr.width * v->hdr.height;
+    for (size_t i = 0; i < n; i++)
+        if (v->label[i] >= classes && v->label[i] != PK_IGNORE_LABEL)
+            return pk_fail(e, PK_EFORMAT, "label value %u at (%zu, %zu) with %d classes",
+                           v->label[i], i % (size_t)v->hdr.width, i / (size_t)v->hdr.width,
+                           classes);
+    return PK_OK;
 }
 
 void pk_pack_id_add(uint64_t *id, const char *key, uint32_t record_crc)

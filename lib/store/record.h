@@ -53,6 +53,11 @@ typedef struct pk_record_view {
     const uint8_t *label; /* hdr.label_bytes == w*h indices (< classes or 255) */
 } pk_record_view;
 
+/* Why id cannot name a record, or NULL when it can: 1..PK_RECORD_ID_MAX
+ * bytes, no control characters, no '/' and no "..", so that an id used as a
+ * file name (voc-show extract, seg-eval --save-dir) stays inside its
+ * folder. pk_record_encode and pk_record_parse refuse such ids. */
+const char *pk_record_id_problem(const char *id);
 /* Encodes one record into a malloc'd buffer (*out owned by the caller).
  * image: w*h*3 RGB8 bytes (image_enc PK_IMG_RGB8) or a JPEG file's bytes
  * (PK_IMG_JPEG, image_bytes its length); label: w*h indices. */
@@ -64,6 +69,9 @@ int pk_record_encode(uint8_t **out, size_t *out_len, const char *id, int w, int 
  * fills v with pointers into data. Any defect is PK_EFORMAT with a message. */
 int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e);
 
+/* PK_EFORMAT "label value V at (x, y) with K classes" unless every label
+ * of v is < classes or PK_IGNORE_LABEL. */
+int pk_record_check_labels(const pk_record_view *v, int classes, pk_err *e);
 /* The record's image as RGB8: allocates im->px (w*h*3), decoding the JPEG
  * when stored as JPEG (PK_EFORMAT if it decodes to a different size). */
 int pk_record_image(pk_image *im, const pk_record_view *v, pk_err *e);

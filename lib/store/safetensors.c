@@ -450,6 +450,25 @@ void pk_st_tensor_f32(const pk_st_tensor *t, float *dst)
     }
 }
 
+long pk_st_first_nonfinite(const pk_st_tensor *t)
+{
+    const unsigned char *p = t->data;
+    for (size_t i = 0; i < t->numel; i++) {
+        if (t->dtype == PK_F32) {
+            uint32_t u;
+            memcpy(&u, p + 4 * i, sizeof u);
+            if ((u & 0x7f800000u) == 0x7f800000u)
+                return (long)i;
+        } else if (t->dtype == PK_F16) {
+            uint16_t u;
+            memcpy(&u, p + 2 * i, sizeof u);
+            if ((u & 0x7c00u) == 0x7c00u)
+                return (long)i;
+        }
+    }
+    return -1;
+}
+
 /* ---- writer ---- */
 
 typedef struct st_entry {

@@ -44,6 +44,9 @@ const char *pk_st_meta(const pk_st_file *f, const char *key);
 int pk_st_read_f32(const pk_st_file *f, const char *name, float *dst, size_t n, pk_err *e);
 /* Copies t's numel elements into dst as float32 (F16 and I64 converted). */
 void pk_st_tensor_f32(const pk_st_tensor *t, float *dst);
+/* The index of t's first NaN or infinity (F32, F16), or -1 when every
+ * element is finite (always for I64). */
+long pk_st_first_nonfinite(const pk_st_tensor *t);
 
 typedef struct pk_st_writer pk_st_writer;
 pk_st_writer *pk_st_writer_new(void);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/rng.h"
+#include "core/run_lock.h"
 #include "model/checkpoint.h"
 #include "store/pack_meta.h"
 #include "cli/progress.h"
@@ -54,6 +56,7 @@ typedef struct run {
     float *d_image, *t_main, *t_aux, *h_main, *h_aux;
     uint8_t *d_label, *d_valid;
     size_t px; /* n*h*w of the allocated staging */
+    pk_run_lock locks[3]; /* OUTPUT.lock, LOG.lock, CKPT_DIR/.lock */
 } run;
 
 static void say(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -359,6 +362,26 @@ static void losses_kv(const run *r, const pk_losses *l, char *buf, size_t cap)
         snprintf(buf + n, cap - n, " lr=%.3g", l->lr);
 }
 
+/* Before the update: a non-finite loss or gradient norm stops the run (the
+ * weights are still those of the last step; the output is not written). */
+static int check_finite(run *r, const pk_losses *l, pk_err *e)
+{
+    double norm = 0.0;
+    int rc = isfinite(l->total) ? pk_model_grad_norm(r->m, &norm, e) : PK_OK;
+    if (rc)
+        return rc;
+    if (isfinite(l->total) && isfinite(norm))
+        return PK_OK;
+    char ck[4096];
+    long at;
+    pk_err ignore;
+    int have = pk_ckpt_dir_latest(r->ckpt_dir, ck, sizeof ck, &at, &ignore) == PK_OK;
+    return pk_fail(e, PK_EINVAL, "non-finite %s (%g); stopped without writing %s%s%s",
+                   isfinite(l->total) ? "gradient norm" : "loss",
+                   isfinite(l->total) ? norm : (double)l->total, r->o->output,
+                   have ? "; the last good checkpoint is " : "", have ? ck : "");
+}
+
 /* After step `step` completed: returns 1 when the run must stop now. */
 static int maybe_stop(run *r, long step, int ckpt_written, pk_train_result *res, pk_err *e,
                       int *rc)
@@ -413,9 +436,15 @@ static int loop(run *r, long start, pk_train_result *res, pk_err *e)
             rc = make_batch(r, &c, &b, e);
         pk_losses l;
         if (!rc)
-            rc = pk_model_train_step(r->m, &b, &r->cfg, it, &l, e);
-        if (rc)
+            rc = pk_model_forward_backward(r->m, &b, &r->cfg, it, &l, e);
+        if (!rc)
+            rc = check_finite(r, &l, e);
+        if (!rc)
+            l.lr = pk_model_sgd_step(r->m, &r->cfg, it);
+        if (rc) {
+            pk_progress_break(&r->prog);
             return pk_wrap(e, "step %ld", it + 1);
+        }
         pk_dev_sync(r->ctx);
         long step = it + 1;
         double dt = pk_now() - t0;
@@ -475,6 +504,29 @@ static int default_ckpt_dir(run *r, pk_err *e)
     return PK_OK;
 }
 
+/* One run per output, log and checkpoint directory: the output's and the
+ * log's lock files sit beside them (removed at the end), the checkpoint
+ * directory's inside it (created here when missing; its parent must
+ * exist). */
+static int take_locks(run *r, pk_err *e)
+{
+    const char *what[2] = {r->o->output, r->o->log};
+    char path[4200];
+    for (int i = 0; i < 2; i++) {
+        if (!what[i])
+            continue;
+        if (snprintf(path, sizeof path, "%s.lock", what[i]) >= (int)sizeof path)
+            return pk_fail(e, PK_EINVAL, "%s: path too long", what[i]);
+        if (pk_run_lock_take(&r->locks[i], path, what[i], 1, e))
+            return e->code;
+    }
+    if (mkdir(r->ckpt_dir, 0777) != 0 && errno != EEXIST)
+        return pk_fail(e, PK_EIO, "%s: cannot create: %s", r->ckpt_dir, strerror(errno));
+    if (snprintf(path, sizeof path, "%s/.lock", r->ckpt_dir) >= (int)sizeof path)
+        return pk_fail(e, PK_EINVAL, "%s: path too long", r->ckpt_dir);
+    return pk_run_lock_take(&r->locks[2], path, r->ckpt_dir, 0, e);
+}
+
 static int setup(run *r, long *start, pk_err *e)
 {
     const pk_train_opts *o = r->o;
@@ -505,6 +557,8 @@ static int setup(run *r, long *start, pk_err *e)
         r->cfg.kd_weight = r->cfg.auxkd_weight = 0.0f;
     r->ckpt_dir = o->ckpt_dir;
     if (!r->ckpt_dir && (rc = default_ckpt_dir(r, e)))
+        return rc;
+    if ((rc = take_locks(r, e)))
         return rc;
     if (o->resume && (rc = resume(r, start, e)))
         return rc;
@@ -550,7 +604,8 @@ int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
                  pk_stop_fn *stop, void *stop_ctx, pk_train_result *res, pk_err *e)
 {
     memset(res, 0, sizeof *res);
-    run r = {.m = m, .o = o, .t = t, .stop = stop, .stop_ctx = stop_ctx, .ctx = pk_model_ctx(m)};
+    run r = {.m = m, .o = o, .t = t, .stop = stop, .stop_ctx = stop_ctx, .ctx = pk_model_ctx(m),
+             .locks = {PK_RUN_LOCK_NONE, PK_RUN_LOCK_NONE, PK_RUN_LOCK_NONE}};
     r.on_cpu = pk_ctx_device(r.ctx) == PK_DEV_CPU;
     r.K = pk_model_config(m)->classes;
     pk_progress_init(&r.prog, 0, o->tool, stderr);
@@ -573,5 +628,7 @@ int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
     pk_train_data_close(r.data);
     pk_val_close(r.val);
     free_staging(&r);
+    for (int i = 2; i >= 0; i--)
+        pk_run_lock_release(&r.locks[i]);
     return rc;
 }

@@ -18,7 +18,17 @@
  * SIGINT or SIGTERM its handler recorded) the loop writes a checkpoint of
  * the last completed step into the checkpoint directory and returns with
  * result->signal set to that value; the tool then exits 128 + signal (130,
- * 143). The library installs no handlers. */
+ * 143). The library installs no handlers.
+ *
+ * Non-finite steps: after each forward/backward the loss and the gradient
+ * norm must be finite; otherwise the run fails ("step N: non-finite loss
+ * ...") before the update, naming the newest checkpoint (kept), and the
+ * output is not written.
+ *
+ * Locks: a run holds exclusive flocks on OUTPUT.lock and LOG.lock (beside
+ * them, removed at the end) and on CKPT_DIR/.lock (the directory is created
+ * when missing), so a second run on any of them fails at once
+ * (core/run_lock.h). */
 #ifndef PSPKD_TRAIN_LOOP_H
 #define PSPKD_TRAIN_LOOP_H
 
