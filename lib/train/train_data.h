@@ -18,6 +18,7 @@ typedef struct pk_train_data_opts {
     pk_aug_opts aug;
     pk_logits_cache *cache; /* NULL: no teacher planes */
     int classes;            /* K of the cache's planes */
+    int part_off, part_len; /* data parallel: this rank's share (loader.h); 0: all */
 } pk_train_data_opts;
 
 /* One batch: n crops of h x w. teacher: [n,h,w,2K], the cached main logits
