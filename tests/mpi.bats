@@ -34,7 +34,8 @@ setup() {
     export PSPKD_CONV=direct OMP_WAIT_POLICY=passive
     # mpirun refuses root unless told; the tests run wherever make check does
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-    MPI=(mpirun --oversubscribe --bind-to none -np 2 -x PSPKD_CONV -x OMP_WAIT_POLICY
+    MPI=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np 2
+         -x PSPKD_CONV -x OMP_WAIT_POLICY
          -x OPENBLAS_CORETYPE)
     TT="$PSPKD_BIN/teacher-train"
     SD="$PSPKD_BIN/student-distill"
