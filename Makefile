@@ -3,7 +3,8 @@
 #   make check           C unit tests, then a Bats file per tool
 #   make SANITIZE=1 check  the same under ASan+UBSan (objects in build-san/)
 #   make CUDA=1          also the CUDA twins (*.cu); on by default when nvcc is found
-#                        (CUDA=0 to leave them out); STATIC_DEPS=1 links LMDB,
+#                        (CUDA=0 to leave them out); MPI=1 data-parallel training
+#                        under mpirun (on when Open MPI is found); STATIC_DEPS=1 links LMDB,
 #                        libpng, libjpeg and zlib statically (for a GPU machine without them)
 #   make demo            the whole pipeline on the embedded synthetic set
 #   make bench           model + data benchmarks (PyTorch/OpenCV side when installed)
@@ -58,10 +59,36 @@ LDFLAGS  += -Wl,-rpath,$(CUDA_HOME)/lib64
 CU_SRC   := $(wildcard lib/*/*.cu)
 endif
 
-# Objects depend on the configuration, so switching CUDA, STATIC_DEPS or
+# MPI (data-parallel training over pk_comm, lib/core/comm_mpi.c) defaults to
+# on when Open MPI's pkg-config file or its mpicc wrapper is found (MPI=0 to
+# leave it out; off under SANITIZE: ASan reports MPI's own allocations). The
+# tools then link libmpi but touch it only when started by mpirun. NCCL
+# (lib/core/comm_nccl.cu) comes with CUDA=1 MPI=1 when nccl.h is found.
+MPICC    ?= $(shell command -v mpicc 2>/dev/null)
+ifeq ($(SANITIZE),1)
+MPI      ?= 0
+else
+MPI      ?= $(if $(or $(MPICC),$(shell pkg-config --exists ompi-c 2>/dev/null && echo y)),1,0)
+endif
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null || $(MPICC) --showme:compile)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || $(MPICC) --showme:link)
+CFLAGS   += -DPSPKD_MPI $(MPI_CFLAGS)
+LDLIBS   += $(MPI_LIBS)
+ifeq ($(CUDA),1)
+NCCL     ?= $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),1,0)
+endif
+endif
+ifeq ($(NCCL),1)
+CFLAGS   += -DPSPKD_NCCL
+NVFLAGS  += -DPSPKD_NCCL
+LDLIBS   += -lnccl
+endif
+
+# Objects depend on the configuration, so switching CUDA, MPI, STATIC_DEPS or
 # OPT rebuilds (and relinks) instead of mixing old and new objects.
 CONFIG   := $(O)/config.stamp
-CFG_NOW  := CUDA=$(CUDA) STATIC_DEPS=$(STATIC_DEPS) OPT=$(OPT)
+CFG_NOW  := CUDA=$(CUDA) MPI=$(MPI) NCCL=$(NCCL) STATIC_DEPS=$(STATIC_DEPS) OPT=$(OPT)
 $(shell mkdir -p $(O) && { [ "$$(cat $(CONFIG) 2>/dev/null)" = "$(CFG_NOW)" ] || \
     echo "$(CFG_NOW)" > $(CONFIG); })
 
@@ -69,6 +96,12 @@ $(shell mkdir -p $(O) && { [ "$$(cat $(CONFIG) 2>/dev/null)" = "$(CFG_NOW)" ] ||
 # lib/export/ (the ONNX writer) needs protobuf-c and goes into its own
 # library, linked only into seg-export.
 LIB_SRC  := $(filter-out lib/export/%,$(wildcard lib/*/*.c))
+ifneq ($(MPI),1)
+LIB_SRC  := $(filter-out lib/core/comm_mpi.c,$(LIB_SRC))
+endif
+ifneq ($(NCCL),1)
+CU_SRC   := $(filter-out lib/core/comm_nccl.cu,$(CU_SRC))
+endif
 LIB_OBJ  := $(LIB_SRC:lib/%.c=$(O)/lib/%.o) $(CU_SRC:lib/%.cu=$(O)/lib/%.cu.o)
 LIB      := $(O)/libpspkd.a
 TOOLS    := $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/*.c))

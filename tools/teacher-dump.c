@@ -20,6 +20,7 @@
 #include "cli/device_opt.h"
 #include "store/pack.h"
 #include "store/logits_cache.h"
+#include "store/logits_merge.h"
 #include "cli/progress.h"
 #include "store/record.h"
 #include "model/seg_infer.h"
@@ -34,7 +35,8 @@ static void on_signal(int sig) { g_stop = sig; }
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: " TOOL " -m TEACHER -d DATA -o LOGITS [options]\n"
+            "usage: " TOOL " -m TEACHER -d DATA -o LOGITS [--shard I/N] [options]\n"
+            "       " TOOL " --merge LOGITS -d DATA SLICE...\n"
             "Runs a frozen teacher once per image of a data pack and caches its main and\n"
             "aux logits (stride 8, fp16) in an LMDB keyed as the pack.\n"
             "\n"
@@ -46,6 +48,10 @@ static void usage(FILE *f)
             "      --device DEV      cpu, cuda or cuda:N (default: the first GPU if any)\n"
             PK_PRECISION_HELP
             "      --limit N         compute at most N new images, then write the cache\n"
+            "      --shard I/N       only slice I (0..N-1) of the pack's images, for one\n"
+            "                        machine of N; join the slices with --merge\n"
+            "      --merge LOGITS    join the SLICE caches into LOGITS; every image of DATA\n"
+            "                        must be in exactly one slice\n"
             "  -f, --force           recompute everything, replacing OUTPUT\n"
             "      --json            print the summary as JSON\n"
             "  -q, --quiet           no progress line\n"
@@ -57,10 +63,12 @@ struct opts {
     const char *model, *data, *out, *device;
     pk_ctx_opts ctx;
     long limit; /* < 0: none */
+    int shard_i, shard_n; /* --shard I/N (shard_n 0: the whole pack) */
+    const char *merge;    /* --merge OUT: slices are the operands */
     int force, json, quiet;
 };
 
-enum { OPT_DEVICE = 256, OPT_LIMIT, OPT_JSON, OPT_PRECISION };
+enum { OPT_DEVICE = 256, OPT_LIMIT, OPT_JSON, OPT_PRECISION, OPT_SHARD, OPT_MERGE };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},   {"data", required_argument, 0, 'd'},
@@ -68,6 +76,7 @@ static const struct option longopts[] = {
     {"device", required_argument, 0, OPT_DEVICE},
     {"precision", required_argument, 0, OPT_PRECISION},
     {"limit", required_argument, 0, OPT_LIMIT},
+    {"shard", required_argument, 0, OPT_SHARD}, {"merge", required_argument, 0, OPT_MERGE},
     {"force", no_argument, 0, 'f'},         {"json", no_argument, 0, OPT_JSON},
     {"quiet", no_argument, 0, 'q'},         {0, 0, 0, 0}};
 
@@ -89,6 +98,14 @@ static int option(void *ctx, int c, const char *arg)
     case OPT_JSON: o->json = 1; break;
     case OPT_DEVICE: o->device = arg; break;
     case OPT_PRECISION: return pk_precision_opt(TOOL, arg, &o->ctx.precision);
+    case OPT_MERGE: o->merge = arg; break;
+    case OPT_SHARD: {
+        int n = 0;
+        if (sscanf(arg, "%d/%d%n", &o->shard_i, &o->shard_n, &n) != 2 || arg[n] ||
+            o->shard_n < 1 || o->shard_n > 65536 || o->shard_i < 0 || o->shard_i >= o->shard_n)
+            return pk_usage_error(TOOL, "--shard takes I/N with 0 <= I < N <= 65536");
+        break;
+    }
     default: return pk_num_option(TOOL, nums, sizeof nums / sizeof *nums, c, arg);
     }
     return PK_GO_ON;
@@ -103,6 +120,13 @@ static int parse(struct opts *o, int argc, char **argv)
         st = pk_device_opt(TOOL, o->device, &o->ctx);
     if (st != PK_GO_ON)
         return st;
+    if (o->merge) {
+        if (!o->data || o->model || o->out || o->shard_n)
+            return pk_usage_error(TOOL, "--merge LOGITS takes -d DATA and the SLICE caches only");
+        if (optind == argc)
+            return pk_usage_error(TOOL, "--merge needs at least one SLICE");
+        return PK_GO_ON;
+    }
     if (optind != argc)
         return pk_usage_error(TOOL, "unexpected argument");
     if (!o->model || !o->data || !o->out)
@@ -193,16 +217,29 @@ static int data_record(struct run *r, int i, pk_record_view *rec, pk_err *e)
     return rc;
 }
 
-/* Whether the existing output is complete: as many records as the pack,
- * each one present and valid (parsed, CRC, finite, this image's size and
- * classes). */
+/* The images this run computes: [lo, hi) of the pack (--shard: one slice). */
+static void shard_range(const struct run *r, int *lo, int *hi)
+{
+    int count = pk_pack_count(r->pack);
+    *lo = 0;
+    *hi = count;
+    if (r->o.shard_n) {
+        *lo = pk_shard_first(count, r->o.shard_i, r->o.shard_n);
+        *hi = pk_shard_first(count, r->o.shard_i + 1, r->o.shard_n);
+    }
+}
+
+/* Whether the existing output is complete: as many records as the pack
+ * (or the slice), each one present and valid (parsed, CRC, finite, this
+ * image's size and classes). */
 static int complete(struct run *r, int *done, pk_err *e)
 {
-    int n = pk_pack_count(r->pack);
+    int lo, hi;
+    shard_range(r, &lo, &hi);
     *done = 0;
-    if (pk_pack_count(r->resume) != n)
+    if (pk_pack_count(r->resume) != hi - lo)
         return PK_OK;
-    for (int i = 0; i < n; i++) {
+    for (int i = lo; i < hi; i++) {
         pk_record_view rec;
         size_t len;
         if (data_record(r, i, &rec, e))
@@ -305,10 +342,11 @@ static int dump(struct run *r, pk_err *e)
         pk_pack_writer_abort(w);
         return pk_fail(e, PK_ENOMEM, "out of memory");
     }
+    int rc = PK_OK, lo, hi;
+    shard_range(r, &lo, &hi);
     pk_progress p;
-    pk_progress_init(&p, pk_pack_count(r->pack), TOOL, stderr);
-    int rc = PK_OK;
-    for (int i = 0; i < pk_pack_count(r->pack) && !rc; i++) {
+    pk_progress_init(&p, hi - lo, TOOL, stderr);
+    for (int i = lo; i < hi && !rc; i++) {
         const char *key = pk_pack_key(r->pack, i);
         const void *ov;
         size_t olen;
@@ -338,7 +376,7 @@ static int dump(struct run *r, pk_err *e)
             r->record_bytes += len;
         }
         if (!r->o.quiet && !r->missing) /* once stopped, nothing more is done */
-            pk_progress_update(&p, i + 1, NULL);
+            pk_progress_update(&p, i + 1 - lo, NULL);
     }
     if (!rc)
         rc = write_meta(r, w, e);
@@ -411,6 +449,16 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     pk_err e = {0, ""};
+    if (r.o.merge) {
+        long n = 0;
+        if (pk_logits_merge(r.o.merge, r.o.data, (const char *const *)argv + optind,
+                            argc - optind, r.o.force, &n, &e))
+            return fail(&e);
+        if (!r.o.quiet)
+            fprintf(stderr, TOOL ": merged %ld images from %d slices into %s\n", n,
+                    argc - optind, r.o.merge);
+        return 0;
+    }
     int done = 0;
     const char *in[] = {r.o.model, r.o.data};
     if (pk_check_output(r.o.out, in, 2, &e))

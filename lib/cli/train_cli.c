@@ -282,11 +282,55 @@ static int open_teacher(pk_train_opts *o, pk_ctx *c, pk_train_teacher *t, pk_err
     return PK_OK;
 }
 
+/* The failure on one rank: "tool: rank R of N: message" under MPI. */
+static int fail_rank(const char *tool, const pk_comm *comm, const pk_err *e)
+{
+    if (pk_comm_size(comm) == 1)
+        return fail(tool, e);
+    fprintf(stderr, "%s: rank %d of %d: %s\n", tool, pk_comm_rank(comm), pk_comm_size(comm),
+            e->msg);
+    return 1;
+}
+
+/* The run on one rank of comm (one process: the self communicator). */
+static int train_rank(pk_train_opts *o, pk_comm *comm, pk_stop_fn *stop, void *stop_ctx);
+
 int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
 {
     int st = finish(o);
     if (st != PK_GO_ON)
         return st;
+    pk_err e = {0, ""};
+    pk_comm *comm = NULL;
+    if (pk_comm_open_world(&comm, &e))
+        return fail(o->tool, &e);
+    int size = pk_comm_size(comm), rank = pk_comm_rank(comm);
+    if (o->batch % size) {
+        if (rank == 0)
+            fprintf(stderr, "%s: -b %d is the global batch and must split evenly over the %d "
+                            "ranks\n", o->tool, o->batch, size);
+        pk_comm_close(comm);
+        return 2;
+    }
+    if (size > 1 && o->n_unlab) { /* the unlabelled streams are not split over ranks */
+        if (rank == 0)
+            fprintf(stderr, "%s: --unlabeled runs in one process, not under mpirun (%d ranks)\n",
+                    o->tool, size);
+        pk_comm_close(comm);
+        return 2;
+    }
+    if (rank != 0)
+        o->quiet = 1;
+    st = train_rank(o, comm, stop, stop_ctx);
+    if (st == 1 && size > 1)
+        pk_comm_abort(comm, 1); /* the other ranks may be waiting in a collective */
+    pk_comm_close(comm);
+    return st;
+}
+
+static int train_rank(pk_train_opts *o, pk_comm *comm, pk_stop_fn *stop, void *stop_ctx)
+{
+    int size = pk_comm_size(comm), rank = pk_comm_rank(comm);
     pk_err e = {0, ""};
     pk_meta meta;
     const char *in[] = {o->data, o->val, o->init, o->resume, o->teacher, o->logits, o->log};
@@ -296,7 +340,7 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
         (o->log && pk_check_output(o->log, &o->output, 1, &e)))
         return fail(o->tool, &e);
     if (pk_pack_meta_read(o->data, &meta, &e))
-        return fail(o->tool, &e);
+        return fail_rank(o->tool, comm, &e);
     if (meta.count < 1) {
         fprintf(stderr, "%s: %s: the pack holds no images\n", o->tool, o->data);
         return 1;
@@ -318,7 +362,8 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
         goto out;
     pk_model_cfg mc = {.arch = o->arch, .stem = o->stem, .classes = o->classes,
                        .dropout = o->dropout};
-    if (pk_model_create(&m, ctx, &mc, &e) || pk_model_init(m, o->seed, &e))
+    if (pk_model_create(&m, ctx, &mc, &e) || pk_model_init(m, o->seed, &e) ||
+        pk_model_set_comm(m, comm, (long)rank * (o->batch / size), &e))
         goto out;
     if (o->zero_residual)
         pk_model_zero_residual(m);
@@ -339,6 +384,9 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
     int nl = o->batch, nu = 0;
     if (o->n_unlab && pk_unlab_split(o->batch, o->unlab_ratio, &nl, &nu))
         nl = o->batch, nu = 0; /* refused by the loop, with the message */
+    if (!o->quiet && size > 1)
+        fprintf(stderr, "%s: data parallel over %d ranks (%s), %d images per rank per step\n",
+                o->tool, size, pk_comm_name(comm), o->batch / size);
     if (!o->quiet) {
         long ipe = meta.count / nl;
         fprintf(stderr,
@@ -362,7 +410,7 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
                 res.step - res.start_step, res.seconds, res.img_s);
 out:
     if (status == 1)
-        fail(o->tool, &e);
+        fail_rank(o->tool, comm, &e);
     if (t.cache)
         pk_logits_cache_close(t.cache);
     for (int p = 0; p < PK_UNLAB_MAX; p++)

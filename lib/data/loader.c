@@ -96,6 +96,8 @@ void pk_extra_planes_free(pk_extra_planes *p)
 
 static long batch_size(const pk_loader *ld, long it)
 {
+    if (ld->o.part_len) /* drop_last: every batch is whole, the share too */
+        return ld->o.part_len;
     long b = it % ld->ipe, rest = ld->count - b * ld->o.batch;
     return rest < ld->o.batch ? rest : ld->o.batch;
 }
@@ -196,7 +198,7 @@ static void *worker_main(void *arg)
         int pos = ld->claim_pos;
         if (epoch != ld->perm_epoch)
             make_perm(ld, epoch);
-        int rec = ld->perm[(it % ld->ipe) * ld->o.batch + pos];
+        int rec = ld->perm[(it % ld->ipe) * ld->o.batch + ld->o.part_off + pos];
         if (pos + 1 == batch_size(ld, it)) {
             ld->claim_it++;
             ld->claim_pos = 0;
@@ -248,6 +250,10 @@ static int check_opts(const pk_loader_opts *o, pk_err *e)
         return pk_fail(e, PK_EINVAL, "loader: threads %d out of range (1..256)", o->threads);
     if (o->slots < 0 || o->slots == 1 || o->slots > 64)
         return pk_fail(e, PK_EINVAL, "loader: slots %d out of range (2..64)", o->slots);
+    if (o->part_len && (o->part_len < 0 || o->part_off < 0 || !o->drop_last ||
+                        o->part_off + o->part_len > o->batch))
+        return pk_fail(e, PK_EINVAL, "loader: share [%d, +%d) of a batch of %d invalid%s",
+                       o->part_off, o->part_len, o->batch, o->drop_last ? "" : " (no drop_last)");
     if (o->start_iter < 0 || o->end_iter < 0)
         return pk_fail(e, PK_EINVAL, "loader: negative start/end iteration");
     if (o->extra_fn && (o->extra_channels < 1 || o->extra_channels > 4096))
@@ -258,7 +264,8 @@ static int check_opts(const pk_loader_opts *o, pk_err *e)
 
 static int alloc_slots(pk_loader *ld, pk_err *e)
 {
-    size_t px = (size_t)ld->o.aug.crop_h * ld->o.aug.crop_w, b = (size_t)ld->o.batch;
+    size_t px = (size_t)ld->o.aug.crop_h * ld->o.aug.crop_w;
+    size_t b = (size_t)(ld->o.part_len ? ld->o.part_len : ld->o.batch);
     int cx = ld->o.extra_fn ? ld->o.extra_channels : 0;
     ld->slots = calloc((size_t)ld->nslots, sizeof *ld->slots);
     if (!ld->slots)

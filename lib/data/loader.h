@@ -62,6 +62,10 @@ typedef struct pk_loader_opts {
     pk_extra_fn extra_fn; /* NULL: no extra planes */
     void *extra_user;
     int extra_channels;   /* total channels extra_fn provides (when set) */
+    /* Data parallel: only positions [part_off, part_off + part_len) of each
+     * batch (the rank's share; same samples and augmentation as in the whole
+     * batch); part_len 0: the whole batch. Needs drop_last. */
+    int part_off, part_len;
 } pk_loader_opts;
 
 /* B = opts.batch crops of opts.aug.crop_h x crop_w, valid until the next

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "core/comm.h"
 #include "core/ctx.h"
 #include "ops/ops.h"
 
@@ -131,8 +132,22 @@ typedef struct pk_losses {
     float lr;
 } pk_losses;
 
+/* Data parallel (core/comm.h): this model is one of the comm's ranks,
+ * each training on its own equal share of every global batch; its batches
+ * are the global batch's samples first, first+1, ... From then on training
+ * BN is SyncBN (ops/bn_sync.h), dropout masks are those of the global
+ * sample indices, the losses are normalised over the global count of valid
+ * pixels (and reported for the global batch), and the backward ends with
+ * the gradients summed over the ranks, so that every rank's SGD step is
+ * the one-process step on the global batch. comm NULL or of size 1: one
+ * process. CPU contexts only for size > 1 (no CUDA SyncBN yet). The model
+ * does not own comm. */
+int pk_model_set_comm(pk_model *m, pk_comm *comm, long first_sample, pk_err *e);
+pk_comm *pk_model_comm(const pk_model *m);
+
 /* Training-mode forward (batch-stat BN, running-stat update, dropout),
- * losses, backward into the grad buffer (zeroed first). Needs n >= 2. */
+ * losses, backward into the grad buffer (zeroed first). Needs n >= 2 over
+ * the global batch. */
 int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg *t,
                               long iter, pk_losses *out, pk_err *e);
 /* SGD with poly LR at iteration `iter` (0-based; LR uses iter as semseg's

@@ -3,6 +3,7 @@
 #include "model/pspnet_impl.h"
 
 #include "core/rng.h"
+#include "ops/bn_sync.h"
 
 float *pk_plan_ptr(const pk_model *m, const pk_plan *p, float *const *ext, int v)
 {
@@ -82,7 +83,12 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     case PK_N_BN: {
         bn_ptrs bp = bn_of(m, L);
         float *sm = pk_plan_ptr(m, p, ext, nd->save0), *sr = pk_plan_ptr(m, p, ext, nd->save1);
-        if (a->train)
+        if (a->train && pk_dist_active(m)) {
+            if (pk_bn_sync_forward_train(c, m->comm, y, sm, sr, x, bp.gamma, bp.beta, bp.mean,
+                                         bp.var, pixels_of(xv), xv->c, PK_BN_MOMENTUM,
+                                         PK_BN_EPS, relu != NULL, e) != PK_OK)
+                return pk_wrap(e, "%s", m->tensors[L->bn].name);
+        } else if (a->train)
             (relu ? pk_bn_relu_forward_train : pk_bn_forward_train)(
                 c, y, sm, sr, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv), xv->c,
                 PK_BN_MOMENTUM, PK_BN_EPS);
@@ -125,9 +131,9 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
         break;
     }
     case PK_N_DROPOUT:
-        pk_dropout2d_forward(c, y, (uint8_t *)pk_plan_ptr(m, p, ext, nd->save0), x, xv->n,
-                             (long)xv->h * xv->w, xv->c, a->dropout,
-                             dropout_seed(a, nd->drop_id));
+        pk_dropout2d_forward_at(c, y, (uint8_t *)pk_plan_ptr(m, p, ext, nd->save0), x, xv->n,
+                                (long)xv->h * xv->w, xv->c, a->dropout,
+                                dropout_seed(a, nd->drop_id), m->sample0);
         break;
     default:
         return pk_fail(e, PK_EINVAL, "model: internal error: node kind %d", nd->kind);
@@ -185,7 +191,13 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
         bn_ptrs bp = bn_of(m, L);
         const float *sm = pk_plan_ptr(m, p, ext, nd->save0);
         const float *sr = pk_plan_ptr(m, p, ext, nd->save1);
-        if (relu) /* the ReLU's output gradient and output, for its backward fused here */
+        if (pk_dist_active(m)) {
+            const float *g = relu ? pk_plan_ptr(m, p, ext, p->vals[relu->out].grad) : dy;
+            const float *ry = relu ? pk_plan_ptr(m, p, ext, relu->out) : NULL;
+            if (pk_bn_sync_backward(c, m->comm, dx, bp.dgamma, bp.dbeta, g, ry, x, sm, sr,
+                                    bp.gamma, pixels_of(xv), xv->c, e) != PK_OK)
+                return pk_wrap(e, "%s (backward)", m->tensors[L->bn].name);
+        } else if (relu) /* the ReLU's output gradient and output, for its backward fused here */
             pk_bn_relu_backward(c, dx, bp.dgamma, bp.dbeta,
                                 pk_plan_ptr(m, p, ext, p->vals[relu->out].grad),
                                 pk_plan_ptr(m, p, ext, relu->out), x, sm, sr, bp.gamma,

@@ -140,6 +140,8 @@ struct pk_model {
     double prof[PK_G_COUNT][2];        /* seconds per group, fwd / bwd */
     double prof_kind[PK_N_KINDS][2];  /* seconds per op kind */
     long prof_steps;
+    pk_comm *comm;                     /* data parallel (pspnet_dist.c); NULL: one process */
+    long sample0;                      /* the global index of this rank's first sample */
 };
 
 /* pspnet_table.c: the architecture walk that fills layers and tensors. */
@@ -167,6 +169,20 @@ typedef struct pk_exec_args {
 float *pk_plan_ptr(const pk_model *m, const pk_plan *p, float *const *ext, int v);
 int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e);
 int pk_exec_backward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e);
+
+/* pspnet_dist.c: data-parallel pieces of the training step (pk_model_set_comm).
+ * Whether m trains over several ranks. */
+int pk_dist_active(const pk_model *m);
+/* cnt[0]: pixels the CE scores, cnt[1]: pixels the KD terms average over
+ * (valid != 0), this rank's in local[], the whole group's in global[]. */
+int pk_dist_counts(pk_model *m, const pk_batch *b, int ignore, double local[2],
+                   double global[2], pk_err *e);
+/* The loss terms of every rank combined: each term's local mean weighted by
+ * its local count, summed, over the global count. */
+int pk_dist_losses(pk_model *m, pk_losses *l, const double local[2], const double global[2],
+                   pk_err *e);
+/* Sums the gradient buffer over the ranks. */
+int pk_dist_allreduce_grads(pk_model *m, pk_err *e);
 
 /* pspnet_profile.c */
 double pk_prof_now(pk_model *m); /* syncs the device when profiling */

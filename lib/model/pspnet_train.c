@@ -67,11 +67,11 @@ static int check_shape(int n, int h, int w, pk_err *e)
 }
 
 /* Training also needs two images: the bin-1 PPM BatchNorm normalises over
- * the batch alone. */
-static int check_train_shape(int n, int h, int w, pk_err *e)
+ * the batch alone (over the global batch with SyncBN). */
+static int check_train_shape(const pk_model *m, int n, int h, int w, pk_err *e)
 {
     int rc = check_shape(n, h, w, e);
-    if (rc == PK_OK && n < 2)
+    if (rc == PK_OK && (long)n * pk_comm_size(m->comm) < 2)
         rc = pk_fail(e, PK_EINVAL, "training needs batch >= 2 (BatchNorm over the 1x1 PPM bin)");
     return rc;
 }
@@ -97,8 +97,8 @@ static int get_plan(pk_model *m, pk_plan *p, int train, int n, int h, int w, int
  * the losses accumulate their gradient into the second scratch, which is
  * resized back onto main's stride-8 gradient; then the same for aux in the
  * same two buffers. */
-static void losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_train_cfg *t,
-                   float *const *ext, pk_losses *out)
+static int losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_train_cfg *t,
+                  float *const *ext, pk_losses *out, pk_err *e)
 {
     pk_ctx *c = m->ctx;
     int n = b->n, h = b->h, w = b->w, h8 = p->h8, w8 = p->w8, K = m->cfg.classes;
@@ -106,22 +106,37 @@ static void losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tr
     float *full = pk_plan_ptr(m, p, ext, p->v_full), *dfull = pk_plan_ptr(m, p, ext, p->v_dfull);
     size_t bytes = (size_t)P * (size_t)K * sizeof(float);
     memset(out, 0, sizeof *out);
+    /* Data parallel: each term's weight scaled by local / global count, so
+     * its gradient is normalised over the global batch's valid pixels. */
+    double loc[2] = {1, 1}, glob[2] = {1, 1};
+    int dist = pk_dist_active(m);
+    if (dist) {
+        int rc = pk_dist_counts(m, b, t->ignore_label, loc, glob, e);
+        if (rc)
+            return rc;
+    }
+    float rce = glob[0] > 0 ? (float)(loc[0] / glob[0]) : 0.0f;
+    float rkd = glob[1] > 0 ? (float)(loc[1] / glob[1]) : 0.0f;
     for (int aux = 0; aux < 2; aux++) {
         int v = aux ? p->v_aux : p->v_main;
         pk_resize_forward(c, full, pk_plan_ptr(m, p, ext, v), n, h8, w8, K, h, w);
         pk_dev_zero(c, dfull, bytes);
         float cw = aux ? t->aux_weight : t->ce_weight;
         float ce = pk_ce_loss(c, cw != 0.0f ? dfull : NULL, full, b->label, P, K,
-                              t->ignore_label, cw);
+                              t->ignore_label, dist ? (float)((double)cw * rce) : cw);
         const float *teacher = aux ? b->teacher_aux : b->teacher_main;
         float dw = aux ? t->auxkd_weight : t->kd_weight, d = 0.0f;
         if (teacher && dw > 0.0f) {
+            float w0 = dw;
+            if (dist)
+                dw = (float)((double)dw * rkd);
             if (!aux || t->auxkd == PK_AUXKD_KL)
                 d = pk_kd_loss(c, dfull, full, teacher, b->valid, P, K, t->kd_T, dw);
             else if (t->auxkd == PK_AUXKD_SMOOTHL1)
                 d = pk_smoothl1_loss(c, dfull, full, teacher, b->valid, P, K, dw);
             else
                 d = pk_mse_loss(c, dfull, full, teacher, b->valid, P, K, dw);
+            dw = w0;
         }
         pk_resize_backward(c, pk_plan_ptr(m, p, ext, p->vals[v].grad), dfull, n, h8, w8, K, h,
                            w);
@@ -133,15 +148,21 @@ static void losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tr
             out->kd = d;
         }
     }
+    if (dist) {
+        int rc = pk_dist_losses(m, out, loc, glob, e);
+        if (rc)
+            return rc;
+    }
     out->total = t->ce_weight * out->ce + t->aux_weight * out->aux_ce +
                  (b->teacher_main ? t->kd_weight * out->kd : 0.0f) +
                  (b->teacher_aux ? t->auxkd_weight * out->aux_kd : 0.0f);
+    return PK_OK;
 }
 
 int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg *t,
                               long iter, pk_losses *out, pk_err *e)
 {
-    int rc = check_train_shape(b->n, b->h, b->w, e);
+    int rc = check_train_shape(m, b->n, b->h, b->w, e);
     if (rc != PK_OK)
         return rc;
     if (!b->image || !b->label)
@@ -164,11 +185,14 @@ int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg
     m->num_batches++;
     double t0 = m->profile ? pk_prof_now(m) : 0.0;
     pk_losses l;
-    losses(m, p, b, t, a.ext, &l);
+    if ((rc = losses(m, p, b, t, a.ext, &l, e)) != PK_OK)
+        return rc;
     pk_dev_zero(m->ctx, m->grads, m->nparams * sizeof(float));
     if (m->profile)
         pk_prof_add(m, PK_G_LOSS, -1, PK_PROF_FWD, pk_prof_now(m) - t0);
     if ((rc = pk_exec_backward(m, p, &a, e)) != PK_OK)
+        return rc;
+    if (pk_dist_active(m) && (rc = pk_dist_allreduce_grads(m, e)) != PK_OK)
         return rc;
     l.lr = pk_poly_lr(t->base_lr, iter, t->max_iter, t->power);
     m->logits_ready = 1;
@@ -256,7 +280,7 @@ size_t pk_model_arena_bytes(const pk_model *m)
 int pk_model_plan(pk_model *m, int train, int n, int h, int w, size_t *bytes_per_image,
                   pk_err *e)
 {
-    int rc = train ? check_train_shape(n, h, w, e) : check_shape(n, h, w, e);
+    int rc = train ? check_train_shape(m, n, h, w, e) : check_shape(n, h, w, e);
     if (rc == PK_OK)
         rc = get_plan(m, train ? &m->train_plan : &m->infer_plan, train, n, h, w, !train, 1, e);
     if (rc == PK_OK && bytes_per_image)

@@ -125,16 +125,23 @@ static void dropout_apply(pk_ctx *c, float *out, const float *in, const uint8_t 
     }
 }
 
-void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
-                          long hw, int ch, float p, uint64_t seed)
+void pk_dropout2d_forward_at(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
+                             long hw, int ch, float p, uint64_t seed, long first)
 {
-    PK_ON_CUDA(c, pk_cuda_dropout2d_forward(c, y, keep, x, n, hw, ch, p, seed));
+    PK_ON_CUDA(c, pk_cuda_dropout2d_forward(c, y, keep, x, n, hw, ch, p, seed, first));
     /* The mask is a pure function of (seed, n*ch index): keep when the
      * uniform draw is >= p, so a channel survives with probability 1-p. */
     long nc = (long)n * ch;
+    uint64_t i0 = (uint64_t)first * (uint64_t)ch;
     for (long i = 0; i < nc; i++)
-        keep[i] = p < 1.0f && pk_bits_to_u01(pk_hash64(seed ^ (uint64_t)i)) >= p;
+        keep[i] = p < 1.0f && pk_bits_to_u01(pk_hash64(seed ^ (i0 + (uint64_t)i))) >= p;
     dropout_apply(c, y, x, keep, n, hw, ch, dropout_scale(p));
+}
+
+void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
+                          long hw, int ch, float p, uint64_t seed)
+{
+    pk_dropout2d_forward_at(c, y, keep, x, n, hw, ch, p, seed, 0);
 }
 
 void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t *keep, int n,

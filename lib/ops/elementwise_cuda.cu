@@ -188,12 +188,13 @@ __device__ inline uint64_t dev_hash64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-__global__ void dropout_mask_kernel(uint8_t *keep, long nc, float p, uint64_t seed)
+__global__ void dropout_mask_kernel(uint8_t *keep, long nc, float p, uint64_t seed,
+                                    uint64_t i0)
 {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= nc)
         return;
-    float u = (float)(dev_hash64(seed ^ (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+    float u = (float)(dev_hash64(seed ^ (i0 + (uint64_t)i)) >> 40) * (1.0f / 16777216.0f);
     keep[i] = p < 1.0f && u >= p;
 }
 
@@ -231,14 +232,16 @@ static void dropout_apply(pk_cuda_ctx *cs, float *y, const uint8_t *keep, const 
 static float dropout_scale(float p) { return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p); }
 
 extern "C" void pk_cuda_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x,
-                                          int n, long hw, int ch, float p, uint64_t seed)
+                                          int n, long hw, int ch, float p, uint64_t seed,
+                                          long first)
 {
     pk_cuda_ctx *cs = pk_cuda_enter(c);
     long nc = (long)n * ch;
     if (!cs || nc <= 0)
         return;
     dropout_mask_kernel<<<(unsigned)((nc + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0,
-                          cs->stream>>>(keep, nc, p, seed);
+                          cs->stream>>>(keep, nc, p, seed,
+                                        (uint64_t)first * (uint64_t)ch);
     if (!PK_CU_LAUNCH(cs) || hw <= 0)
         return;
     dropout_apply(cs, y, keep, x, n, hw, ch, dropout_scale(p));

@@ -127,6 +127,10 @@ void pk_concat_backward(pk_ctx *c, float *const *dxs, const float *dy, const int
  * and thread count gives the same mask. */
 void pk_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
                           long hw, int ch, float p, uint64_t seed);
+/* The same for samples first .. first+n-1 of a larger batch: their masks
+ * are those the whole batch's call gives them (data-parallel ranks). */
+void pk_dropout2d_forward_at(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
+                             long hw, int ch, float p, uint64_t seed, long first);
 void pk_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t *keep, int n,
                            long hw, int ch, float p);
 

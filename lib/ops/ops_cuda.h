@@ -59,7 +59,7 @@ void pk_cuda_concat_forward(pk_ctx *c, float *y, const float *const *xs, const i
 void pk_cuda_concat_backward(pk_ctx *c, float *const *dxs, const float *dy, const int *cs,
                              int k, long P);
 void pk_cuda_dropout2d_forward(pk_ctx *c, float *y, uint8_t *keep, const float *x, int n,
-                               long hw, int ch, float p, uint64_t seed);
+                               long hw, int ch, float p, uint64_t seed, long first);
 void pk_cuda_dropout2d_backward(pk_ctx *c, float *dx, const float *dy, const uint8_t *keep,
                                 int n, long hw, int ch, float p);
 

@@ -73,6 +73,8 @@ int pk_train_data_open(pk_train_data **out, const pk_train_data_opts *o, pk_err 
         .start_iter = o->start_iter,
         .end_iter = o->end_iter,
         .aug = o->aug,
+        .part_off = o->part_off,
+        .part_len = o->part_len,
     };
     if (o->cache) {
         lo.extra_fn = pk_logits_extra_fn;

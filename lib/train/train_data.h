@@ -24,6 +24,7 @@ typedef struct pk_train_data_opts {
      * ones with their label planes all 255 (lib/train/unlab_mix.h). Their
      * seed, aug, workers, classes and start_iter are set from the above. */
     pk_unlab_stream_opts unlab;
+    int part_off, part_len; /* data parallel: this rank's share (loader.h); 0: all */
 } pk_train_data_opts;
 
 /* One batch: n crops of h x w (the labelled ones first, then n_unlab

@@ -39,6 +39,10 @@ typedef struct run {
     void *stop_ctx;
     pk_ctx *ctx;
     int on_cpu, K;
+    /* data parallel (pk_model_comm): rank 0 alone prints, logs, validates
+     * and writes; every rank trains on its share of each batch */
+    pk_comm *comm;
+    int rank, size, lead, quiet;
     pk_train_cfg cfg;
     long ipe, max_iter, validated;
     const char *ckpt_dir;
@@ -62,7 +66,7 @@ typedef struct run {
 static void say(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(run *r, const char *fmt, ...)
 {
-    if (r->o->quiet)
+    if (r->quiet)
         return;
     pk_progress_break(&r->prog);
     va_list ap;
@@ -158,6 +162,8 @@ static int fill_meta(run *r, long step, int frozen, pk_ckpt_meta *meta, pk_err *
 
 static int save_ckpt(run *r, long step, pk_train_result *res, pk_err *e)
 {
+    if (!r->lead)
+        return PK_OK;
     pk_ckpt_meta meta;
     int rc = fill_meta(r, step, 0, &meta, e);
     if (!rc)
@@ -178,7 +184,7 @@ static void check_resume_meta(run *r, const pk_ckpt_meta *meta)
     static const char *const keys[4] = {"seed", "max_iter", "batch", "crop"};
     for (int i = 0; i < 4; i++) {
         const char *was = pk_ckpt_meta_get(meta, keys[i]);
-        if (was && strcmp(was, now[i]))
+        if (was && strcmp(was, now[i]) && r->lead)
             fprintf(stderr, "%s: warning: resuming a run with %s %s, now %s\n", r->o->tool,
                     keys[i], was, now[i]);
     }
@@ -387,6 +393,12 @@ static int maybe_stop(run *r, long step, int ckpt_written, pk_train_result *res,
                       int *rc)
 {
     int sig = r->stop ? r->stop(r->stop_ctx) : 0;
+    if (r->size > 1) { /* every rank stops at the same step, or none */
+        double v = sig;
+        if ((*rc = pk_comm_allmax_f64(r->comm, &v, 1, e)))
+            return 1;
+        sig = sig ? sig : (int)v;
+    }
     if (!sig || step >= r->max_iter)
         return 0;
     pk_progress_break(&r->prog);
@@ -396,7 +408,7 @@ static int maybe_stop(run *r, long step, int ckpt_written, pk_train_result *res,
             return 1;
     }
     res->signal = sig;
-    if (!r->o->quiet)
+    if (!r->quiet)
         fprintf(stderr, "%s: %s at step %ld: checkpoint %s\n", r->o->tool,
                 sig == SIGINT ? "interrupted" : "terminated", step, res->checkpoint);
     return 1;
@@ -448,14 +460,14 @@ static int loop(run *r, long start, pk_train_result *res, pk_err *e)
         pk_dev_sync(r->ctx);
         long step = it + 1;
         double dt = pk_now() - t0;
-        images += c.n;
+        images += (long)c.n * r->size;
         res->step = step;
         losses_kv(r, &l, kv, sizeof kv);
-        if (!r->o->quiet)
+        if (!r->quiet)
             pk_progress_update(&r->prog, step, kv);
         if (r->have_log) {
             pk_train_log_row row = {step, c.epoch + 1, l.lr, l.total, l.ce, l.aux_ce, l.kd,
-                                    l.aux_kd, dt > 0 ? c.n / dt : 0};
+                                    l.aux_kd, dt > 0 ? (double)c.n * r->size / dt : 0};
             if ((rc = pk_train_log_step(&r->log, &row, e)))
                 return rc;
         }
@@ -473,13 +485,15 @@ static int loop(run *r, long start, pk_train_result *res, pk_err *e)
     }
     res->seconds = pk_now() - t_run;
     res->img_s = res->seconds > 0 ? images / res->seconds : 0;
-    if (!r->o->quiet)
+    if (!r->quiet)
         pk_progress_finish(&r->prog, res->step, kv);
     return PK_OK;
 }
 
 static int write_output(run *r, pk_err *e)
 {
+    if (!r->lead)
+        return PK_OK;
     pk_ckpt_meta meta;
     int rc = fill_meta(r, r->max_iter, r->o->freeze, &meta, e);
     if (!rc)
@@ -562,9 +576,12 @@ static int setup(run *r, long *start, pk_err *e)
         return rc;
     if (o->resume && (rc = resume(r, start, e)))
         return rc;
-    if (o->val && (rc = pk_val_open(&r->val, o->val, r->K, e)))
+    if (o->batch % r->size)
+        return pk_fail(e, PK_EINVAL, "the global batch %d does not split over %d ranks",
+                       o->batch, r->size);
+    if (r->lead && o->val && (rc = pk_val_open(&r->val, o->val, r->K, e)))
         return rc;
-    if (o->log) {
+    if (r->lead && o->log) {
         if ((rc = pk_train_log_open(&r->log, o->log, *start, e)))
             return rc;
         r->have_log = 1;
@@ -577,6 +594,10 @@ static int setup(run *r, long *start, pk_err *e)
                             .end_iter = r->max_iter,
                             .cache = r->t->cache,
                             .classes = r->K};
+    if (r->size > 1) {
+        d.part_len = o->batch / r->size;
+        d.part_off = r->rank * d.part_len;
+    }
     pk_aug_opts_default(&d.aug, o->crop_h, o->crop_w);
     d.aug.none = !o->augment;
     d.aug.scale_min = o->scale_min;
@@ -607,6 +628,11 @@ int pk_train_run(pk_model *m, const pk_train_opts *o, const pk_train_teacher *t,
     run r = {.m = m, .o = o, .t = t, .stop = stop, .stop_ctx = stop_ctx, .ctx = pk_model_ctx(m),
              .locks = {PK_RUN_LOCK_NONE, PK_RUN_LOCK_NONE, PK_RUN_LOCK_NONE}};
     r.on_cpu = pk_ctx_device(r.ctx) == PK_DEV_CPU;
+    r.comm = pk_model_comm(m);
+    r.rank = pk_comm_rank(r.comm);
+    r.size = pk_comm_size(r.comm);
+    r.lead = r.rank == 0;
+    r.quiet = o->quiet || !r.lead;
     r.K = pk_model_config(m)->classes;
     pk_progress_init(&r.prog, 0, o->tool, stderr);
     if (t->cache && t->model)
