@@ -9,7 +9,7 @@ setup() {
     OUT="$BATS_TEST_TMPDIR/demo"
     # The demo at a toy scale: one step per trainer on 33x33 images.
     TOY=(OUT="$OUT" BIN="$PSPKD_BIN" THREADS=1 SYNTH_TRAIN=4 SYNTH_VAL=2 SYNTH_SIZE=33
-         CROP=33 BATCH=2 T_ITERS=1 S_ITERS=1 BASE_SIZE=33 EVAL_CROP=33 PREDICT_N=1)
+         CROP=33 BATCH=2 T_BATCH=2 T_ITERS=1 S_ITERS=1 BASE_SIZE=33 EVAL_CROP=33 PREDICT_N=1)
 }
 
 # The number of lines timed.sh wrote, i.e. tool runs so far.
