@@ -521,9 +521,11 @@ static int default_ckpt_dir(run *r, pk_err *e)
 /* One run per output, log and checkpoint directory: the output's and the
  * log's lock files sit beside them (removed at the end), the checkpoint
  * directory's inside it (created here when missing; its parent must
- * exist). */
+ * exist). Under mpirun rank 0 alone writes, so it alone locks. */
 static int take_locks(run *r, pk_err *e)
 {
+    if (!r->lead)
+        return PK_OK;
     const char *what[2] = {r->o->output, r->o->log};
     char path[4200];
     for (int i = 0; i < 2; i++) {
