@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/le_bytes.h"
+
 static char fz_dir[256];
 
 /* Removes every file directly in fz_dir (the harnesses make no
@@ -72,6 +74,22 @@ static inline char *fz_string(const uint8_t *data, size_t size)
     memcpy(s, data, size);
     s[size] = 0;
     return s;
+}
+
+/* A copy of data whose last 4 bytes are the CRC32 of the rest, as the
+ * record formats end: most mutations break the CRC, so a harness parses
+ * both the input and this copy to reach the checks behind it. NULL when
+ * size < 4 (nothing to fix); the caller frees. */
+static inline uint8_t *fz_fix_crc(const uint8_t *data, size_t size)
+{
+    if (size < 4)
+        return NULL;
+    uint8_t *c = malloc(size);
+    if (!c)
+        abort();
+    memcpy(c, data, size);
+    pk_put32(c + size - 4, pk_crc32(c, size - 4));
+    return c;
 }
 
 #endif
