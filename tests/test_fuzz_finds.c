@@ -11,7 +11,7 @@
 #include "store/record.h"
 #include "support.h"
 
-/* fuzz_jpeg: a 29-byte JPEG whose frame header claims 64521 x 14931
+/* fuzz_jpeg: a 45-byte JPEG whose frame header claims 64521 x 14931
  * pixels. pk_jpeg_size returned that size unchecked, and a caller sizing
  * its buffer from it asked for 2.9 GB. */
 static int jpeg_huge_size(void)
