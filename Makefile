@@ -11,6 +11,13 @@
 #   make bench-ops       op-level GFLOP/s against oneDNN's sgemm
 #   make bench-gpu       on a GPU machine: CUDA build, GPU op/step checks, GPU benchmark
 #                        next to PyTorch (scripts/bench-gpu)
+#   make fuzz-build      libFuzzer harnesses (fuzz/fuzz_*.c) with clang-14, ASan and UBSan,
+#                        into build-fuzz/ (the library rebuilt there with
+#                        -fsanitize=address,undefined,fuzzer-no-link; no CUDA)
+#   make fuzz            build, then run each harness on its corpus fuzz/corpus/<name>/ for
+#                        FUZZ_SECONDS (default 60) seconds, one after another; new inputs
+#                        go to build-fuzz/corpus/<name>/, crashes to build-fuzz/crash/<name>/
+#   make fuzz-corpus     rewrites the seeds in fuzz/corpus/ (fuzz/gen_corpus.c)
 #   make install PREFIX=/usr/local
 VERSION := 0.1.0
 PREFIX  ?= /usr/local
@@ -128,6 +135,7 @@ BENCHES  := $(patsubst bench/%.c,$(O)/bench/%,$(wildcard bench/*.c))
 # (older OpenBLAS misbehaves on this CPU otherwise).
 export OPENBLAS_CORETYPE ?= Haswell
 
+.PHONY: fuzz fuzz-build fuzz-corpus
 .PHONY: all deps check check-c check-bats demo bench bench-ops bench-gpu install clean man-lint
 all: deps $(LIB) $(TOOLS)
 
@@ -202,7 +210,60 @@ install: all
 	for s in 1 5 7; do \
 	    install -m 644 man/man$$s/*.$$s $(DESTDIR)$(PREFIX)/share/man/man$$s || exit 1; done
 
+# ---- fuzzing (make fuzz, make fuzz-build): not part of `make check` ----
+# Its own compiler, flags and object folder, so build/ and build-san/ are
+# left alone. The library is compiled as the tools' is (OpenMP through
+# clang's libomp), CUDA off; each harness links the archive, which brings in
+# only the objects it uses.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 10
+FZ           := build-fuzz
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-pass-failed -fopenmp -g -O1 \
+                -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -DPSPKD_VERSION='"$(VERSION)"' -Ilib
+FUZZ_LDLIBS  := -ldnnl -llmdb -lpng -lz -ljpeg -lcjson -lpthread -lm
+FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FZ)/fuzz_%)
+FUZZ_LIB     := $(FZ)/libpspkd-fuzz.a
+FUZZ_OBJ     := $(LIB_SRC:lib/%.c=$(FZ)/lib/%.o)
+
+$(FZ)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(FZ)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -fopenmp $< $(FUZZ_LIB) -o $@ $(FUZZ_LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# The seeds in fuzz/corpus/ come from this program (valid inputs written by
+# the library itself); rerun it when a format changes, then commit them.
+fuzz-corpus: $(O)/fuzz/gen_corpus
+	$(O)/fuzz/gen_corpus
+$(O)/fuzz/gen_corpus: fuzz/gen_corpus.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+# Each harness in turn: its seed corpus read-only, new inputs into
+# build-fuzz/corpus/<name>, any crash, leak or timeout into
+# build-fuzz/crash/<name>/ and a failing make.
+fuzz: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+	    mkdir -p $(FZ)/corpus/$$n $(FZ)/crash/$$n || exit 1; \
+	    echo "fuzz_$$n: $(FUZZ_SECONDS) s"; \
+	    $(FZ)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	        -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 \
+	        -artifact_prefix=$(FZ)/crash/$$n/ $(FZ)/corpus/$$n fuzz/corpus/$$n \
+	        2>$(FZ)/fuzz_$$n.log || { tail -n 40 $(FZ)/fuzz_$$n.log; exit 1; }; \
+	    grep -E '^(stat::number_of_executed_units|#[0-9]+.*DONE)' $(FZ)/fuzz_$$n.log; \
+	done
+
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+ifneq ($(filter fuzz fuzz-build build-fuzz/%,$(MAKECMDGOALS)),)
+-include $(shell find $(FZ) -name '*.d' 2>/dev/null)
+endif

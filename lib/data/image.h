@@ -40,7 +40,8 @@ int pk_file_write(const char *path, const void *buf, size_t len, pk_err *e);
 /* JPEG -> RGB8 (grey JPEGs are expanded to RGB). Allocates im->px. */
 int pk_jpeg_decode(pk_image *im, const uint8_t *buf, size_t len, pk_err *e);
 int pk_jpeg_read(pk_image *im, const char *path, pk_err *e);
-/* Reads only the header: the size a decode would produce. */
+/* Reads only the header: the size a decode would produce; PK_EFORMAT, as
+ * the decode, for a size outside pk_image_check_size's limits. */
 int pk_jpeg_size(int *w, int *h, const uint8_t *buf, size_t len, pk_err *e);
 /* Decodes into a caller buffer of exactly w*h*3 bytes; PK_EFORMAT when the
  * JPEG is not w x h. */

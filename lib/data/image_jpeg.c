@@ -87,13 +87,15 @@ static int decode(pk_image *im, uint8_t *dst, int want_w, int want_h, int header
         *out_w = w;
     if (out_h)
         *out_h = h;
-    if (header_only) {
-        jpeg_destroy_decompress(&cinfo);
-        return PK_OK;
-    }
+    /* Before header_only returns too: a caller sizes its buffer from
+     * pk_jpeg_size, so a header claiming a huge image fails there. */
     if (pk_image_check_size((unsigned long)w, (unsigned long)h, e)) {
         jpeg_destroy_decompress(&cinfo);
         return PK_EFORMAT;
+    }
+    if (header_only) {
+        jpeg_destroy_decompress(&cinfo);
+        return PK_OK;
     }
     if (dst) {
         if (w != want_w || h != want_h) {

@@ -134,6 +134,9 @@ int pk_logits_parse(pk_logits_view *v, const void *data, size_t len, pk_err *e)
     if (klen < 1 || klen > PK_LOGITS_KEY_MAX || hdr != header_bytes(klen))
         return pk_fail(e, PK_EFORMAT, "logits record: bad key length %u / header size %u",
                        klen, hdr);
+    if ((size_t)hdr + 4 > len) /* the key and its pad byte must lie inside the value */
+        return pk_fail(e, PK_EFORMAT, "logits record too short (%zu bytes) for its %u-byte "
+                       "header", len, hdr);
     if (pk_get16(p + 36) != PK_LOGITS_STRIDE || p[38] != DTYPE_F16 || p[39] != PLANES)
         return pk_fail(e, PK_EFORMAT,
                        "logits record: stride %u, dtype %u, %u planes (expected %d, fp16, %d)",

@@ -93,6 +93,9 @@ int pk_record_parse(pk_record_view *v, const void *data, size_t len, pk_err *e)
     if (idlen == 0 || idlen > PK_RECORD_ID_MAX || hdr != REC_FIXED + idlen)
         return pk_fail(e, PK_EFORMAT, "bad record header (header %u bytes, id %u bytes)",
                        hdr, idlen);
+    if ((size_t)hdr + 4 > len) /* the id must lie inside the value */
+        return pk_fail(e, PK_EFORMAT, "record too short (%zu bytes) for its %u-byte header",
+                       len, hdr);
     pk_record_header *h = &v->hdr;
     memset(h, 0, sizeof *h);
     memcpy(h->id, p + REC_FIXED, idlen);

@@ -1,0 +1,24 @@
+/* libFuzzer: a pack's metadata record (pk_meta_decode, as pk_pack_open
+ * and pk_pack_meta_read read it). */
+#include "fuzz_util.h"
+#include "store/record.h"
+
+static void one(const uint8_t *data, size_t size)
+{
+    pk_meta m;
+    pk_err e;
+    (void)pk_meta_decode(&m, data, size, &e);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The input as it is, then with its CRC fixed (fz_fix_crc). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    one(data, size);
+    uint8_t *fixed = fz_fix_crc(data, size);
+    if (fixed)
+        one(fixed, size);
+    free(fixed);
+    return 0;
+}
