@@ -18,13 +18,8 @@ static void one(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The input as it is, then with its CRC fixed (fz_fix_crc). */
+/* The input as it is, then with its CRC fixed. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    one(data, size);
-    uint8_t *fixed = fz_fix_crc(data, size);
-    if (fixed)
-        one(fixed, size);
-    free(fixed);
-    return 0;
+    return fz_with_fixed_crc(one, data, size);
 }
