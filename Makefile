@@ -16,7 +16,8 @@
 #                        -fsanitize=address,undefined,fuzzer-no-link; no CUDA)
 #   make fuzz            build, then run each harness on its corpus fuzz/corpus/<name>/ for
 #                        FUZZ_SECONDS (default 60) seconds, one after another; new inputs
-#                        go to build-fuzz/corpus/<name>/, crashes to build-fuzz/crash/<name>/
+#                        go to build-fuzz/corpus/<name>/, crashes to build-fuzz/crash/<name>/;
+#                        FUZZ_RUNS bounds the executions, FUZZ_ONLY picks harnesses
 #   make fuzz-corpus     rewrites the seeds in fuzz/corpus/ (fuzz/gen_corpus.c)
 #   make install PREFIX=/usr/local
 VERSION := 0.1.0
@@ -217,13 +218,21 @@ install: all
 # only the objects it uses.
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60
+# -1: no bound on executions; FUZZ_RUNS=10000000 FUZZ_SECONDS=1800 is the
+# "10 million executions or 30 minutes, whichever first" of a long run
+FUZZ_RUNS    ?= -1
 FUZZ_TIMEOUT ?= 10
+# the harnesses that read a path write each input there: a tmpfs when there
+# is one (about 13x the executions per second of a disk-backed /tmp)
+FUZZ_TMPDIR  ?= $(if $(wildcard /dev/shm/.),/dev/shm,$(or $(TMPDIR),/tmp))
 FZ           := build-fuzz
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-pass-failed -fopenmp -g -O1 \
                 -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -DPSPKD_VERSION='"$(VERSION)"' -Ilib
 FUZZ_LDLIBS  := -ldnnl -llmdb -lpng -lz -ljpeg -lcjson -lpthread -lm
 FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+# make fuzz FUZZ_ONLY="png jpeg": a subset
+FUZZ_ONLY    ?= $(FUZZ_NAMES)
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FZ)/fuzz_%)
 FUZZ_LIB     := $(FZ)/libpspkd-fuzz.a
 # (one process: the MPI communicator needs mpicc's flags and no parser uses it)
@@ -251,10 +260,10 @@ $(O)/fuzz/gen_corpus: fuzz/gen_corpus.c $(LIB)
 # build-fuzz/corpus/<name>, any crash, leak or timeout into
 # build-fuzz/crash/<name>/ and a failing make.
 fuzz: fuzz-build
-	@for n in $(FUZZ_NAMES); do \
+	@for n in $(FUZZ_ONLY); do \
 	    mkdir -p $(FZ)/corpus/$$n $(FZ)/crash/$$n || exit 1; \
 	    echo "fuzz_$$n: $(FUZZ_SECONDS) s"; \
-	    $(FZ)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    TMPDIR=$(FUZZ_TMPDIR) $(FZ)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -rss_limit_mb=2048 \
 	        -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 \
 	        -artifact_prefix=$(FZ)/crash/$$n/ $(FZ)/corpus/$$n fuzz/corpus/$$n \
 	        2>$(FZ)/fuzz_$$n.log || { tail -n 40 $(FZ)/fuzz_$$n.log; exit 1; }; \
