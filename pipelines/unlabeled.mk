@@ -6,6 +6,10 @@
 UNLABELED    ?= 0
 UNL_RATIO    ?= 0.5
 UNL_FRACTION ?= 0.25
+# the study's students: steps, and epochs (of the labelled pack) between
+# validations in their logs
+UNL_ITERS     ?= 40
+UNL_VAL_EVERY ?= 10
 
 # teacher-dump through a partial file that survives an interrupt, renamed
 # onto the cache at the end (as logits.lmdb in the Makefile).
@@ -81,6 +85,16 @@ unl_opts_kd-unl := -l $(UNL_DIR)/lab-logits.lmdb \
 unl_opts_nokd-all := --no-kd
 unl_pack_nokd-all := $(OUT)/train.lmdb
 UNL_RUNS := $(foreach v,$(UNL_VARIANTS),$(foreach s,$(UNL_SEEDS),unlabeled/$(v)-s$(s)))
+# the students are remade when UNL_ITERS changes: the stamp records it,
+# rewritten (so newer) only when the study runs with another value
+UNL_SCHED_STAMP := $(UNL_DIR)/students.iters
+ifneq ($(filter study-unlabeled-report,$(MAKECMDGOALS)),)
+$(shell [ "$$(cat $(UNL_SCHED_STAMP) 2>/dev/null)" = "$(UNL_ITERS)" ] || \
+    { mkdir -p $(UNL_DIR) && echo "$(UNL_ITERS)" > $(UNL_SCHED_STAMP); })
+endif
+$(UNL_SCHED_STAMP):
+	mkdir -p $(@D)
+	echo "$(UNL_ITERS)" >$@
 
 $(UNL_DIR)/lab.txt: $(SYNTH)/ImageSets/Segmentation/val.txt
 	mkdir -p $(UNL_DIR)
@@ -108,8 +122,10 @@ $(eval $(call dump_cache,$(UNL_DIR)/unl-logits.lmdb,$(UNL_DIR)/unl.lmdb,$(UNL_DI
 
 # $(1) variant, $(2) seed
 define unl_run
+$(UNL_DIR)/$(1)-s$(2).safetensors: S_ITERS := $(UNL_ITERS)
+$(UNL_DIR)/$(1)-s$(2).safetensors: S_VAL_EVERY := $(UNL_VAL_EVERY)
 $(UNL_DIR)/$(1)-s$(2).safetensors: $(UNL_DIR)/lab.lmdb $(OUT)/val.lmdb $(UNL_DIR)/lab-logits.lmdb \
-        $(UNL_DIR)/unl-logits.lmdb
+        $(UNL_DIR)/unl-logits.lmdb $(UNL_SCHED_STAMP)
 	mkdir -p $(UNL_DIR)/$(1)-s$(2).ckpt
 	$$(call run,$(1)-s$(2),student-distill,$(UNL_DIR)/timings.tsv) $$(unl_opts_$(1)) \
 	    $$(call STUDENT,unlabeled/$(1)-s$(2),$(2),$$(or $$(unl_pack_$(1)),$(UNL_DIR)/lab.lmdb)) -o $$@

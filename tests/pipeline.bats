@@ -149,6 +149,19 @@ runs() { wc -l <"$OUT/timings.tsv"; }
     [ ! -e "$T/q2.txt" ] && [ ! -e "$T/r2.txt" ]
 }
 
+@test "study-unlabeled: UNL_ITERS sets the students' steps, and a new value remakes them" {
+    local P=(-C "$ROOT/pipelines" -f "$ROOT/pipelines/Makefile" PIPE=demo OUT="$OUT" BIN="$PSPKD_BIN")
+    run make -n "${P[@]}" UNL_ITERS=7 UNL_VAL_EVERY=3 study-unlabeled-report
+    assert_success
+    assert_output --regexp "student-distill --no-kd .*--val-every 3 .*--iters 7 "
+    refute_output --regexp "student-distill .*--iters 40 "
+    assert_equal "$(cat "$OUT/unlabeled/students.iters")" 7
+    # the teacher keeps its own schedule
+    assert_output --regexp "teacher-train .*--iters 250 "
+    run make -n "${P[@]}" UNL_ITERS=9 study-unlabeled-report
+    assert_equal "$(cat "$OUT/unlabeled/students.iters")" 9
+}
+
 # A VOC tree of 6 train, 2 val and 3 images in no list.
 voc_tree() {
     synth "$1" 6 2 7
