@@ -7,9 +7,10 @@ UNLABELED    ?= 0
 UNL_RATIO    ?= 0.5
 UNL_FRACTION ?= 0.25
 # the study's students: steps, and epochs (of the labelled pack) between
-# validations in their logs
+# validations in their logs (S_VAL_EVERY's 1 validates every 5 steps: give
+# a long run more, e.g. UNL_ITERS=600 UNL_VAL_EVERY=20)
 UNL_ITERS     ?= 40
-UNL_VAL_EVERY ?= 10
+UNL_VAL_EVERY ?= $(S_VAL_EVERY)
 
 # teacher-dump through a partial file that survives an interrupt, renamed
 # onto the cache at the end (as logits.lmdb in the Makefile).
