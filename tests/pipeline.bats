@@ -149,7 +149,7 @@ runs() { wc -l <"$OUT/timings.tsv"; }
     [ ! -e "$T/q2.txt" ] && [ ! -e "$T/r2.txt" ]
 }
 
-@test "study-unlabeled: UNL_ITERS sets the students' steps, and a new value remakes them" {
+@test "study-unlabeled: UNL_ITERS sets the students' steps; the stamp they depend on follows it" {
     local P=(-C "$ROOT/pipelines" -f "$ROOT/pipelines/Makefile" PIPE=demo OUT="$OUT" BIN="$PSPKD_BIN")
     run make -n "${P[@]}" UNL_ITERS=7 UNL_VAL_EVERY=3 study-unlabeled-report
     assert_success
