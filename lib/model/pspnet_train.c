@@ -115,6 +115,7 @@ static int losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tra
         if (rc)
             return rc;
     }
+    /* 1 exactly in one process, so the weights below are the options' own */
     float rce = glob[0] > 0 ? (float)(loc[0] / glob[0]) : 0.0f;
     float rkd = glob[1] > 0 ? (float)(loc[1] / glob[1]) : 0.0f;
     for (int aux = 0; aux < 2; aux++) {
@@ -123,20 +124,17 @@ static int losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tra
         pk_dev_zero(c, dfull, bytes);
         float cw = aux ? t->aux_weight : t->ce_weight;
         float ce = pk_ce_loss(c, cw != 0.0f ? dfull : NULL, full, b->label, P, K,
-                              t->ignore_label, dist ? (float)((double)cw * rce) : cw);
+                              t->ignore_label, (float)((double)cw * rce));
         const float *teacher = aux ? b->teacher_aux : b->teacher_main;
         float dw = aux ? t->auxkd_weight : t->kd_weight, d = 0.0f;
         if (teacher && dw > 0.0f) {
-            float w0 = dw;
-            if (dist)
-                dw = (float)((double)dw * rkd);
+            dw = (float)((double)dw * rkd);
             if (!aux || t->auxkd == PK_AUXKD_KL)
                 d = pk_kd_loss(c, dfull, full, teacher, b->valid, P, K, t->kd_T, dw);
             else if (t->auxkd == PK_AUXKD_SMOOTHL1)
                 d = pk_smoothl1_loss(c, dfull, full, teacher, b->valid, P, K, dw);
             else
                 d = pk_mse_loss(c, dfull, full, teacher, b->valid, P, K, dw);
-            dw = w0;
         }
         pk_resize_backward(c, pk_plan_ptr(m, p, ext, p->vals[v].grad), dfull, n, h8, w8, K, h,
                            w);

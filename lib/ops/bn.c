@@ -9,31 +9,12 @@
  * and the forward statistics are shifted by the channel's first value, so
  * P in the hundreds of thousands with a large mean stays accurate. */
 #include "core/ctx_impl.h"
+#include "ops/bn_split_impl.h"
 #include "ops/ops.h"
 #include "ops/ops_cuda.h"
 
 #include <math.h>
 #include <omp.h>
-
-#define BN_BLOCK 256 /* channels reduced together (accumulators on the stack) */
-#define BN_ALIGN 16  /* channel split granularity: one 64-byte line of floats */
-
-/* Channels [*c0, *c1) of thread t out of nt. */
-static void channel_range(int C, int t, int nt, int *c0, int *c1)
-{
-    int units = (C + BN_ALIGN - 1) / BN_ALIGN;
-    int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
-    *c0 = u0 * BN_ALIGN < C ? u0 * BN_ALIGN : C;
-    *c1 = u1 * BN_ALIGN < C ? u1 * BN_ALIGN : C;
-}
-
-static int team_size(const pk_ctx *c, long P, int C)
-{
-    int units = (C + BN_ALIGN - 1) / BN_ALIGN, nt = pk_ctx_threads(c);
-    if ((double)P * C < 32768) /* too small to pay for a team */
-        return 1;
-    return nt < units ? nt : units;
-}
 
 /* One op's arguments, for the per-block kernels below. */
 typedef struct bn_args {
@@ -55,10 +36,10 @@ static void for_channel_blocks(pk_ctx *c, const bn_args *a,
 {
     if (a->P <= 0 || a->C <= 0)
         return;
-#pragma omp parallel num_threads(team_size(c, a->P, a->C))
+#pragma omp parallel num_threads(pk_bn_team_size(c, a->P, a->C))
     {
         int c0, c1;
-        channel_range(a->C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        pk_bn_channel_range(a->C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
         for (int b0 = c0; b0 < c1; b0 += BN_BLOCK)
             block(a, b0, c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK);
     }

@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include "core/ctx_impl.h"
-
-#define BLK 256 /* channels reduced together */
+#include "ops/bn_split_impl.h"
 
 typedef struct sync_args {
     const float *x, *g, *relu_y; /* g: dy in the backward */
@@ -20,28 +19,11 @@ typedef struct sync_args {
     int C;
 } sync_args;
 
-/* Channels [*c0, *c1) of thread t out of nt, cut at multiples of 16. */
-static void split(int C, int t, int nt, int *c0, int *c1)
-{
-    int units = (C + 15) / 16;
-    int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
-    *c0 = u0 * 16 < C ? u0 * 16 : C;
-    *c1 = u1 * 16 < C ? u1 * 16 : C;
-}
-
-static int team(const pk_ctx *c, long P, int C)
-{
-    int units = (C + 15) / 16, nt = pk_ctx_threads(c);
-    if ((double)P * C < 32768)
-        return 1;
-    return nt < units ? nt : units;
-}
-
 /* Forward sums of channels [b0, b0+nb): s = sum x, or, with a mean,
  * s = sum (x - mean)^2. */
 static void fwd_block(const sync_args *a, int b0, int nb)
 {
-    double acc[BLK] = {0}, m[BLK] = {0};
+    double acc[BN_BLOCK] = {0}, m[BN_BLOCK] = {0};
     if (a->mean)
         for (int j = 0; j < nb; j++)
             m[j] = a->mean[b0 + j];
@@ -71,7 +53,7 @@ static inline float grad_at(const sync_args *a, long i)
 /* Backward sums: s = sum dy, q = sum dy * (x - mean). */
 static void bwd_block(const sync_args *a, int b0, int nb)
 {
-    double s[BLK] = {0}, q[BLK] = {0};
+    double s[BN_BLOCK] = {0}, q[BN_BLOCK] = {0};
     for (long p = 0; p < a->P; p++) {
         long off = p * a->C + b0;
         for (int j = 0; j < nb; j++) {
@@ -86,12 +68,12 @@ static void bwd_block(const sync_args *a, int b0, int nb)
 
 static void for_blocks(pk_ctx *c, const sync_args *a, void (*fn)(const sync_args *, int, int))
 {
-#pragma omp parallel num_threads(team(c, a->P, a->C))
+#pragma omp parallel num_threads(pk_bn_team_size(c, a->P, a->C))
     {
         int c0, c1;
-        split(a->C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
-        for (int b0 = c0; b0 < c1; b0 += BLK)
-            fn(a, b0, c1 - b0 < BLK ? c1 - b0 : BLK);
+        pk_bn_channel_range(a->C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int b0 = c0; b0 < c1; b0 += BN_BLOCK)
+            fn(a, b0, c1 - b0 < BN_BLOCK ? c1 - b0 : BN_BLOCK);
     }
 }
 

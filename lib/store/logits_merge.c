@@ -46,21 +46,23 @@ static int copy_records(merge *m, pk_pack_writer *w, const char *const *slices, 
         held += pk_pack_count(m->raw[s]);
     for (int k = 0; k < pk_pack_count(m->pack); k++) {
         const char *key = pk_pack_key(m->pack, k);
-        int from = -1;
+        int from = -1, at = -1;
         for (int s = 0; s < m->n; s++) {
-            if (pk_pack_find(m->raw[s], key) < 0)
+            int i = pk_pack_find(m->raw[s], key);
+            if (i < 0)
                 continue;
             if (from >= 0)
                 return pk_fail(e, PK_EINVAL, "%s: in both %s and %s (overlapping slices)", key,
                                slices[from], slices[s]);
             from = s;
+            at = i;
         }
         if (from < 0)
             return pk_fail(e, PK_ENOTFOUND, "%s: in no slice (a slice is missing or incomplete)",
                            key);
         const void *v;
         size_t len;
-        int rc = pk_pack_get(m->raw[from], pk_pack_find(m->raw[from], key), &v, &len, e);
+        int rc = pk_pack_get(m->raw[from], at, &v, &len, e);
         if (!rc)
             rc = pk_pack_writer_put(w, key, v, len, e);
         if (rc)
