@@ -2,11 +2,11 @@
  * accuracy, mIoU / mAcc / aAcc (see seg-eval(1)). The numerics are in
  * lib/model/seg_infer.c and lib/model/metrics.c; this file parses options, walks the
  * pack, saves predictions and prints the table. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/stop_signals.h"
 #include "cli/tool_opts.h"
 #include "core/mkdir_p.h"
 #include "model/checkpoint.h"
@@ -19,11 +19,6 @@
 #include "model/seg_infer.h"
 
 #define TOOL "seg-eval"
-
-/* The one piece of global state: set by SIGINT/SIGTERM, polled between
- * images. */
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f)
 {
@@ -132,6 +127,7 @@ static int parse(struct opts *o, int argc, char **argv)
 
 struct run {
     struct opts o;
+    pk_stop_signals *sig; /* SIGINT/SIGTERM, polled between images */
     pk_pack *pack;
     pk_meta meta;
     pk_ctx *ctx;
@@ -249,7 +245,7 @@ static int visit(const pk_pack_rec *rec, void *user, pk_err *e)
 {
     struct walk *wk = user;
     struct run *r = wk->r;
-    if (g_stop)
+    if (pk_stop_signals_poll(r->sig))
         return pk_fail(e, PK_EIO, "interrupted after %ld images", r->images);
     if (r->images >= wk->total)
         return -1; /* done: stop the walk */
@@ -347,11 +343,11 @@ int main(int argc, char **argv)
     int st = parse(&r.o, argc, argv);
     if (st != PK_GO_ON)
         return st;
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     pk_err e = {0, ""};
+    if (pk_stop_signals_start(&r.sig, PK_STOP_REPEAT, &e)) {
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+        return 1;
+    }
     if (setup(&r, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
         cleanup(&r);
@@ -366,7 +362,8 @@ int main(int argc, char **argv)
         pk_progress_break(&p);
         fprintf(stderr, TOOL ": %s\n", e.msg);
         cleanup(&r);
-        return g_stop ? 128 + g_stop : 1; /* interrupted: 130 or 143 */
+        int stop = pk_stop_signals_poll(r.sig);
+        return stop ? 128 + stop : 1; /* interrupted: 130 or 143 */
     }
     if (!r.o.quiet)
         pk_progress_finish(&p, r.images, NULL);

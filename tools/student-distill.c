@@ -2,7 +2,6 @@
  * teacher's cached logits (or an online teacher, or none for the plain
  * baseline); see student-distill(1). */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,12 +62,6 @@ static int apply_preset(pk_train_cfg *t, const char *name)
     }
     return 0;
 }
-
-/* Set by SIGINT/SIGTERM; the loop reads it through stop_requested's
- * context pointer. */
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { g_stop = sig; }
-static int stop_requested(void *flag) { return *(volatile sig_atomic_t *)flag; }
 
 enum { O_LOGITS = 'l', O_TEACHER = 1, O_NOKD, O_PRESET, O_T, O_KDW, O_CEW, O_AUXKD, O_AUXKDW,
        O_UNLAB, O_UNLAB_RATIO };
@@ -212,9 +205,5 @@ int main(int argc, char **argv)
     int st = pk_train_cli_parse(&tool, argc, argv, option, &a);
     if (st != PK_GO_ON || (st = settle_losses(&a)) != PK_GO_ON)
         return st;
-    /* One-shot: a second Ctrl-C kills at once. */
-    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    return pk_train_main(&a.o, stop_requested, (void *)&g_stop);
+    return pk_train_main(&a.o);
 }

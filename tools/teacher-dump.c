@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli/stop_signals.h"
 #include "cli/tool_opts.h"
 #include "core/atomic_file.h"
 #include "model/checkpoint.h"
@@ -26,11 +27,6 @@
 #include "model/seg_infer.h"
 
 #define TOOL "teacher-dump"
-
-/* The one piece of global state: set by SIGINT/SIGTERM, polled between
- * images so an interrupted run still writes what it has computed. */
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f)
 {
@@ -138,6 +134,7 @@ static int parse(struct opts *o, int argc, char **argv)
 
 struct run {
     struct opts o;
+    pk_stop_signals *sig; /* SIGINT/SIGTERM, polled between images */
     pk_pack *pack;
     pk_meta meta;
     uint64_t teacher_hash;
@@ -357,7 +354,7 @@ static int dump(struct run *r, pk_err *e)
             rc = pk_pack_writer_put(w, key, ov, olen, e);
             r->kept++;
             r->record_bytes += olen;
-        } else if (g_stop || (r->o.limit >= 0 && r->computed >= r->o.limit)) {
+        } else if (pk_stop_signals_poll(r->sig) || (r->o.limit >= 0 && r->computed >= r->o.limit)) {
             /* Stopped: existing records are still copied, nothing computed. */
             r->missing++;
         } else {
@@ -443,10 +440,11 @@ int main(int argc, char **argv)
     if (st != PK_GO_ON)
         return st;
     signal(SIGXFSZ, SIG_IGN);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    pk_err se;
+    if (pk_stop_signals_start(&r.sig, PK_STOP_REPEAT, &se)) {
+        fprintf(stderr, TOOL ": %s\n", se.msg);
+        return 1;
+    }
 
     pk_err e = {0, ""};
     if (r.o.merge) {
@@ -473,10 +471,11 @@ int main(int argc, char **argv)
     }
     report(&r, done);
     cleanup(&r);
-    if (g_stop) {
+    int stop = pk_stop_signals_poll(r.sig);
+    if (stop) {
         fprintf(stderr, TOOL ": interrupted: %s holds %ld of %d images; run again to resume\n",
                 r.o.out, r.computed + r.kept, r.meta.count);
-        return 128 + g_stop;
+        return 128 + stop;
     }
     return 0;
 }

@@ -1,6 +1,5 @@
 /* teacher-train: trains a PSPNet teacher on a data pack with semseg's VOC
  * recipe, and freezes it (see teacher-train(1)). */
-#include <signal.h>
 #include <stdio.h>
 
 #include "cli/tool_opts.h"
@@ -21,12 +20,6 @@ static void usage(FILE *f)
             "      --freeze-only IN   only freeze the checkpoint IN into OUTPUT, no training\n");
     pk_train_cli_help(f);
 }
-
-/* Set by SIGINT/SIGTERM; the loop reads it through stop_requested's
- * context pointer. */
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { g_stop = sig; }
-static int stop_requested(void *flag) { return *(volatile sig_atomic_t *)flag; }
 
 enum { O_FREEZE_ONLY = 1 };
 
@@ -61,9 +54,5 @@ int main(int argc, char **argv)
             return pk_usage_error(TOOL, "--freeze-only takes no training data");
         return pk_train_freeze_main(TOOL, a.freeze_only, a.o.output, a.o.threads);
     }
-    /* One-shot: a second Ctrl-C kills at once. */
-    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    return pk_train_main(&a.o, stop_requested, (void *)&g_stop);
+    return pk_train_main(&a.o);
 }

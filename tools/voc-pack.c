@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/stop_signals.h"
 #include "cli/tool_opts.h"
 #include "store/pack.h"
 #include "core/le_bytes.h"
@@ -27,8 +28,6 @@
 
 /* The one piece of global state: set by SIGINT/SIGTERM, polled by the
  * writer loop so an interrupted run removes its temporary file. */
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { g_stop = sig; }
 
 struct slot {
     int ready, rc;
@@ -206,6 +205,7 @@ static void note_skip(struct skipped *s, const char *id)
 /* One run: the job the workers share and what the writer keeps. */
 struct run {
     struct opts o;
+    pk_stop_signals *sig; /* SIGINT/SIGTERM, polled by the writer loop */
     pk_voc_list list;
     pk_meta meta;
     pk_colour_map cmap;
@@ -218,16 +218,22 @@ struct run {
     pk_progress prog;
 };
 
-static void catch_signals(void)
+/* SIGINT/SIGTERM go to their own thread (the workers and the writer never
+ * take them); 0, or 1 after the message. */
+static int catch_signals(struct run *r)
 {
     /* With `ulimit -f` a write past the limit must fail with EFBIG (and be
      * reported) rather than kill us with the temp file left behind. */
     signal(SIGXFSZ, SIG_IGN);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    pk_err e;
+    if (pk_stop_signals_start(&r->sig, PK_STOP_REPEAT, &e)) {
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+        return 1;
+    }
+    return 0;
 }
+
+static int stopped(const struct run *r) { return pk_stop_signals_poll(r->sig); }
 
 /* The list, the pack's metadata (names, palette) and the colour map of
  * RGB labels. 0, or 1 after the message. */
@@ -283,12 +289,6 @@ static int start_workers(struct run *r)
         fprintf(stderr, TOOL ": out of memory\n");
         return 1;
     }
-    /* workers never take the signals: the writer loop handles them */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     int failed = 0;
     for (; r->started < r->o.jobs; r->started++) {
         int prc = pthread_create(&r->th[r->started], NULL, worker, j);
@@ -298,7 +298,6 @@ static int start_workers(struct run *r)
             break;
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return failed;
 }
 
@@ -307,7 +306,7 @@ static int wait_slot(struct run *r, struct slot *s)
 {
     struct job *j = &r->j;
     pthread_mutex_lock(&j->mu);
-    while (!s->ready && !g_stop) {
+    while (!s->ready && !stopped(r)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200000000L;
@@ -318,7 +317,7 @@ static int wait_slot(struct run *r, struct slot *s)
         pthread_cond_timedwait(&j->cv, &j->mu, &ts);
     }
     pthread_mutex_unlock(&j->mu);
-    return g_stop != 0;
+    return stopped(r) != 0;
 }
 
 /* Writes (or skips) the sample of slot s, list entry i; 0, or 1 after the
@@ -447,9 +446,10 @@ int main(int argc, char **argv)
     int st = parse(&r.o, argc, argv);
     if (st != PK_GO_ON)
         return st;
-    catch_signals();
+    if (catch_signals(&r))
+        return 1;
     if (read_inputs(&r))
-        return g_stop ? 128 + g_stop : 1;
+        return stopped(&r) ? 128 + stopped(&r) : 1;
     pk_err e = {0, ""};
     if (pk_pack_writer_open(&r.w, r.o.out, r.o.batch, r.o.force, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
@@ -476,5 +476,5 @@ int main(int argc, char **argv)
         fprintf(stderr, TOOL ": stdout: %s\n", strerror(errno));
         return 1;
     }
-    return g_stop ? 128 + g_stop : r.failed; /* interrupted: 130 or 143 */
+    return stopped(&r) ? 128 + stopped(&r) : r.failed; /* interrupted: 130 or 143 */
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/stop_signals.h"
 #include "cli/tool_opts.h"
 #include "core/mkdir_p.h"
 #include "data/image.h"
@@ -20,8 +21,6 @@
 
 /* The one piece of global state: set by SIGINT/SIGTERM, polled between
  * samples so an interrupted run removes what it wrote. */
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f)
 {
@@ -230,6 +229,7 @@ static int check_dir(const struct opts *o)
 /* What one run writes with. */
 struct writer {
     const struct opts *o;
+    pk_stop_signals *sig;     /* SIGINT/SIGTERM, polled between samples */
     char *sub[3];             /* DIR's images, labels and lists folders */
     struct strbuf lists[3];   /* train, val, trainval */
     uint8_t palette[256][3];
@@ -282,7 +282,7 @@ static int write_all(struct writer *w, pk_err *e)
     }
     int rc = PK_OK;
     for (long i = 0; i < (long)o->ntrain + o->nval && rc == PK_OK; i++) {
-        if (g_stop)
+        if (pk_stop_signals_poll(w->sig))
             return pk_fail(e, PK_EIO, "interrupted after %ld images; nothing kept", i);
         w->started = i + 1;
         rc = write_sample(w, i, e);
@@ -338,9 +338,9 @@ static void clean_up(const struct writer *w)
 }
 
 /* Writes the data set; 0, or the exit status after the message. */
-static int run(const struct opts *o, long *pixels)
+static int run(const struct opts *o, pk_stop_signals *sig, long *pixels)
 {
-    struct writer w = {.o = o};
+    struct writer w = {.o = o, .sig = sig};
     pk_voc_palette(w.palette);
     pk_err e = {0, ""};
     int rc = write_all(&w, &e);
@@ -351,7 +351,8 @@ static int run(const struct opts *o, long *pixels)
     if (rc) {
         clean_up(&w);
         fprintf(stderr, TOOL ": %s\n", e.msg);
-        return g_stop ? 128 + g_stop : 1;
+        int stop = pk_stop_signals_poll(sig);
+        return stop ? 128 + stop : 1;
     }
     *pixels = w.pixels;
     return 0;
@@ -376,11 +377,13 @@ int main(int argc, char **argv)
     }
     long pixels = 0;
     signal(SIGXFSZ, SIG_IGN); /* a file size limit is a write error, not a kill */
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    if ((st = check_dir(&o)) || (st = run(&o, &pixels)))
+    pk_stop_signals *sig;
+    pk_err e;
+    if (pk_stop_signals_start(&sig, PK_STOP_REPEAT, &e)) {
+        fprintf(stderr, TOOL ": %s\n", e.msg);
+        return 1;
+    }
+    if ((st = check_dir(&o)) || (st = run(&o, sig, &pixels)))
         return st;
     if (!o.quiet)
         report(&o, pixels);

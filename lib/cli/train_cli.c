@@ -9,6 +9,7 @@
 #include "model/checkpoint.h"
 #include "cli/device_opt.h"
 #include "store/pack_meta.h"
+#include "cli/stop_signals.h"
 #include "cli/tool_opts.h"
 
 enum {
@@ -294,13 +295,28 @@ static int fail_rank(const char *tool, const pk_comm *comm, const pk_err *e)
 
 /* The run on one rank of comm (one process: the self communicator). */
 static int train_rank(pk_train_opts *o, pk_comm *comm, pk_stop_fn *stop, void *stop_ctx);
+/* Opens the world communicator and runs train_rank on this rank. */
+static int train_world(pk_train_opts *o, pk_stop_signals *sig);
 
-int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
+int pk_train_main(pk_train_opts *o)
 {
+    pk_err e = {0, ""};
+    /* before CUDA, MPI, OpenMP or the loaders start a thread: they inherit
+     * the mask */
+    pk_stop_signals *sig;
+    if (pk_stop_signals_start(&sig, PK_STOP_ONE_SHOT, &e))
+        return fail(o->tool, &e);
+    int st = train_world(o, sig);
+    pk_stop_signals_free(sig);
+    return st;
+}
+
+static int train_world(pk_train_opts *o, pk_stop_signals *sig)
+{
+    pk_err e = {0, ""};
     int st = finish(o);
     if (st != PK_GO_ON)
         return st;
-    pk_err e = {0, ""};
     pk_comm *comm = NULL;
     if (pk_comm_open_world(&comm, &e))
         return fail(o->tool, &e);
@@ -321,7 +337,7 @@ int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx)
     }
     if (rank != 0)
         o->quiet = 1;
-    st = train_rank(o, comm, stop, stop_ctx);
+    st = train_rank(o, comm, pk_stop_signals_poll, sig);
     if (st == 1 && size > 1)
         pk_comm_abort(comm, 1); /* the other ranks may be waiting in a collective */
     pk_comm_close(comm);

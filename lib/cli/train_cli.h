@@ -28,11 +28,13 @@ void pk_train_cli_help(FILE *f);
 /* Checks the options taken together and settles the defaults that depend
  * on others (the stem) or on the machine (--device, cli/device_opt.h);
  * builds the context, the model (--init) and the teacher, checks classes,
- * runs the loop (polling stop with stop_ctx, see train_loop.h) and reports.
+ * runs the loop and reports. SIGINT and SIGTERM (cli/stop_signals.h, taken
+ * from here on: call it before starting any thread) stop the run at the
+ * next step, after a checkpoint; a second one kills at once.
  * Returns the exit status: 0; 2 after a usage error; 1 on a runtime
- * failure ("tool: message" printed); 128 + signal when stop returned a
- * signal and the run stopped after writing its checkpoint. */
-int pk_train_main(pk_train_opts *o, pk_stop_fn *stop, void *stop_ctx);
+ * failure ("tool: message" printed); 128 + signal when a signal stopped
+ * the run after its checkpoint was written. */
+int pk_train_main(pk_train_opts *o);
 
 /* Writes in's model as a frozen teacher to out: model tensors and BN
  * statistics only, no optimiser state, frozen = 1. Exit status 0 or 1. */
