@@ -83,6 +83,26 @@ log_body() { cut -d, -f1-8,11- "$1"; }
     ! cmp -s "$D/a.safetensors" "$D/z.safetensors"
 }
 
+@test "--init takes a pspkd model's backbone and not its heads" {
+    "$TT" "${FAST[@]}" -q --iters 2 -o "$D/p.safetensors"
+    # --lr 0: the weights stay as they started (BN statistics still move)
+    run "$TT" "${FAST[@]}" --iters 1 --lr 0 --init "$D/p.safetensors" --freeze -o "$D/q.safetensors"
+    assert_success
+    assert_output --regexp "--init $D/p.safetensors: loaded 100 backbone tensors \([0-9.]+M values\); ignored [0-9]+ \(ppm\."
+    "$TT" "${FAST[@]}" -q --iters 1 --lr 0 --freeze -o "$D/r.safetensors"
+    H="$PSPKD_TEST_HELPERS/helper_st_diff"
+    for t in layer0.0.weight layer1.0.conv1.weight layer4.1.conv2.weight; do
+        "$H" "$D/p.safetensors" "$D/q.safetensors" 0 $t >/dev/null # the backbone: p's
+        run "$H" "$D/r.safetensors" "$D/q.safetensors" 0 $t
+        assert_failure 1
+    done
+    for t in ppm.features.0.1.weight cls.0.weight cls.4.weight aux.0.weight; do
+        "$H" "$D/r.safetensors" "$D/q.safetensors" 0 $t >/dev/null # the heads: a fresh start
+        run "$H" "$D/p.safetensors" "$D/q.safetensors" 0 $t
+        assert_failure 1
+    done
+}
+
 @test "--val adds validation rows at epoch ends and after the last step" {
     run "$TT" "${FAST[@]}" --iters 6 --val "$DATA/val.lmdb" --log "$D/v.csv" -o "$D/v.safetensors"
     assert_success

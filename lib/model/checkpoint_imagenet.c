@@ -1,5 +1,6 @@
 /* ImageNet initialisation of the backbone from torchvision-named ResNet
- * weights (see pk_load_imagenet in checkpoint.h). */
+ * weights, or from the backbone of a pspkd model (see pk_load_imagenet in
+ * checkpoint.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,25 @@ static const char *stem_module(pk_stem stem, int idx)
     return idx >= 0 && idx < 8 ? deep[idx] : NULL;
 }
 
-/* The ImageNet file's name for backbone tensor `name`, or 0 when the tensor
- * belongs to the heads (ppm/cls/aux) and keeps its initialisation. */
-static int imagenet_name(const char *name, pk_stem stem, char *out, size_t n)
+/* How the file names the backbone: torchvision's ResNet (conv1, bn1,
+ * layer1..4, fc; semseg's conv1..3/bn1..3 for the deep stem), or PSPNet's
+ * own (layer0.N, layer1..4 and the heads): a pspkd model or checkpoint,
+ * e.g. one trained on other data as a stand-in for ImageNet. */
+typedef enum { NAMES_TORCHVISION, NAMES_PSPNET } names;
+
+static names file_names(const pk_st_file *f)
 {
+    return pk_st_find(f, "layer0.0.weight") ? NAMES_PSPNET : NAMES_TORCHVISION;
+}
+
+/* The file's name for backbone tensor `name`, or 0 when the tensor belongs
+ * to the heads (ppm/cls/aux) and keeps its initialisation. */
+static int imagenet_name(const char *name, pk_stem stem, names nm, char *out, size_t n)
+{
+    if (!strncmp(name, "layer0.", 7) && nm == NAMES_PSPNET) {
+        snprintf(out, n, "%s", name);
+        return 1;
+    }
     if (!strncmp(name, "layer0.", 7)) {
         char *end;
         long idx = strtol(name + 7, &end, 10);
@@ -45,20 +61,25 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* fc.* (the classifier) and the BN counters are not needed: ignored. */
-static int ignored(const char *name)
+/* fc.* (the classifier), the BN counters and, in a pspkd model, the heads
+ * and the optimiser state are not needed: ignored. */
+static int ignored(const char *name, names nm)
 {
+    static const char *const pspnet[] = {"ppm.", "cls.", "aux.", "optimizer."};
+    for (int i = 0; nm == NAMES_PSPNET && i < 4; i++)
+        if (!strncmp(name, pspnet[i], strlen(pspnet[i])))
+            return 1;
     return !strncmp(name, "fc.", 3) || ends_with(name, "num_batches_tracked");
 }
 
 /* Is file tensor `fname` the ImageNet name of some backbone tensor? */
-static int known_name(const pk_model *m, const char *fname)
+static int known_name(const pk_model *m, names nm, const char *fname)
 {
     pk_stem stem = pk_model_config(m)->stem;
     char mapped[128];
     for (int i = 0; i < pk_model_tensor_count(m); i++) {
         const pk_tensor_info *ti = pk_model_tensor(m, i);
-        if (!ti->head && imagenet_name(ti->name, stem, mapped, sizeof mapped) &&
+        if (!ti->head && imagenet_name(ti->name, stem, nm, mapped, sizeof mapped) &&
             !strcmp(mapped, fname))
             return 1;
     }
@@ -68,19 +89,21 @@ static int known_name(const pk_model *m, const char *fname)
 /* The file's stem and block type against the model's, so that a file for
  * another ResNet is refused with what it is rather than with its first odd
  * tensor. */
-static int check_kind(const pk_st_file *f, const pk_model *m, const char *path, pk_err *e)
+static int check_kind(const pk_st_file *f, const pk_model *m, names nm, const char *path,
+                      pk_err *e)
 {
     const pk_model_cfg *cfg = pk_model_config(m);
-    const pk_st_tensor *c1 = pk_st_find(f, "conv1.weight");
+    const char *c1_name = nm == NAMES_PSPNET ? "layer0.0.weight" : "conv1.weight";
+    const pk_st_tensor *c1 = pk_st_find(f, c1_name);
     const char *arch = pk_arch_name(cfg->arch);
     if (c1 && c1->ndim == 4) {
         int file_deep = c1->shape[2] == 3;
         if (file_deep != (cfg->stem == PK_STEM_DEEP)) {
             char sh[64];
             return pk_fail(e, PK_EFORMAT,
-                           "%s: tensor 'conv1.weight' has shape %s: %s, the %s model has the "
+                           "%s: tensor '%s' has shape %s: %s, the %s model has the "
                            "%s stem (--stem %s takes this file)",
-                           path, pk_shape_str(sh, sizeof sh, c1->ndim, c1->shape),
+                           path, c1_name, pk_shape_str(sh, sizeof sh, c1->ndim, c1->shape),
                            file_deep ? "semseg's deep stem (conv1..3)" : "torchvision's 7x7 stem",
                            arch, pk_stem_name(cfg->stem), file_deep ? "deep" : "7x7");
         }
@@ -97,17 +120,18 @@ static int check_kind(const pk_st_file *f, const pk_model *m, const char *path, 
     return PK_OK;
 }
 
-static int check_file(const pk_st_file *f, const pk_model *m, const char *path, pk_err *e)
+static int check_file(const pk_st_file *f, const pk_model *m, names nm, const char *path,
+                      pk_err *e)
 {
     pk_stem stem = pk_model_config(m)->stem;
     char mapped[128];
-    int rc = check_kind(f, m, path, e);
+    int rc = check_kind(f, m, nm, path, e);
     if (rc)
         return rc;
     for (int i = 0; i < pk_model_tensor_count(m); i++) {
         const pk_tensor_info *ti = pk_model_tensor(m, i);
         if (ti->head || ti->kind == PK_T_NUM_BATCHES ||
-            !imagenet_name(ti->name, stem, mapped, sizeof mapped))
+            !imagenet_name(ti->name, stem, nm, mapped, sizeof mapped))
             continue;
         const pk_st_tensor *t = pk_st_find(f, mapped);
         if (!t)
@@ -119,7 +143,7 @@ static int check_file(const pk_st_file *f, const pk_model *m, const char *path, 
     }
     for (int i = 0; i < pk_st_count(f); i++) {
         const char *name = pk_st_at(f, i)->name;
-        if (!ignored(name) && !known_name(m, name))
+        if (!ignored(name, nm) && !known_name(m, nm, name))
             return pk_fail(e, PK_EFORMAT,
                            "%s: unexpected tensor '%s' (not a %s backbone tensor with the %s "
                            "stem)",
@@ -129,12 +153,12 @@ static int check_file(const pk_st_file *f, const pk_model *m, const char *path, 
     return PK_OK;
 }
 
-static void report_ignored(const pk_st_file *f, pk_imagenet_report *rep)
+static void report_ignored(const pk_st_file *f, names nm, pk_imagenet_report *rep)
 {
     size_t len = 0, cap = sizeof rep->ignored_names;
     for (int i = 0; i < pk_st_count(f); i++) {
         const char *name = pk_st_at(f, i)->name;
-        if (!ignored(name))
+        if (!ignored(name, nm))
             continue;
         if (ends_with(name, "num_batches_tracked")) {
             rep->counters++;
@@ -142,12 +166,13 @@ static void report_ignored(const pk_st_file *f, pk_imagenet_report *rep)
         }
         rep->ignored++;
         size_t need = strlen(name) + (len ? 2 : 0);
-        if (len + need + 4 < cap) {
+        if (ends_with(rep->ignored_names, "..."))
+            continue; /* the list is full: count the rest only */
+        if (len + need + 4 < cap)
             len += (size_t)snprintf(rep->ignored_names + len, cap - len, "%s%s",
                                     len ? ", " : "", name);
-        } else if (len + 4 < cap && !ends_with(rep->ignored_names, "...")) {
-            len += (size_t)snprintf(rep->ignored_names + len, cap - len, "...");
-        }
+        else
+            len += (size_t)snprintf(rep->ignored_names + len, cap - len, ", ...");
     }
 }
 
@@ -167,9 +192,10 @@ int pk_load_imagenet_report(pk_model *m, const char *path, pk_imagenet_report *r
     int rc = pk_st_open(&f, path, e);
     if (rc)
         return rc;
-    rc = check_file(f, m, path, e);
+    names nm = file_names(f);
+    rc = check_file(f, m, nm, path, e);
     if (!rc)
-        report_ignored(f, rep);
+        report_ignored(f, nm, rep);
     size_t mx = pk_ckl_max_count(m);
     float *s1 = NULL, *s2 = NULL;
     if (!rc && (!(s1 = malloc(mx * sizeof(float))) || !(s2 = malloc(mx * sizeof(float)))))
@@ -179,7 +205,7 @@ int pk_load_imagenet_report(pk_model *m, const char *path, pk_imagenet_report *r
     for (int i = 0; !rc && i < pk_model_tensor_count(m); i++) {
         const pk_tensor_info *ti = pk_model_tensor(m, i);
         if (ti->head || ti->kind == PK_T_NUM_BATCHES ||
-            !imagenet_name(ti->name, stem, mapped, sizeof mapped))
+            !imagenet_name(ti->name, stem, nm, mapped, sizeof mapped))
             continue;
         float *base = ti->kind == PK_T_PARAM ? pk_model_params(m) : pk_model_state(m);
         pk_ckl_write_tensor(m, base, ti, pk_st_find(f, mapped), s1, s2);
