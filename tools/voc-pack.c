@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/stop_signals.h"
 #include "cli/tool_opts.h"
 #include "store/pack.h"
 #include "core/le_bytes.h"
@@ -27,7 +26,12 @@
 #define TOOL "voc-pack"
 
 /* The one piece of global state: set by SIGINT/SIGTERM, polled by the
- * writer loop so an interrupted run removes its temporary file. */
+ * writer loop so an interrupted run removes its temporary file. Unlike the
+ * tools that run a model (cli/stop_signals.h), voc-pack takes the signals
+ * with a handler on its main thread: a signal must interrupt a blocking
+ * read of the list (a FIFO, a terminal), and no oneDNN code runs here. */
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
 
 struct slot {
     int ready, rc;
@@ -205,7 +209,6 @@ static void note_skip(struct skipped *s, const char *id)
 /* One run: the job the workers share and what the writer keeps. */
 struct run {
     struct opts o;
-    pk_stop_signals *sig; /* SIGINT/SIGTERM, polled by the writer loop */
     pk_voc_list list;
     pk_meta meta;
     pk_colour_map cmap;
@@ -218,22 +221,16 @@ struct run {
     pk_progress prog;
 };
 
-/* SIGINT/SIGTERM go to their own thread (the workers and the writer never
- * take them); 0, or 1 after the message. */
-static int catch_signals(struct run *r)
+static void catch_signals(void)
 {
     /* With `ulimit -f` a write past the limit must fail with EFBIG (and be
      * reported) rather than kill us with the temp file left behind. */
     signal(SIGXFSZ, SIG_IGN);
-    pk_err e;
-    if (pk_stop_signals_start(&r->sig, PK_STOP_REPEAT, &e)) {
-        fprintf(stderr, TOOL ": %s\n", e.msg);
-        return 1;
-    }
-    return 0;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
-
-static int stopped(const struct run *r) { return pk_stop_signals_poll(r->sig); }
 
 /* The list, the pack's metadata (names, palette) and the colour map of
  * RGB labels. 0, or 1 after the message. */
@@ -289,6 +286,12 @@ static int start_workers(struct run *r)
         fprintf(stderr, TOOL ": out of memory\n");
         return 1;
     }
+    /* workers never take the signals: the writer loop handles them */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     int failed = 0;
     for (; r->started < r->o.jobs; r->started++) {
         int prc = pthread_create(&r->th[r->started], NULL, worker, j);
@@ -298,6 +301,7 @@ static int start_workers(struct run *r)
             break;
         }
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return failed;
 }
 
@@ -306,7 +310,7 @@ static int wait_slot(struct run *r, struct slot *s)
 {
     struct job *j = &r->j;
     pthread_mutex_lock(&j->mu);
-    while (!s->ready && !stopped(r)) {
+    while (!s->ready && !g_stop) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200000000L;
@@ -317,7 +321,7 @@ static int wait_slot(struct run *r, struct slot *s)
         pthread_cond_timedwait(&j->cv, &j->mu, &ts);
     }
     pthread_mutex_unlock(&j->mu);
-    return stopped(r) != 0;
+    return g_stop != 0;
 }
 
 /* Writes (or skips) the sample of slot s, list entry i; 0, or 1 after the
@@ -446,10 +450,9 @@ int main(int argc, char **argv)
     int st = parse(&r.o, argc, argv);
     if (st != PK_GO_ON)
         return st;
-    if (catch_signals(&r))
-        return 1;
+    catch_signals();
     if (read_inputs(&r))
-        return stopped(&r) ? 128 + stopped(&r) : 1;
+        return g_stop ? 128 + g_stop : 1;
     pk_err e = {0, ""};
     if (pk_pack_writer_open(&r.w, r.o.out, r.o.batch, r.o.force, &e)) {
         fprintf(stderr, TOOL ": %s\n", e.msg);
@@ -476,5 +479,5 @@ int main(int argc, char **argv)
         fprintf(stderr, TOOL ": stdout: %s\n", strerror(errno));
         return 1;
     }
-    return stopped(&r) ? 128 + stopped(&r) : r.failed; /* interrupted: 130 or 143 */
+    return g_stop ? 128 + g_stop : r.failed; /* interrupted: 130 or 143 */
 }

@@ -9,7 +9,10 @@
  * pk_stop_signals_start blocks the two signals in the calling thread, every
  * thread created afterwards (OpenMP's, oneDNN's, MPI's, the loaders')
  * inherits that mask, and one waiter thread receives them with sigwait and
- * records the first in an atomic flag that the tools poll. */
+ * records the first in an atomic flag that the tools poll. The price: a
+ * signal no longer interrupts a blocking system call (a read from a FIFO
+ * waits on), which is why voc-pack, which runs no model and reads its list
+ * from wherever it is told, keeps a handler on its main thread. */
 #ifndef PSPKD_STOP_SIGNALS_H
 #define PSPKD_STOP_SIGNALS_H
 
