@@ -12,6 +12,7 @@ struct pk_stop_signals {
     pthread_t tid;
     int mode;
     atomic_int first;
+    atomic_int quit; /* pk_stop_signals_free: the next signal ends the waiter */
 };
 
 /* Takes the signals for the whole process: the first is recorded; in
@@ -24,6 +25,8 @@ static void *waiter(void *arg)
         int sig;
         if (sigwait(&s->set, &sig))
             continue;
+        if (atomic_load(&s->quit))
+            return NULL;
         int none = 0;
         if (atomic_compare_exchange_strong(&s->first, &none, sig) || s->mode != PK_STOP_ONE_SHOT)
             continue;
@@ -48,6 +51,7 @@ int pk_stop_signals_start(pk_stop_signals **out, int mode, pk_err *e)
         return pk_fail(e, PK_ENOMEM, "out of memory (signal thread)");
     s->mode = mode;
     atomic_init(&s->first, 0);
+    atomic_init(&s->quit, 0);
     sigemptyset(&s->set);
     sigaddset(&s->set, SIGINT);
     sigaddset(&s->set, SIGTERM);
@@ -71,7 +75,10 @@ void pk_stop_signals_free(pk_stop_signals *s)
 {
     if (!s)
         return;
-    pthread_cancel(s->tid); /* sigwait is a cancellation point */
+    /* a signal to the waiter alone ends it (not pthread_cancel: ASan takes
+     * the cancelled thread's unwinding for a use after scope) */
+    atomic_store(&s->quit, 1);
+    pthread_kill(s->tid, SIGTERM);
     pthread_join(s->tid, NULL);
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);
     free(s);
