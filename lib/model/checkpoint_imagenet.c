@@ -156,6 +156,7 @@ static int check_file(const pk_st_file *f, const pk_model *m, names nm, const ch
 static void report_ignored(const pk_st_file *f, names nm, pk_imagenet_report *rep)
 {
     size_t len = 0, cap = sizeof rep->ignored_names;
+    int full = 0;
     for (int i = 0; i < pk_st_count(f); i++) {
         const char *name = pk_st_at(f, i)->name;
         if (!ignored(name, nm))
@@ -165,14 +166,14 @@ static void report_ignored(const pk_st_file *f, names nm, pk_imagenet_report *re
             continue;
         }
         rep->ignored++;
+        if (full)
+            continue; /* the list ends in "...": count the rest only */
+        /* each name leaves room for the ", ..." (6 bytes with the NUL) that
+         * may follow it */
         size_t need = strlen(name) + (len ? 2 : 0);
-        if (ends_with(rep->ignored_names, "..."))
-            continue; /* the list is full: count the rest only */
-        if (len + need + 4 < cap)
-            len += (size_t)snprintf(rep->ignored_names + len, cap - len, "%s%s",
-                                    len ? ", " : "", name);
-        else
-            len += (size_t)snprintf(rep->ignored_names + len, cap - len, ", ...");
+        full = len + need + 6 >= cap;
+        len += (size_t)snprintf(rep->ignored_names + len, cap - len, "%s%s",
+                                len ? ", " : "", full ? "..." : name);
     }
 }
 
