@@ -354,7 +354,8 @@ static int dump(struct run *r, pk_err *e)
             rc = pk_pack_writer_put(w, key, ov, olen, e);
             r->kept++;
             r->record_bytes += olen;
-        } else if (pk_stop_signals_poll(r->sig) || (r->o.limit >= 0 && r->computed >= r->o.limit)) {
+        } else if (pk_stop_signals_poll(r->sig) ||
+                   (r->o.limit >= 0 && r->computed >= r->o.limit)) {
             /* Stopped: existing records are still copied, nothing computed. */
             r->missing++;
         } else {

@@ -19,9 +19,6 @@
 
 #define TOOL "voc-synth"
 
-/* The one piece of global state: set by SIGINT/SIGTERM, polled between
- * samples so an interrupted run removes what it wrote. */
-
 static void usage(FILE *f)
 {
     fprintf(f,
