@@ -441,13 +441,9 @@ int main(int argc, char **argv)
     if (st != PK_GO_ON)
         return st;
     signal(SIGXFSZ, SIG_IGN);
-    pk_err se;
-    if (pk_stop_signals_start(&r.sig, PK_STOP_REPEAT, &se)) {
-        fprintf(stderr, TOOL ": %s\n", se.msg);
-        return 1;
-    }
-
     pk_err e = {0, ""};
+    if (pk_stop_signals_start(&r.sig, PK_STOP_REPEAT, &e))
+        return fail(&e);
     if (r.o.merge) {
         long n = 0;
         if (pk_logits_merge(r.o.merge, r.o.data, (const char *const *)argv + optind,

@@ -35,11 +35,7 @@ static names file_names(const pk_st_file *f)
  * to the heads (ppm/cls/aux) and keeps its initialisation. */
 static int imagenet_name(const char *name, pk_stem stem, names nm, char *out, size_t n)
 {
-    if (!strncmp(name, "layer0.", 7) && nm == NAMES_PSPNET) {
-        snprintf(out, n, "%s", name);
-        return 1;
-    }
-    if (!strncmp(name, "layer0.", 7)) {
+    if (!strncmp(name, "layer0.", 7) && nm == NAMES_TORCHVISION) {
         char *end;
         long idx = strtol(name + 7, &end, 10);
         const char *mod = *end == '.' ? stem_module(stem, (int)idx) : NULL;
@@ -48,7 +44,8 @@ static int imagenet_name(const char *name, pk_stem stem, names nm, char *out, si
         snprintf(out, n, "%s%s", mod, end);
         return 1;
     }
-    if (!strncmp(name, "layer", 5) && name[5] >= '1' && name[5] <= '4' && name[6] == '.') {
+    /* layer1..4 in both namings; layer0 here only in PSPNet's */
+    if (!strncmp(name, "layer", 5) && name[5] >= '0' && name[5] <= '4' && name[6] == '.') {
         snprintf(out, n, "%s", name);
         return 1;
     }
@@ -66,7 +63,7 @@ static int ends_with(const char *s, const char *suffix)
 static int ignored(const char *name, names nm)
 {
     static const char *const pspnet[] = {"ppm.", "cls.", "aux.", "optimizer."};
-    for (int i = 0; nm == NAMES_PSPNET && i < 4; i++)
+    for (size_t i = 0; nm == NAMES_PSPNET && i < sizeof pspnet / sizeof *pspnet; i++)
         if (!strncmp(name, pspnet[i], strlen(pspnet[i])))
             return 1;
     return !strncmp(name, "fc.", 3) || ends_with(name, "num_batches_tracked");
