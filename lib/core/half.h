@@ -73,4 +73,16 @@ static inline uint16_t pk_f32_to_f16(float f) { return pk_f32_to_f16_soft(f); }
 static inline float pk_f16_to_f32(uint16_t u) { return pk_f16_to_f32_soft(u); }
 #endif
 
+/* fp32 -> bfloat16, round to nearest even (as oneDNN's reorders and
+ * PyTorch's autocast round); a NaN stays a (quiet) NaN. Integer arithmetic
+ * only, so loops over it vectorise for any -march. */
+static inline uint16_t pk_f32_to_bf16_one(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
 #endif

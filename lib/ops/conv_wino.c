@@ -26,9 +26,16 @@
  * that each transform writes or reads one contiguous run per tile or
  * kernel, and the products take the points' matrices with a leading
  * dimension of 36 rows. Channels go 16 at a time (one AVX-512 register),
- * zero-padded past the end. */
+ * zero-padded past the end.
+ *
+ * In the bf16 precision the products take bf16 operands (fp32 accumulation
+ * and results, oneDNN's matmul): the transforms round V, U and dM to bf16
+ * as they store them; the transforms themselves, M and the gradients' own
+ * transforms stay fp32. */
 #include "ops/conv_wino.h"
 #include "core/ctx_impl.h"
+#include "core/half.h"
+#include "ops/matmul_bf16.h"
 
 #include <string.h>
 
@@ -195,11 +202,22 @@ static void tile_pos(const tiling *t, long tile, int *n, int *y0, int *x0)
     *n = (int)(tile / ((long)t->tw * t->th));
 }
 
-/* dst[tile][p][c0..] for the 36 points p from v[p][:]. */
-static void store_points(float *dst, const float *v, long tile, int ch, int c0, int nc)
+/* dst[tile][p][c0..] for the 36 points p from v[p][:]: fp32, or rounded
+ * to bf16 when bf (a product's operand in the bf16 precision). */
+static void store_points(void *dst, int bf, const float *v, long tile, int ch, int c0, int nc)
 {
-    for (int p = 0; p < NP; p++)
-        store_block(dst + ((size_t)tile * NP + p) * ch + c0, v + p * CB, nc);
+    for (int p = 0; p < NP; p++) {
+        size_t at = ((size_t)tile * NP + p) * ch + c0;
+        if (!bf) {
+            store_block((float *)dst + at, v + p * CB, nc);
+            continue;
+        }
+        uint16_t *o = (uint16_t *)dst + at;
+        const float *iv = v + p * CB;
+#pragma omp simd
+        for (int k = 0; k < nc; k++)
+            o[k] = pk_f32_to_bf16_one(iv[k]);
+    }
 }
 
 static void load_points(float *v, const float *src, long tile, int ch, int c0, int nc)
@@ -214,8 +232,9 @@ typedef struct slice {
     int ch, from, n;
 } slice;
 
-/* V[tiles][36][s.n] = Bt d B of every input patch of x's slice s. */
-static void input_transform(const pk_ctx *c, float *V, const float *x, const tiling *t,
+/* V[tiles][36][s.n] = Bt d B of every input patch of x's slice s (bf16
+ * when bf). */
+static void input_transform(const pk_ctx *c, void *V, int bf, const float *x, const tiling *t,
                             slice s)
 {
     long nb = blocks(s.n), jobs = t->tiles * nb;
@@ -227,14 +246,14 @@ static void input_transform(const pk_ctx *c, float *V, const float *x, const til
         tile_pos(t, tile, &n, &y0, &x0);
         load_patch(d, x, t, s.ch, n, y0 - 1, x0 - 1, TI, s.from + c0, nc);
         sandwich(v, d, BT, 6, 6, BT, 6, 6);
-        store_points(V, v, tile, s.n, c0, nc);
+        store_points(V, bf, v, tile, s.n, c0, nc);
     }
 }
 
 /* dM[tiles][36][ch] = A dy At of every output block of dy (the adjoint of
- * the output transform). */
-static void output_grad_transform(const pk_ctx *c, float *dM, const float *dy, const tiling *t,
-                                  int ch)
+ * the output transform; bf16 when bf). */
+static void output_grad_transform(const pk_ctx *c, void *dM, int bf, const float *dy,
+                                  const tiling *t, int ch)
 {
     long nb = blocks(ch), jobs = t->tiles * nb;
 #pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
@@ -245,7 +264,7 @@ static void output_grad_transform(const pk_ctx *c, float *dM, const float *dy, c
         tile_pos(t, tile, &n, &y0, &x0);
         load_patch(g, dy, t, ch, n, y0, x0, TO, c0, nc);
         sandwich(m, g, A, 6, 4, A, 6, 4);
-        store_points(dM, m, tile, ch, c0, nc);
+        store_points(dM, bf, m, tile, ch, c0, nc);
     }
 }
 
@@ -316,8 +335,9 @@ static void input_grad_transform(const pk_ctx *c, float *dx, const float *dV, co
     }
 }
 
-/* U[co][36][s.n] = G g Gt of every OHWI kernel's input channels s. */
-static void weight_transform(const pk_ctx *c, float *U, const float *w, int co, slice s)
+/* U[co][36][s.n] = G g Gt of every OHWI kernel's input channels s (bf16
+ * when bf). */
+static void weight_transform(const pk_ctx *c, void *U, int bf, const float *w, int co, slice s)
 {
     long nb = blocks(s.n), jobs = (long)co * nb;
 #pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
@@ -327,7 +347,7 @@ static void weight_transform(const pk_ctx *c, float *U, const float *w, int co, 
         for (int k = 0; k < 9; k++)
             load_block(g + k * CB, w + ((size_t)o * 9 + k) * s.ch + s.from + c0, nc);
         sandwich(u, g, G, 6, 3, G, 6, 3);
-        store_points(U, u, o, s.n, c0, nc);
+        store_points(U, bf, u, o, s.n, c0, nc);
     }
 }
 
@@ -351,25 +371,38 @@ static void weight_grad_transform(const pk_ctx *c, float *dw, const float *dU, i
 }
 
 /* The 36 per-point products C_p = op(A_p) op(B_p) (row-major, like
- * dnnl_sgemm), one sgemm per point, the points shared out over the
- * threads (each sgemm runs on its caller's thread). */
+ * dnnl_sgemm). fp32: one sgemm per point, the points shared out over the
+ * threads (each sgemm runs on its caller's thread). bf16 (a and b bf16,
+ * c fp32): one batched matmul over the points (matmul_bf16.c). */
 typedef struct point_gemm {
     char ta, tb;
     long m, n, k;
-    const float *a, *b;
+    const void *a, *b;
     float *c;
     long lda, ldb, ldc;
-    size_t sa, sb, sc; /* per-point offsets, in floats */
+    size_t sa, sb, sc; /* per-point offsets, in elements */
     float beta;        /* 1: C_p += the product */
 } point_gemm;
 
-static int run_point_gemms(const pk_ctx *c, const point_gemm *g, pk_err *e)
+static int run_point_gemms(pk_ctx *c, int bf, const point_gemm *g, pk_err *e)
 {
+    if (bf) {
+        pk_bmm_desc d = {NP,
+                         g->m,
+                         g->n,
+                         g->k,
+                         {(long)g->sa, g->ta == 'N' ? g->lda : 1, g->ta == 'N' ? 1 : g->lda},
+                         {(long)g->sb, g->tb == 'N' ? g->ldb : 1, g->tb == 'N' ? 1 : g->ldb},
+                         {(long)g->sc, g->ldc, 1},
+                         g->beta != 0.0f};
+        return pk_bmm_bf16(c, &d, g->c, g->a, g->b, e);
+    }
+    const float *a = g->a, *b = g->b;
     int bad = 0;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(dynamic) reduction(| : bad)
     for (int p = 0; p < NP; p++)
-        bad |= dnnl_sgemm(g->ta, g->tb, g->m, g->n, g->k, 1.0f, g->a + p * g->sa, g->lda,
-                          g->b + p * g->sb, g->ldb, g->beta, g->c + p * g->sc, g->ldc) !=
+        bad |= dnnl_sgemm(g->ta, g->tb, g->m, g->n, g->k, 1.0f, a + p * g->sa, g->lda,
+                          b + p * g->sb, g->ldb, g->beta, g->c + p * g->sc, g->ldc) !=
                dnnl_success;
     return bad ? pk_fail(e, PK_EBACKEND, "oneDNN: sgemm failed (Winograd convolution)") : PK_OK;
 }
@@ -386,40 +419,70 @@ static slice slice_at(int ci, int from)
     return (slice){ci, from, ci - from < CI_SLICE ? ci - from : CI_SLICE};
 }
 
-static float *slot(pk_ctx *c, int s, size_t floats, pk_err *e)
+/* The bf16 precision runs the products in bf16 (fp32 accumulation): the
+ * transforms round their outputs to bf16 as they store them. */
+static int products_bf16(const pk_ctx *c) { return c->precision == PK_PREC_BF16; }
+
+/* The product buffers, for slices of at most CI_SLICE input channels:
+ * U [co][36][slice] and V [tiles][36][slice], fp32 in slots WEIGHTS and
+ * ACT, or bf16 in BF16_B and BF16_A; M [tiles][36][co] in OUT (fp32, or
+ * bf16 when it is the backward's operand dM). */
+typedef struct wino_bufs {
+    void *U, *V, *M;
+} wino_bufs;
+
+static int buffers(pk_ctx *c, const pk_conv_desc *d, const tiling *t, int bf, wino_bufs *b,
+                   pk_err *e)
 {
-    return pk_ctx_scratch(c, s, floats * sizeof(float), e);
+    size_t sn = (size_t)(d->ci < CI_SLICE ? d->ci : CI_SLICE), es = bf ? 2 : sizeof(float);
+    b->U = pk_ctx_scratch(c, bf ? PK_SCRATCH_BF16_B : PK_SCRATCH_WEIGHTS,
+                          NP * (size_t)d->co * sn * es, e);
+    b->V = b->U ? pk_ctx_scratch(c, bf ? PK_SCRATCH_BF16_A : PK_SCRATCH_ACT,
+                                 NP * t->tiles * sn * es, e)
+                : NULL;
+    b->M = b->V ? pk_ctx_scratch(c, PK_SCRATCH_OUT, NP * t->tiles * (size_t)d->co * sizeof(float),
+                                 e)
+                : NULL;
+    return b->M ? PK_OK : PK_ENOMEM;
 }
 
-/* The three buffers, for slices of at most CI_SLICE input channels. */
-static int buffers(pk_ctx *c, const pk_conv_desc *d, const tiling *t, float **U, float **V,
-                   float **M, pk_err *e)
+/* Where the backward's fp32 products dU and dV go. In fp32, into U's and
+ * V's own buffers: the product into U reads M and V, the one into V reads
+ * M and U, and each transform after it reads its result first. In bf16 the
+ * operands are bf16, so the products get fp32 buffers of their own. */
+static int grad_buffers(pk_ctx *c, const pk_conv_desc *d, const tiling *t, int bf,
+                        const wino_bufs *b, float **dU, float **dV, pk_err *e)
 {
+    if (!bf) {
+        *dU = b->U;
+        *dV = b->V;
+        return PK_OK;
+    }
     size_t sn = (size_t)(d->ci < CI_SLICE ? d->ci : CI_SLICE);
-    *U = slot(c, PK_SCRATCH_WEIGHTS, NP * (size_t)d->co * sn, e);
-    *V = *U ? slot(c, PK_SCRATCH_ACT, NP * t->tiles * sn, e) : NULL;
-    *M = *V ? slot(c, PK_SCRATCH_OUT, NP * t->tiles * (size_t)d->co, e) : NULL;
-    return *M ? PK_OK : PK_ENOMEM;
+    *dU = pk_ctx_scratch(c, PK_SCRATCH_WEIGHTS, NP * (size_t)d->co * sn * sizeof(float), e);
+    *dV = *dU ? pk_ctx_scratch(c, PK_SCRATCH_ACT, NP * t->tiles * sn * sizeof(float), e) : NULL;
+    return *dV ? PK_OK : PK_ENOMEM;
 }
 
 int pk_wino_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
                     const pk_conv_desc *d, pk_err *e)
 {
     tiling t = tiling_of(d);
-    float *U, *V, *M;
-    int rc = buffers(c, d, &t, &U, &V, &M, e);
+    int bf = products_bf16(c);
+    wino_bufs bu;
+    int rc = buffers(c, d, &t, bf, &bu, e);
     for (int from = 0; rc == PK_OK && from < d->ci; from += CI_SLICE) {
         slice s = slice_at(d->ci, from);
-        weight_transform(c, U, w, d->co, s);
-        input_transform(c, V, x, &t, s);
+        weight_transform(c, bu.U, bf, w, d->co, s);
+        input_transform(c, bu.V, bf, x, &t, s);
         /* M_p [tiles x co] (+)= V_p [tiles x s.n] . U_p^T */
         size_t co = (size_t)d->co, sn = (size_t)s.n;
-        point_gemm g = {'N', 'T', t.tiles, d->co, s.n, V, U, M, NP * s.n, NP * s.n, NP * d->co,
-                        sn, sn, co, from ? 1.0f : 0.0f};
-        rc = run_point_gemms(c, &g, e);
+        point_gemm g = {'N', 'T', t.tiles, d->co, s.n, bu.V, bu.U, bu.M, NP * s.n, NP * s.n,
+                        NP * d->co, sn, sn, co, from ? 1.0f : 0.0f};
+        rc = run_point_gemms(c, bf, &g, e);
     }
     if (rc == PK_OK)
-        output_transform(c, y, M, d->bias ? b : NULL, &t, d->co);
+        output_transform(c, y, bu.M, d->bias ? b : NULL, &t, d->co);
     return rc;
 }
 
@@ -438,32 +501,36 @@ int pk_wino_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy
                      const float *x, const float *w, const pk_conv_desc *d, pk_err *e)
 {
     tiling t = tiling_of(d);
-    float *U, *V, *M;
-    int rc = buffers(c, d, &t, &U, &V, &M, e);
+    int bf = products_bf16(c);
+    wino_bufs bu;
+    float *dU, *dV;
+    int rc = buffers(c, d, &t, bf, &bu, e);
+    if (rc == PK_OK)
+        rc = grad_buffers(c, d, &t, bf, &bu, &dU, &dV, e);
     if (rc != PK_OK)
         return rc;
-    output_grad_transform(c, M, dy, &t, d->co);
+    output_grad_transform(c, bu.M, bf, dy, &t, d->co);
     if (dx) /* the slices add their patches into it */
         memset(dx, 0, (size_t)d->n * d->h * d->w * d->ci * sizeof *dx);
     size_t co = (size_t)d->co;
     for (int from = 0; rc == PK_OK && from < d->ci; from += CI_SLICE) {
         slice s = slice_at(d->ci, from);
         size_t sn = (size_t)s.n;
-        if (dw) { /* dU_p [co x s.n] = dM_p^T . V_p, in U's buffer */
-            input_transform(c, V, x, &t, s);
-            point_gemm g = {'T', 'N', d->co, s.n, t.tiles, M, V, U, NP * d->co, NP * s.n,
+        if (dw) { /* dU_p [co x s.n] = dM_p^T . V_p */
+            input_transform(c, bu.V, bf, x, &t, s);
+            point_gemm g = {'T', 'N', d->co, s.n, t.tiles, bu.M, bu.V, dU, NP * d->co, NP * s.n,
                             NP * s.n, co, sn, sn, 0.0f};
-            rc = run_point_gemms(c, &g, e);
+            rc = run_point_gemms(c, bf, &g, e);
             if (rc == PK_OK)
-                weight_grad_transform(c, dw, U, d->co, s);
+                weight_grad_transform(c, dw, dU, d->co, s);
         }
-        if (rc == PK_OK && dx) { /* dV_p [tiles x s.n] = dM_p . U_p, in V's buffer */
-            weight_transform(c, U, w, d->co, s);
-            point_gemm g = {'N', 'N', t.tiles, s.n, d->co, M, U, V, NP * d->co, NP * s.n,
+        if (rc == PK_OK && dx) { /* dV_p [tiles x s.n] = dM_p . U_p */
+            weight_transform(c, bu.U, bf, w, d->co, s);
+            point_gemm g = {'N', 'N', t.tiles, s.n, d->co, bu.M, bu.U, dV, NP * d->co, NP * s.n,
                             NP * s.n, co, sn, sn, 0.0f};
-            rc = run_point_gemms(c, &g, e);
+            rc = run_point_gemms(c, bf, &g, e);
             if (rc == PK_OK)
-                input_grad_transform(c, dx, V, &t, s);
+                input_grad_transform(c, dx, dV, &t, s);
         }
     }
     if (rc == PK_OK && dw && d->bias && db)
