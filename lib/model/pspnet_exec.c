@@ -5,6 +5,9 @@
 #include "core/rng.h"
 #include "ops/bn_sync.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 float *pk_plan_ptr(const pk_model *m, const pk_plan *p, float *const *ext, int v)
 {
     if (v < 0)
@@ -21,6 +24,46 @@ static size_t count_of(const pk_value *v)
 }
 
 static long pixels_of(const pk_value *v) { return (long)v->n * v->h * v->w; }
+
+/* After the forward computed v: its bf16 shadow, where the plan keeps one
+ * (a BN's input waits for the BN, below). */
+static void pack_kept(pk_model *m, const pk_plan *p, float *const *ext, int v)
+{
+    const pk_value *x = &p->vals[v];
+    if (x->shadow >= 0 && x->center < 0)
+        pk_f32_to_bf16(m->ctx, (uint16_t *)pk_plan_ptr(m, p, ext, x->shadow),
+                       pk_plan_ptr(m, p, ext, v), count_of(x));
+}
+
+/* After a BN's forward: its input's shadow, as x - the batch mean. */
+static void pack_bn_input(pk_model *m, const pk_plan *p, float *const *ext, const pk_node *nd)
+{
+    const pk_value *x = &p->vals[nd->in[0]];
+    if (nd->kind == PK_N_BN && x->shadow >= 0)
+        pk_f32_to_bf16_centered(m->ctx, (uint16_t *)pk_plan_ptr(m, p, ext, x->shadow),
+                                pk_plan_ptr(m, p, ext, nd->in[0]),
+                                pk_plan_ptr(m, p, ext, x->center), pixels_of(x), x->c);
+}
+
+/* An activation the backward reads: v itself, or where the plan keeps it
+ * in bf16, its fp32 copy, unpacked the first time this backward reads it. */
+static float *kept(pk_model *m, const pk_plan *p, float *const *ext, int v)
+{
+    const pk_value *x = &p->vals[v];
+    if (x->shadow < 0)
+        return pk_plan_ptr(m, p, ext, v);
+    float *u = pk_plan_ptr(m, p, ext, x->unpacked);
+    if (!m->unpacked[v]) {
+        const uint16_t *s = (const uint16_t *)pk_plan_ptr(m, p, ext, x->shadow);
+        if (x->center >= 0)
+            pk_f32_from_bf16_centered(m->ctx, u, s, pk_plan_ptr(m, p, ext, x->center),
+                                      pixels_of(x), x->c);
+        else
+            pk_f32_from_bf16(m->ctx, u, s, count_of(x));
+        m->unpacked[v] = 1;
+    }
+    return u;
+}
 
 /* The BN tensors of layer L. */
 typedef struct bn_ptrs {
@@ -149,6 +192,9 @@ int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err
         int rc = forward_node(m, p, nd, relu, a, e);
         if (rc != PK_OK)
             return rc;
+        /* fused, the pre-ReLU value never exists and is never kept */
+        pack_kept(m, p, a->ext, relu ? relu->out : nd->out);
+        pack_bn_input(m, p, a->ext, nd);
         if (m->profile) /* a fused ReLU's time is booked to the BN or add */
             pk_prof_add(m, nd->group, nd->kind, PK_PROF_FWD, pk_prof_now(m) - t0);
         i += relu != NULL;
@@ -175,13 +221,13 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     float *const *ext = a->ext;
     const pk_value *xv = &p->vals[nd->in[0]], *yv = &p->vals[nd->out];
     const float *dy = pk_plan_ptr(m, p, ext, yv->grad);
-    float *x = pk_plan_ptr(m, p, ext, nd->in[0]);
     float *dx = pk_plan_ptr(m, p, ext, nd->gin[0]); /* NULL: not needed */
     const pk_layer *L = nd->layer >= 0 ? &m->layers[nd->layer] : NULL;
     switch (nd->kind) {
     case PK_N_CONV: {
         const pk_tensor_info *tw = &m->tensors[L->w];
         float *db = L->b >= 0 ? m->grads + m->tensors[L->b].offset : NULL;
+        const float *x = kept(m, p, ext, nd->in[0]);
         if (pk_conv2d_backward(c, dx, m->grads + tw->offset, db, dy, x, m->params + tw->offset,
                                &nd->conv, e) != PK_OK)
             return pk_wrap(e, "%s (backward)", tw->name);
@@ -191,16 +237,17 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
         bn_ptrs bp = bn_of(m, L);
         const float *sm = pk_plan_ptr(m, p, ext, nd->save0);
         const float *sr = pk_plan_ptr(m, p, ext, nd->save1);
+        const float *x = kept(m, p, ext, nd->in[0]);
         if (pk_dist_active(m)) {
             const float *g = relu ? pk_plan_ptr(m, p, ext, p->vals[relu->out].grad) : dy;
-            const float *ry = relu ? pk_plan_ptr(m, p, ext, relu->out) : NULL;
+            const float *ry = relu ? kept(m, p, ext, relu->out) : NULL;
             if (pk_bn_sync_backward(c, m->comm, dx, bp.dgamma, bp.dbeta, g, ry, x, sm, sr,
                                     bp.gamma, pixels_of(xv), xv->c, e) != PK_OK)
                 return pk_wrap(e, "%s (backward)", m->tensors[L->bn].name);
         } else if (relu) /* the ReLU's output gradient and output, for its backward fused here */
             pk_bn_relu_backward(c, dx, bp.dgamma, bp.dbeta,
                                 pk_plan_ptr(m, p, ext, p->vals[relu->out].grad),
-                                pk_plan_ptr(m, p, ext, relu->out), x, sm, sr, bp.gamma,
+                                kept(m, p, ext, relu->out), x, sm, sr, bp.gamma,
                                 pixels_of(xv), xv->c);
         else
             pk_bn_backward(c, dx, bp.dgamma, bp.dbeta, dy, x, sm, sr, bp.gamma, pixels_of(xv),
@@ -208,7 +255,7 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
         break;
     }
     case PK_N_RELU:
-        pk_relu_backward(c, dx, dy, pk_plan_ptr(m, p, ext, nd->out), count_of(xv));
+        pk_relu_backward(c, dx, dy, kept(m, p, ext, nd->out), count_of(xv));
         break;
     case PK_N_ADD: /* both inputs receive dy */
         for (int j = 0; j < 2; j++) {
@@ -257,6 +304,14 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
 
 int pk_exec_backward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e)
 {
+    if (m->unpacked_cap < p->nvals) {
+        unsigned char *u = realloc(m->unpacked, (size_t)p->nvals);
+        if (!u)
+            return pk_fail(e, PK_ENOMEM, "model: out of memory");
+        m->unpacked = u;
+        m->unpacked_cap = p->nvals;
+    }
+    memset(m->unpacked, 0, (size_t)p->nvals);
     for (int i = p->nnodes - 1; i >= 0; i--) {
         const pk_node *nd = &p->nodes[i], *relu = NULL;
         /* a BN+ReLU pair: the ReLU's backward runs inside the BN's (and is

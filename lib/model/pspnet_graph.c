@@ -28,6 +28,10 @@ int pk_plan_value(pk_plan *p, int n, int h, int w, int c, size_t floats, pk_err 
     v->grad = -1;
     v->last_fwd = -1;
     v->bwd_need = -1;
+    v->bwd_first = -1;
+    v->shadow = -1;
+    v->unpacked = -1;
+    v->center = -1;
     v->def = -1;
     v->last = -1;
     return p->nvals++;

@@ -96,6 +96,13 @@ typedef struct pk_value {
     int nuse;            /* forward consumers */
     int last_fwd;        /* time of the last forward consumer, -1 */
     int bwd_need;        /* time the backward reads it, -1 */
+    int bwd_first;       /* the earliest time the backward reads it, -1 */
+    int kept_act;        /* an activation the backward reads (conv or BN input, ReLU output) */
+    /* bf16 precision, training: the bf16 copy of a kept activation that
+     * lives from its forward to its backward in its stead, and the value
+     * the backward gets it back into in fp32 (pspnet_plan.c); -1: none */
+    int shadow, unpacked;
+    int center;          /* a BN's input: that BN's saved mean, kept as x - mean; -1 */
     int def, last;       /* liveness interval */
 } pk_value;
 
@@ -141,6 +148,8 @@ struct pk_model {
     double prof_kind[PK_N_KINDS][2];  /* seconds per op kind */
     long prof_steps;
     pk_comm *comm;                     /* data parallel (pspnet_dist.c); NULL: one process */
+    unsigned char *unpacked;           /* per value: back from its shadow in this backward */
+    int unpacked_cap;
     long sample0;                      /* the global index of this rank's first sample */
 };
 

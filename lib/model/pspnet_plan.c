@@ -10,6 +10,18 @@
  *  3. every storage gets a live interval on a timeline (forward node i at
  *     time i, the losses at F, the backward of node i at 2F - i) and a
  *     first-fit offset among the storages it overlaps, largest first.
+ * In the bf16 precision's training, each activation the backward reads (a
+ * convolution's or BN's input, a ReLU's output) is kept in bf16: packed
+ * into a half-size shadow right after the forward computes it, so its fp32
+ * storage ends with its last forward reader, and unpacked into fp32 again
+ * when the backward first reads it (pspnet_exec.c). That halves what the
+ * activations kept across the forward-backward turn cost, as PyTorch's
+ * autocast keeps its convolutions' bf16 outputs. A BN's input is kept as
+ * x - mean (its batch mean, packed after the BN's forward): its backward
+ * normalises x again with the fp32 statistics, and with x itself rounded
+ * a channel whose spread is small next to its mean (the PPM's 1x1 bin
+ * over a small batch) lost all of x - mean; the train step's gradient
+ * cosine against fp32 fell to 0.01.
  * The result is one arena size, reused by every call with the same shape. */
 #include "model/pspnet_impl.h"
 
@@ -81,11 +93,25 @@ static int inplace_fwd(const pk_plan *p, const pk_node *nd)
            x->bwd_need < 0;
 }
 
-/* v is read by the backward at time B (the latest such time counts). */
+/* v is read by the backward at time B (the latest and earliest such times
+ * count). */
 static void need_at(pk_plan *p, int v, int B)
 {
-    if (v >= 0 && B > p->vals[v].bwd_need)
-        p->vals[v].bwd_need = B;
+    if (v < 0)
+        return;
+    pk_value *x = &p->vals[v];
+    if (B > x->bwd_need)
+        x->bwd_need = B;
+    if (x->bwd_first < 0 || B < x->bwd_first)
+        x->bwd_first = B;
+}
+
+/* The same for an activation (what the bf16 precision may keep in bf16). */
+static void need_act_at(pk_plan *p, int v, int B)
+{
+    need_at(p, v, B);
+    if (v >= 0)
+        p->vals[v].kept_act = 1;
 }
 
 /* What the backward of node i reads (other than its output gradient). */
@@ -96,15 +122,18 @@ static void mark_backward_needs(pk_plan *p, int F)
         int B = 2 * F - i;
         switch (nd->kind) {
         case PK_N_CONV:
-            need_at(p, nd->in[0], B);
+            need_act_at(p, nd->in[0], B);
             break;
         case PK_N_BN:
-            need_at(p, nd->in[0], B);
+            need_act_at(p, nd->in[0], B);
             need_at(p, nd->save0, B);
             need_at(p, nd->save1, B);
             break;
         case PK_N_RELU:
-            need_at(p, nd->out, B);
+            /* and at B + 1: the BN before it may run this backward fused
+             * into its own, one step later (pspnet_exec.c) */
+            need_act_at(p, nd->out, B);
+            need_at(p, nd->out, B + 1);
             break;
         case PK_N_MAXPOOL:
         case PK_N_DROPOUT:
@@ -114,6 +143,29 @@ static void mark_backward_needs(pk_plan *p, int F)
             break;
         }
     }
+}
+
+/* Gives every kept activation (not the caller's image) a bf16 shadow and
+ * an fp32 value to unpack it into; a BN's input is kept centred. */
+static int add_shadows(pk_plan *p, int F, pk_err *e)
+{
+    for (int i = 0; i < F; i++)
+        if (p->nodes[i].kind == PK_N_BN)
+            p->vals[p->nodes[i].in[0]].center = p->nodes[i].save0;
+    int nv = p->nvals;
+    for (int v = 0; v < nv; v++) {
+        pk_value x = p->vals[v];
+        if (!x.kept_act || x.ext != PK_EXT_NONE)
+            continue;
+        size_t count = (size_t)x.n * x.h * x.w * x.c;
+        int s = pk_plan_value(p, x.n, x.h, x.w, x.c, (count + 1) / 2, e);
+        int u = s < 0 ? -1 : pk_plan_value(p, x.n, x.h, x.w, x.c, x.floats, e);
+        if (u < 0)
+            return -1;
+        p->vals[v].shadow = s;
+        p->vals[v].unpacked = u;
+    }
+    return 0;
 }
 
 static int place_forward(pk_plan *p, int F, pk_err *e)
@@ -126,12 +178,23 @@ static int place_forward(pk_plan *p, int F, pk_err *e)
         if (p->vals[out].ext == PK_EXT_NONE &&
             place(p, out, inplace_fwd(p, nd) ? nd->in[0] : -1, i, e) < 0)
             return -1;
+        if (p->vals[out].shadow >= 0 && place(p, p->vals[out].shadow, -1, i, e) < 0)
+            return -1;
         if ((nd->save0 >= 0 && place(p, nd->save0, -1, i, e) < 0) ||
             (nd->save1 >= 0 && place(p, nd->save1, -1, i, e) < 0))
             return -1;
     }
-    for (int v = 0; v < p->nvals; v++)
-        use(p, v, p->vals[v].bwd_need);
+    for (int v = 0; v < p->nvals; v++) {
+        const pk_value *x = &p->vals[v];
+        if (x->shadow < 0) {
+            use(p, v, x->bwd_need);
+            continue;
+        }
+        use(p, x->shadow, x->bwd_need); /* v itself ends with its forward */
+        if (place(p, x->unpacked, -1, x->bwd_first, e) < 0)
+            return -1;
+        use(p, x->unpacked, x->bwd_need);
+    }
     return 0;
 }
 
@@ -291,6 +354,10 @@ int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int u
             p->vals[p->nodes[i].in[j]].nuse++;
     if (train)
         mark_backward_needs(p, F);
+    if (train && pk_ctx_precision(m->ctx) == PK_PREC_BF16 && add_shadows(p, F, e) < 0) {
+        pk_plan_free(p);
+        return e->code;
+    }
     if (place_forward(p, F, e) < 0 || (train && plan_backward(p, F, e) < 0) ||
         assign_offsets(p, e) != PK_OK) {
         pk_plan_free(p);

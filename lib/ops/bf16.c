@@ -1,5 +1,7 @@
-/* fp32 -> bf16 conversion of activations for the bf16 convolutions
- * (conv.c), element by element as core/half.h rounds, over the threads. */
+/* fp32 <-> bf16 conversion of activations for the bf16 precision (the
+ * convolutions' inputs, conv.c; the activations kept for the backward,
+ * pspnet_exec.c), element by element as core/half.h rounds, over the
+ * threads. bf16 -> fp32 is exact. */
 #include "ops/ops.h"
 
 #include <string.h>
@@ -13,6 +15,34 @@ void pk_f32_to_bf16(pk_ctx *c, uint16_t *dst, const float *src, size_t n)
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_BF16_PAR_MIN)
     for (long i = 0; i < len; i++)
         dst[i] = pk_f32_to_bf16_one(src[i]);
+}
+
+void pk_f32_from_bf16(pk_ctx *c, float *dst, const uint16_t *src, size_t n)
+{
+    long len = (long)n;
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_BF16_PAR_MIN)
+    for (long i = 0; i < len; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(&dst[i], &u, sizeof u);
+    }
+}
+
+void pk_f32_to_bf16_centered(pk_ctx *c, uint16_t *dst, const float *src, const float *mean,
+                             long P, int C)
+{
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (P * C > PK_BF16_PAR_MIN)
+    for (long p = 0; p < P; p++)
+        for (int k = 0; k < C; k++)
+            dst[p * C + k] = pk_f32_to_bf16_one(src[p * C + k] - mean[k]);
+}
+
+void pk_f32_from_bf16_centered(pk_ctx *c, float *dst, const uint16_t *src, const float *mean,
+                               long P, int C)
+{
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (P * C > PK_BF16_PAR_MIN)
+    for (long p = 0; p < P; p++)
+        for (int k = 0; k < C; k++)
+            dst[p * C + k] = mean[k] + pk_bf16_to_f32(src[p * C + k]);
 }
 
 float pk_bf16_to_f32(uint16_t h)

@@ -49,10 +49,19 @@ int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
  * the reason in e. The bf16 precision (ctx.h) needs it. */
 int pk_conv_bf16_supported(pk_ctx *c, pk_err *e);
 
-/* ---- bf16 (the bf16 precision's convolution inputs) -------------------- */
+/* ---- bf16 (the bf16 precision's convolution inputs, kept activations) --- */
 /* dst[i] = src[i] rounded to bf16 (nearest even; NaN stays NaN). */
 void pk_f32_to_bf16(pk_ctx *c, uint16_t *dst, const float *src, size_t n);
 float pk_bf16_to_f32(uint16_t h);
+/* dst[i] = src[i] widened to fp32 (exact). */
+void pk_f32_from_bf16(pk_ctx *c, float *dst, const uint16_t *src, size_t n);
+/* The same on [P, C] tensors relative to a per-channel mean: dst = bf16 of
+ * (src - mean), and back, dst = mean + src. Keeps x - mean to bf16's
+ * relative precision where x itself rounded would lose it. */
+void pk_f32_to_bf16_centered(pk_ctx *c, uint16_t *dst, const float *src, const float *mean,
+                             long P, int C);
+void pk_f32_from_bf16_centered(pk_ctx *c, float *dst, const uint16_t *src, const float *mean,
+                               long P, int C);
 
 /* ---- batch normalisation over [P, C] ----------------------------------- */
 /* The two forwards' signatures are types: the fused variants below and the
