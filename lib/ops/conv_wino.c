@@ -202,22 +202,30 @@ static void tile_pos(const tiling *t, long tile, int *n, int *y0, int *x0)
     *n = (int)(tile / ((long)t->tw * t->th));
 }
 
+/* dst[0..nc) = src[0..nc) rounded to bf16; a whole block at once. */
+static inline void store_block_bf16(uint16_t *restrict dst, const float *restrict src, int nc)
+{
+    if (nc == CB) {
+#pragma omp simd
+        for (int k = 0; k < CB; k++)
+            dst[k] = pk_f32_to_bf16_one(src[k]);
+        return;
+    }
+    for (int k = 0; k < nc; k++)
+        dst[k] = pk_f32_to_bf16_one(src[k]);
+}
+
 /* dst[tile][p][c0..] for the 36 points p from v[p][:]: fp32, or rounded
  * to bf16 when bf (a product's operand in the bf16 precision). */
 static void store_points(void *dst, int bf, const float *v, long tile, int ch, int c0, int nc)
 {
-    for (int p = 0; p < NP; p++) {
-        size_t at = ((size_t)tile * NP + p) * ch + c0;
-        if (!bf) {
-            store_block((float *)dst + at, v + p * CB, nc);
-            continue;
-        }
-        uint16_t *o = (uint16_t *)dst + at;
-        const float *iv = v + p * CB;
-#pragma omp simd
-        for (int k = 0; k < nc; k++)
-            o[k] = pk_f32_to_bf16_one(iv[k]);
-    }
+    size_t at = (size_t)tile * NP * ch + c0;
+    if (bf)
+        for (int p = 0; p < NP; p++)
+            store_block_bf16((uint16_t *)dst + at + (size_t)p * ch, v + p * CB, nc);
+    else
+        for (int p = 0; p < NP; p++)
+            store_block((float *)dst + at + (size_t)p * ch, v + p * CB, nc);
 }
 
 static void load_points(float *v, const float *src, long tile, int ch, int c0, int nc)
