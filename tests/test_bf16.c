@@ -205,6 +205,63 @@ static int conv_checks(pk_ctx *f32, pk_ctx *bf)
     return fails;
 }
 
+/* A caller's own bf16 copy of x (pk_conv2d_*_xq, the kept activations of
+ * the bf16 training step) gives the same results as converting here; the
+ * 1x1 matmul backward then needs no fp32 x, the others still do. */
+static int xq_checks(pk_ctx *bf)
+{
+    int fails = 0;
+    pk_conv_desc cases[] = {pk_conv_desc_make(2, 8, 8, 512, 128, 1, 1, 0, 1, 0),
+                            pk_conv_desc_make(2, 15, 15, 64, 64, 3, 1, 1, 1, 0)};
+    for (int i = 0; i < 2; i++) {
+        const pk_conv_desc *d = &cases[i];
+        size_t nx = (size_t)d->n * d->h * d->w * d->ci, ny = (size_t)d->n * d->ho * d->wo * d->co;
+        size_t nw = (size_t)d->co * d->k * d->k * d->ci;
+        float *x = pk_test_xmalloc(nx * 4), *w = pk_test_xmalloc(nw * 4);
+        float *dy = pk_test_xmalloc(ny * 4), *y[2], *dx[2], *dw[2];
+        uint16_t *xq = pk_test_xmalloc(nx * 2);
+        pk_test_fill(x, nx, 21, 1.0f);
+        pk_test_fill(w, nw, 22, 0.05f);
+        pk_test_fill(dy, ny, 23, 1.0f);
+        pk_f32_to_bf16(bf, xq, x, nx);
+        int needs = pk_conv_backward_needs_x(bf, d);
+        PK_CHECK(fails, needs == (d->k != 1), "case %d: needs_x %d", i, needs);
+        pk_err e = {0};
+        for (int q = 0; q < 2; q++) {
+            y[q] = pk_test_xmalloc(ny * 4);
+            dx[q] = pk_test_xmalloc(nx * 4);
+            dw[q] = calloc(nw, 4);
+            if (!dw[q])
+                exit(1);
+            PK_CHECK(fails, pk_conv2d_forward_xq(bf, y[q], x, q ? xq : NULL, w, NULL, d, &e) == PK_OK,
+                     "forward_xq: %s", e.msg);
+            PK_CHECK(fails,
+                     pk_conv2d_backward_xq(bf, dx[q], dw[q], NULL, dy, q && !needs ? NULL : x,
+                                           q ? xq : NULL, w, d, &e) == PK_OK,
+                     "backward_xq: %s", e.msg);
+        }
+        PK_CHECK(fails, !memcmp(y[0], y[1], ny * 4) && !memcmp(dx[0], dx[1], nx * 4) &&
+                            !memcmp(dw[0], dw[1], nw * 4),
+                 "case %d: results with the caller's bf16 x differ", i);
+        if (needs) /* and without x where it is needed: an error, not a crash */
+            PK_CHECK(fails, pk_conv2d_backward_xq(bf, dx[0], dw[0], NULL, dy, NULL, xq, w, d, &e) ==
+                                PK_EINVAL,
+                     "case %d: backward without the x it needs accepted", i);
+        for (int q = 0; q < 2; q++) {
+            free(y[q]);
+            free(dx[q]);
+            free(dw[q]);
+        }
+        free(x);
+        free(w);
+        free(dy);
+        free(xq);
+    }
+    printf("  %s the caller's bf16 copy of x: same results, fp32 x only where needed\n",
+           fails ? "FAIL" : "ok  ");
+    return fails;
+}
+
 static double dot(const float *a, const float *b, size_t n)
 {
     double s = 0;
@@ -281,6 +338,7 @@ int main(void)
     PK_CHECK(fails, pk_ctx_create(&c, &bad, &e) == PK_EINVAL, "precision 7 accepted");
     fails += rounding_checks(bf);
     fails += conv_checks(f32, bf);
+    fails += xq_checks(bf);
     fails += train_step_check(f32, bf, PK_ARCH_R18, 65);
     fails += train_step_check(f32, bf, PK_ARCH_R50, 65);
     pk_ctx_destroy(bf);

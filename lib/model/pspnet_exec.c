@@ -45,6 +45,14 @@ static void pack_bn_input(pk_model *m, const pk_plan *p, float *const *ext, cons
                                 pk_plan_ptr(m, p, ext, x->center), pixels_of(x), x->c);
 }
 
+/* v rounded to bf16, as its shadow holds it (not centred), or NULL. */
+static const uint16_t *bf16_copy(const pk_model *m, const pk_plan *p, float *const *ext, int v)
+{
+    const pk_value *x = &p->vals[v];
+    return x->shadow >= 0 && x->center < 0 ? (const uint16_t *)pk_plan_ptr(m, p, ext, x->shadow)
+                                           : NULL;
+}
+
 /* An activation the backward reads: v itself, or where the plan keeps it
  * in bf16, its fp32 copy, unpacked the first time this backward reads it. */
 static float *kept(pk_model *m, const pk_plan *p, float *const *ext, int v)
@@ -119,7 +127,9 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     case PK_N_CONV: {
         const float *w = m->params + m->tensors[L->w].offset;
         const float *b = L->b >= 0 ? m->params + m->tensors[L->b].offset : NULL;
-        if (pk_conv2d_forward(c, y, x, w, b, &nd->conv, e) != PK_OK)
+        /* packed right after its producer: the bf16 convolutions take it */
+        if (pk_conv2d_forward_xq(c, y, x, bf16_copy(m, p, ext, nd->in[0]), w, b, &nd->conv, e) !=
+            PK_OK)
             return pk_wrap(e, "%s", m->tensors[L->w].name);
         break;
     }
@@ -227,9 +237,11 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     case PK_N_CONV: {
         const pk_tensor_info *tw = &m->tensors[L->w];
         float *db = L->b >= 0 ? m->grads + m->tensors[L->b].offset : NULL;
-        const float *x = kept(m, p, ext, nd->in[0]);
-        if (pk_conv2d_backward(c, dx, m->grads + tw->offset, db, dy, x, m->params + tw->offset,
-                               &nd->conv, e) != PK_OK)
+        const uint16_t *xq = bf16_copy(m, p, ext, nd->in[0]);
+        const float *x = !xq || pk_conv_backward_needs_x(c, &nd->conv) ? kept(m, p, ext, nd->in[0])
+                                                                       : NULL;
+        if (pk_conv2d_backward_xq(c, dx, m->grads + tw->offset, db, dy, x, xq,
+                                  m->params + tw->offset, &nd->conv, e) != PK_OK)
             return pk_wrap(e, "%s (backward)", tw->name);
         break;
     }

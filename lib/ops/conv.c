@@ -434,29 +434,37 @@ static int run_conv(pk_ctx *c, conv_prim *p, dnnl_exec_arg_t *args, int nargs, p
 }
 
 /* An input of a pass as its primitive reads it: t itself in fp32; when
- * the pass runs in bf16, a bf16 copy of its n values in scratch slot
- * `slot`, or NULL. */
-static const void *pass_input(pk_ctx *c, int bf, int slot, const float *t, size_t n, pk_err *e)
+ * the pass runs in bf16, tq when the caller gave it, else a bf16 copy of
+ * its n values in scratch slot `slot`, or NULL. */
+static const void *pass_input_q(pk_ctx *c, int bf, int slot, const float *t,
+                                const uint16_t *tq, size_t n, pk_err *e)
 {
     if (!bf)
         return t;
+    if (tq)
+        return tq;
     uint16_t *h = pk_ctx_scratch(c, slot, n * sizeof *h, e);
     if (h)
         pk_f32_to_bf16(c, h, t, n);
     return h;
 }
 
+static const void *pass_input(pk_ctx *c, int bf, int slot, const float *t, size_t n, pk_err *e)
+{
+    return pass_input_q(c, bf, slot, t, NULL, n, e);
+}
+
 static size_t x_count(const pk_conv_desc *d) { return (size_t)d->n * d->h * d->w * d->ci; }
 static size_t y_count(const pk_conv_desc *d) { return (size_t)d->n * d->ho * d->wo * d->co; }
 
-static int forward(pk_ctx *c, float *y, const float *xf, const float *w, const float *b,
-                   const pk_conv_desc *d, pk_err *e)
+static int forward(pk_ctx *c, float *y, const float *xf, const uint16_t *xq, const float *w,
+                   const float *b, const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
     int rc = get_prim(c, d, CONV_FWD, &p, e);
-    const void *x =
-        rc == PK_OK ? pass_input(c, pass_bf16(c, d, CONV_FWD), PK_SCRATCH_BF16_A, xf, x_count(d), e)
-                    : NULL;
+    const void *x = rc == PK_OK ? pass_input_q(c, pass_bf16(c, d, CONV_FWD), PK_SCRATCH_BF16_A,
+                                               xf, xq, x_count(d), e)
+                                : NULL;
     if (rc == PK_OK && !x)
         rc = PK_ENOMEM;
     if (rc == PK_OK)
@@ -480,6 +488,12 @@ static int forward(pk_ctx *c, float *y, const float *xf, const float *w, const f
 int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
                       const pk_conv_desc *d, pk_err *e)
 {
+    return pk_conv2d_forward_xq(c, y, x, NULL, w, b, d, e);
+}
+
+int pk_conv2d_forward_xq(pk_ctx *c, float *y, const float *x, const uint16_t *xq,
+                         const float *w, const float *b, const pk_conv_desc *d, pk_err *e)
+{
     int rc = check_desc(d, e);
     if (rc != PK_OK)
         return rc;
@@ -493,7 +507,7 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
     if (use_winograd(c, d))
         rc = pk_wino_forward(c, y, x, w, b, d, e);
     else
-        rc = forward(c, y, x, w, b, d, e);
+        rc = forward(c, y, x, xq, w, b, d, e);
     pk_ctx_omp_leave(saved);
     return rc;
 }
@@ -592,8 +606,8 @@ static int gemm_1x1_bf16(const pk_ctx *c, const pk_conv_desc *d)
 }
 
 static int gemm_1x1_backward_bf16(pk_ctx *c, float *dx, float *dw, const float *dy,
-                                  const float *x, const float *w, const pk_conv_desc *d,
-                                  pk_err *e)
+                                  const float *x, const uint16_t *xq, const float *w,
+                                  const pk_conv_desc *d, pk_err *e)
 {
     long P = (long)d->n * d->h * d->w, ci = d->ci, co = d->co;
     const void *dyq = pass_input(c, 1, PK_SCRATCH_BF16_B, dy, y_count(d), e);
@@ -604,24 +618,38 @@ static int gemm_1x1_backward_bf16(pk_ctx *c, float *dx, float *dw, const float *
         rc = wq ? pk_bmm_bf16(c, &m, dx, dyq, wq, e) : PK_ENOMEM;
     }
     if (rc == PK_OK && dw) { /* dw [co x ci] += dy^T [co x P] . x [P x ci] */
-        const void *xq = pass_input(c, 1, PK_SCRATCH_BF16_A, x, x_count(d), e);
+        const void *xb = pass_input_q(c, 1, PK_SCRATCH_BF16_A, x, xq, x_count(d), e);
         pk_bmm_desc m = {1, co, ci, P, {P * co, 1, co}, {P * ci, ci, 1}, {co * ci, ci, 1}, 1};
-        rc = xq ? pk_bmm_bf16(c, &m, dw, dyq, xq, e) : PK_ENOMEM;
+        rc = xb ? pk_bmm_bf16(c, &m, dw, dyq, xb, e) : PK_ENOMEM;
     }
     return rc;
 }
 
 /* dx == NULL skips backward-data; dw == NULL skips backward-weights (and
  * with it db, which only comes with the weight gradient). */
+int pk_conv_backward_needs_x(pk_ctx *c, const pk_conv_desc *d)
+{
+    return c->device != PK_DEV_CPU || pk_conv_phase_eligible(c, d) ||
+           use_winograd(c, d) || !gemm_1x1_bf16(c, d);
+}
+
 int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                        const float *x, const float *w, const pk_conv_desc *d, pk_err *e)
+{
+    return pk_conv2d_backward_xq(c, dx, dw, db, dy, x, NULL, w, d, e);
+}
+
+int pk_conv2d_backward_xq(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
+                          const float *x, const uint16_t *xq, const float *w,
+                          const pk_conv_desc *d, pk_err *e)
 {
     int rc = check_desc(d, e);
     if (rc != PK_OK)
         return rc;
-    if (!dy || (dx && !w) || (dw && !x))
-        return pk_fail(e, PK_EINVAL, "conv: backward: missing %s",
-                       !dy ? "dy" : (dx && !w) ? "w" : "x");
+    if (!x && dw && (!xq || pk_conv_backward_needs_x(c, d)))
+        return pk_fail(e, PK_EINVAL, "conv: backward: missing x");
+    if (!dy || (dx && !w))
+        return pk_fail(e, PK_EINVAL, "conv: backward: missing %s", !dy ? "dy" : "w");
     PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_backward(c, dx, dw, db, dy, x, w, d, e));
     if (pk_conv_phase_eligible(c, d))
         return pk_conv_phase_backward(c, dx, dw, d->bias ? db : NULL, dy, x, w, d, e);
@@ -629,7 +657,7 @@ int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *
     if (use_winograd(c, d)) {
         rc = pk_wino_backward(c, dx, dw, d->bias ? db : NULL, dy, x, w, d, e);
     } else if (gemm_1x1_bf16(c, d)) {
-        rc = gemm_1x1_backward_bf16(c, dx, dw, dy, x, w, d, e);
+        rc = gemm_1x1_backward_bf16(c, dx, dw, dy, x, xq, w, d, e);
     } else if (gemm_1x1(c, d)) {
         rc = gemm_1x1_backward(dx, dw, dy, x, w, d, e); /* team: pk_ctx_omp_enter */
     } else {

@@ -39,6 +39,19 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
 /* dx (assigned; NULL to skip), dw += , db += (NULL when no bias). */
 int pk_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                        const float *x, const float *w, const pk_conv_desc *d, pk_err *e);
+/* The same two with xq, x rounded to bf16, which the caller already holds
+ * (the bf16 precision's kept activations, pspnet_plan.c), or NULL: a pass
+ * that reads x in bf16 takes xq instead of converting x. The backward then
+ * needs x itself only where pk_conv_backward_needs_x says so (else x may be
+ * NULL). On CUDA, xq is ignored. */
+int pk_conv2d_forward_xq(pk_ctx *c, float *y, const float *x, const uint16_t *xq,
+                         const float *w, const float *b, const pk_conv_desc *d, pk_err *e);
+int pk_conv2d_backward_xq(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
+                          const float *x, const uint16_t *xq, const float *w,
+                          const pk_conv_desc *d, pk_err *e);
+/* Whether pk_conv2d_backward_xq with a non-NULL xq reads x for the weight
+ * gradient (0: xq is enough). */
+int pk_conv_backward_needs_x(pk_ctx *c, const pk_conv_desc *d);
 /* 1 when this shape runs on the CPU by Winograd F(4x4, 3x3) (conv_wino.c:
  * 3x3, stride 1, undilated, pad 1, ci*co >= 256*256, maps big enough unless
  * pk_ctx_opts.conv_algo is PK_CONV_WINOGRAD, never with PK_CONV_DIRECT),
