@@ -1,8 +1,9 @@
 /* Batched bf16 matrix products (matmul_bf16.h). oneDNN's matmul takes
  * bf16 sources with fp32 accumulation and an fp32 destination, and any
- * strides: on this Zen 5 (avx512_bf16, 1-2 threads) its bf16 kernels ran
- * the Winograd and 1x1 shapes of the R50 step 1.5-2.3x faster than
- * dnnl_sgemm on the same data in fp32 (measured). */
+ * strides. On this Zen 5 (avx512_bf16, 1 thread) its bf16 kernels ran the
+ * Winograd and 1x1 shapes of the R50 step at 2x225 1.6-2.1x faster than
+ * dnnl_sgemm on the same data in fp32; whole R50 and R18 train steps in
+ * bf16 went from 1.0-1.1x to 1.3-1.4x the fp32 step with them. */
 #include "ops/matmul_bf16.h"
 #include "core/ctx_impl.h"
 
