@@ -36,6 +36,39 @@ int pk_dnnl_check(int status, const char *what, pk_err *e)
                    dnnl_status2str((dnnl_status_t)status));
 }
 
+int pk_dnnl_attr_make(dnnl_primitive_attr_t *attr, int accumulate, pk_err *e)
+{
+    int rc = pk_dnnl_check(dnnl_primitive_attr_create(attr), "attr create", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(*attr,
+                                                                    dnnl_scratchpad_mode_user),
+                           "attr scratchpad", e);
+    if (rc == PK_OK && accumulate) {
+        dnnl_post_ops_t po = NULL;
+        rc = pk_dnnl_check(dnnl_post_ops_create(&po), "post-ops create", e);
+        if (rc == PK_OK)
+            rc = pk_dnnl_check(dnnl_post_ops_append_sum(po, 1.0f), "post-ops sum", e);
+        if (rc == PK_OK)
+            rc = pk_dnnl_check(dnnl_primitive_attr_set_post_ops(*attr, po), "attr post-ops", e);
+        if (po)
+            dnnl_post_ops_destroy(po);
+    }
+    return rc;
+}
+
+int pk_dnnl_mem_make(pk_ctx *c, dnnl_memory_t *m, const dnnl_memory_desc_t *md, pk_err *e)
+{
+    return pk_dnnl_check(dnnl_memory_create(m, md, c->engine, DNNL_MEMORY_NONE),
+                         "memory create", e);
+}
+
+int pk_dnnl_bind(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e)
+{
+    /* oneDNN reads but never writes inputs; its API is not const-typed. */
+    return pk_dnnl_check(dnnl_memory_set_data_handle_v2(m, (void *)(uintptr_t)ptr, c->stream),
+                         "set data handle", e);
+}
+
 int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
 {
     *out = NULL;

@@ -70,5 +70,12 @@ void pk_ctx_omp_leave(int saved);
 
 /* PK_OK for dnnl_success, else PK_EBACKEND with "oneDNN: what: status". */
 int pk_dnnl_check(int status, const char *what, pk_err *e);
+/* A primitive attribute with a user-managed scratchpad, plus, when
+ * `accumulate`, a sum post-op (dst += result); the caller destroys it. */
+int pk_dnnl_attr_make(dnnl_primitive_attr_t *attr, int accumulate, pk_err *e);
+/* A memory object of md on c's engine with no buffer yet (bound per call). */
+int pk_dnnl_mem_make(pk_ctx *c, dnnl_memory_t *m, const dnnl_memory_desc_t *md, pk_err *e);
+/* Points m at ptr for the next execution on c's stream. */
+int pk_dnnl_bind(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e);
 
 #endif

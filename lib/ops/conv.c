@@ -134,33 +134,6 @@ static void conv_prim_drop(void *v)
     free(p);
 }
 
-static int new_mem(pk_ctx *c, dnnl_memory_t *m, const dnnl_memory_desc_t *md, pk_err *e)
-{
-    return pk_dnnl_check(dnnl_memory_create(m, md, c->engine, DNNL_MEMORY_NONE),
-                         "memory create", e);
-}
-
-/* A user-managed scratchpad attribute, plus `accumulate` (dst += result). */
-static int make_attr(dnnl_primitive_attr_t *attr, int accumulate, pk_err *e)
-{
-    int rc = pk_dnnl_check(dnnl_primitive_attr_create(attr), "attr create", e);
-    if (rc == PK_OK)
-        rc = pk_dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(*attr,
-                                                                    dnnl_scratchpad_mode_user),
-                           "attr scratchpad", e);
-    if (rc == PK_OK && accumulate) {
-        dnnl_post_ops_t po = NULL;
-        rc = pk_dnnl_check(dnnl_post_ops_create(&po), "post-ops create", e);
-        if (rc == PK_OK)
-            rc = pk_dnnl_check(dnnl_post_ops_append_sum(po, 1.0f), "post-ops sum", e);
-        if (rc == PK_OK)
-            rc = pk_dnnl_check(dnnl_primitive_attr_set_post_ops(*attr, po), "attr post-ops", e);
-        if (po)
-            dnnl_post_ops_destroy(po);
-    }
-    return rc;
-}
-
 static size_t scratch_size(const_dnnl_primitive_desc_t pd)
 {
     const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -175,7 +148,7 @@ static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc
 {
     r->to_user = to_user;
     dnnl_primitive_attr_t attr = NULL;
-    int rc = make_attr(&attr, to_user, e);
+    int rc = pk_dnnl_attr_make(&attr, to_user, e);
     if (rc == PK_OK)
         rc = pk_dnnl_check(
             to_user ? dnnl_reorder_primitive_desc_create(&r->pd, prim_md, c->engine, user_md,
@@ -188,10 +161,10 @@ static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc
     if (rc == PK_OK)
         rc = pk_dnnl_check(dnnl_primitive_create(&r->prim, r->pd), "reorder create", e);
     if (rc == PK_OK)
-        rc = new_mem(c, &r->user, user_md, e);
+        rc = pk_dnnl_mem_make(c, &r->user, user_md, e);
     r->scratch_bytes = rc == PK_OK ? scratch_size(r->pd) : 0;
     if (rc == PK_OK && r->scratch_bytes)
-        rc = new_mem(c, &r->scratch,
+        rc = pk_dnnl_mem_make(c, &r->scratch,
                      dnnl_primitive_desc_query_md(r->pd, dnnl_query_scratchpad_md, 0), e);
     return rc;
 }
@@ -300,7 +273,7 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
 
     const dnnl_memory_desc_t *bmd = with_bias ? &bias : NULL;
     dnnl_primitive_attr_t attr = NULL;
-    rc = make_attr(&attr, 0, e);
+    rc = pk_dnnl_attr_make(&attr, 0, e);
     if (rc == PK_OK) {
         dnnl_convolution_desc_t cd;
         rc = pk_dnnl_check(conv_desc_init(&cd, kind, dnnl_convolution_direct, &act, &wany, bmd,
@@ -323,15 +296,15 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
         return pk_fail(e, PK_EBACKEND, "oneDNN: convolution has no weights descriptor");
     p->wei_bytes = dnnl_memory_desc_get_size(wmd);
     p->scratch_bytes = scratch_size(p->pd);
-    rc = new_mem(c, &p->act, &act, e);
+    rc = pk_dnnl_mem_make(c, &p->act, &act, e);
     if (rc == PK_OK)
-        rc = new_mem(c, &p->out, &out, e);
+        rc = pk_dnnl_mem_make(c, &p->out, &out, e);
     if (rc == PK_OK)
-        rc = new_mem(c, &p->wei, wmd, e);
+        rc = pk_dnnl_mem_make(c, &p->wei, wmd, e);
     if (rc == PK_OK && with_bias)
-        rc = new_mem(c, &p->bias, &bias, e);
+        rc = pk_dnnl_mem_make(c, &p->bias, &bias, e);
     if (rc == PK_OK && p->scratch_bytes)
-        rc = new_mem(c, &p->scratch,
+        rc = pk_dnnl_mem_make(c, &p->scratch,
                      dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
     if (rc == PK_OK && (kind == CONV_BWD_WEIGHTS || !dnnl_memory_desc_equal(wmd, &wuser)))
         rc = build_user_reorder(c, &p->wr, &wuser, wmd, kind == CONV_BWD_WEIGHTS, e);
@@ -367,13 +340,6 @@ int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e)
 }
 
 /* ---- execution ---------------------------------------------------------- */
-static int set_handle(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e)
-{
-    /* oneDNN reads but never writes inputs; its API is not const-typed. */
-    return pk_dnnl_check(dnnl_memory_set_data_handle_v2(m, (void *)(uintptr_t)ptr, c->stream),
-                         "set data handle", e);
-}
-
 /* Binds the scratchpads (one buffer: the reorder and the convolution run
  * one after the other) and the weights buffer in the primitive's layout. */
 static int bind_scratch(pk_ctx *c, conv_prim *p, int wslot, const void *user_w, pk_err *e)
@@ -387,18 +353,18 @@ static int bind_scratch(pk_ctx *c, conv_prim *p, int wslot, const void *user_w, 
             return PK_ENOMEM;
         for (int i = 0; i < 2 && rc == PK_OK; i++)
             if (mems[i])
-                rc = set_handle(c, mems[i], s, e);
+                rc = pk_dnnl_bind(c, mems[i], s, e);
     }
     if (rc != PK_OK)
         return rc;
     if (!p->wr.prim) /* the primitive takes OHWI as it is */
-        return set_handle(c, p->wei, user_w, e);
+        return pk_dnnl_bind(c, p->wei, user_w, e);
     void *wbuf = pk_ctx_scratch(c, wslot, p->wei_bytes, e);
     if (!wbuf)
         return PK_ENOMEM;
-    rc = set_handle(c, p->wei, wbuf, e);
+    rc = pk_dnnl_bind(c, p->wei, wbuf, e);
     if (rc == PK_OK)
-        rc = set_handle(c, p->wr.user, user_w, e);
+        rc = pk_dnnl_bind(c, p->wr.user, user_w, e);
     return rc;
 }
 
@@ -418,8 +384,8 @@ static int run_user_reorder(pk_ctx *c, const user_reorder *r, dnnl_memory_t prim
 /* Binds the caller's activation (x or dx) and output (y or dy). */
 static int bind_acts(pk_ctx *c, conv_prim *p, const void *act, const void *out, pk_err *e)
 {
-    int rc = set_handle(c, p->act, act, e);
-    return rc == PK_OK ? set_handle(c, p->out, out, e) : rc;
+    int rc = pk_dnnl_bind(c, p->act, act, e);
+    return rc == PK_OK ? pk_dnnl_bind(c, p->out, out, e) : rc;
 }
 
 static int run_conv(pk_ctx *c, conv_prim *p, dnnl_exec_arg_t *args, int nargs, pk_err *e)
@@ -474,7 +440,7 @@ static int forward(pk_ctx *c, float *y, const float *xf, const uint16_t *xq, con
     if (rc == PK_OK)
         rc = bind_acts(c, p, x, y, e);
     if (rc == PK_OK && p->bias)
-        rc = set_handle(c, p->bias, b, e);
+        rc = pk_dnnl_bind(c, p->bias, b, e);
     if (rc != PK_OK)
         return rc;
     dnnl_exec_arg_t args[5] = {
@@ -549,7 +515,7 @@ static int backward_weights(pk_ctx *c, float *dw, float *db, const void *dy, con
     float *dbias = NULL;
     if (rc == PK_OK && p->bias) {
         dbias = pk_ctx_scratch(c, PK_SCRATCH_DBIAS, (size_t)d->co * sizeof *dbias, e);
-        rc = dbias ? set_handle(c, p->bias, dbias, e) : PK_ENOMEM;
+        rc = dbias ? pk_dnnl_bind(c, p->bias, dbias, e) : PK_ENOMEM;
     }
     if (rc != PK_OK)
         return rc;

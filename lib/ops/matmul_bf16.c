@@ -46,12 +46,6 @@ static int operand_md(dnnl_memory_desc_t *md, long b, long rows, long cols, cons
                          "matmul operand descriptor", e);
 }
 
-static int mem(pk_ctx *c, dnnl_memory_t *m, const dnnl_memory_desc_t *md, pk_err *e)
-{
-    return pk_dnnl_check(dnnl_memory_create(m, md, c->engine, DNNL_MEMORY_NONE),
-                         "memory create", e);
-}
-
 static int build(pk_ctx *c, const pk_bmm_desc *d, bmm_prim *p, pk_err *e)
 {
     dnnl_memory_desc_t a, b, cm;
@@ -61,20 +55,8 @@ static int build(pk_ctx *c, const pk_bmm_desc *d, bmm_prim *p, pk_err *e)
     if (rc == PK_OK)
         rc = operand_md(&cm, d->batch, d->m, d->n, d->sc, dnnl_f32, e);
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t po = NULL;
     if (rc == PK_OK)
-        rc = pk_dnnl_check(dnnl_primitive_attr_create(&attr), "attr create", e);
-    if (rc == PK_OK)
-        rc = pk_dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(attr,
-                                                                    dnnl_scratchpad_mode_user),
-                           "attr scratchpad", e);
-    if (rc == PK_OK && d->accumulate) {
-        rc = pk_dnnl_check(dnnl_post_ops_create(&po), "post-ops create", e);
-        if (rc == PK_OK)
-            rc = pk_dnnl_check(dnnl_post_ops_append_sum(po, 1.0f), "post-ops sum", e);
-        if (rc == PK_OK)
-            rc = pk_dnnl_check(dnnl_primitive_attr_set_post_ops(attr, po), "attr post-ops", e);
-    }
+        rc = pk_dnnl_attr_make(&attr, d->accumulate != 0, e);
     if (rc == PK_OK) {
         dnnl_matmul_desc_t md;
         rc = pk_dnnl_check(dnnl_matmul_desc_init(&md, &a, &b, NULL, &cm), "matmul descriptor",
@@ -83,23 +65,21 @@ static int build(pk_ctx *c, const pk_bmm_desc *d, bmm_prim *p, pk_err *e)
             rc = pk_dnnl_check(dnnl_primitive_desc_create(&p->pd, &md, attr, c->engine, NULL),
                                "matmul primitive descriptor", e);
     }
-    if (po)
-        dnnl_post_ops_destroy(po);
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     if (rc == PK_OK)
         rc = pk_dnnl_check(dnnl_primitive_create(&p->prim, p->pd), "matmul create", e);
     if (rc == PK_OK)
-        rc = mem(c, &p->a, &a, e);
+        rc = pk_dnnl_mem_make(c, &p->a, &a, e);
     if (rc == PK_OK)
-        rc = mem(c, &p->b, &b, e);
+        rc = pk_dnnl_mem_make(c, &p->b, &b, e);
     if (rc == PK_OK)
-        rc = mem(c, &p->c, &cm, e);
+        rc = pk_dnnl_mem_make(c, &p->c, &cm, e);
     const dnnl_memory_desc_t *smd =
         rc == PK_OK ? dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0) : NULL;
     p->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
     if (rc == PK_OK && p->scratch_bytes)
-        rc = mem(c, &p->scratch, smd, e);
+        rc = pk_dnnl_mem_make(c, &p->scratch, smd, e);
     return rc;
 }
 
@@ -125,13 +105,6 @@ static int get(pk_ctx *c, const pk_bmm_desc *d, bmm_prim **out, pk_err *e)
     return PK_OK;
 }
 
-static int bind(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e)
-{
-    /* oneDNN never writes the sources; its API is not const-typed */
-    return pk_dnnl_check(dnnl_memory_set_data_handle_v2(m, (void *)(uintptr_t)ptr, c->stream),
-                         "set data handle", e);
-}
-
 int pk_bmm_bf16(pk_ctx *c, const pk_bmm_desc *d, float *C, const uint16_t *A,
                 const uint16_t *B, pk_err *e)
 {
@@ -141,11 +114,11 @@ int pk_bmm_bf16(pk_ctx *c, const pk_bmm_desc *d, float *C, const uint16_t *A,
     bmm_prim *p = NULL;
     int rc = get(c, d, &p, e);
     if (rc == PK_OK)
-        rc = bind(c, p->a, A, e);
+        rc = pk_dnnl_bind(c, p->a, A, e);
     if (rc == PK_OK)
-        rc = bind(c, p->b, B, e);
+        rc = pk_dnnl_bind(c, p->b, B, e);
     if (rc == PK_OK)
-        rc = bind(c, p->c, C, e);
+        rc = pk_dnnl_bind(c, p->c, C, e);
     if (rc != PK_OK)
         return rc;
     dnnl_exec_arg_t args[4] = {
@@ -153,7 +126,7 @@ int pk_bmm_bf16(pk_ctx *c, const pk_bmm_desc *d, float *C, const uint16_t *A,
     int nargs = 3;
     if (p->scratch) {
         void *s = pk_ctx_scratch(c, PK_SCRATCH_DNNL, p->scratch_bytes, e);
-        rc = s ? bind(c, p->scratch, s, e) : PK_ENOMEM;
+        rc = s ? pk_dnnl_bind(c, p->scratch, s, e) : PK_ENOMEM;
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
     }
     if (rc == PK_OK)
