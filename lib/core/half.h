@@ -85,4 +85,13 @@ static inline uint16_t pk_f32_to_bf16_one(float f)
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
+/* bfloat16 -> fp32, exact. */
+static inline float pk_bf16_to_f32_one(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 #endif

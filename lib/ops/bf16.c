@@ -21,10 +21,8 @@ void pk_f32_from_bf16(pk_ctx *c, float *dst, const uint16_t *src, size_t n)
 {
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_BF16_PAR_MIN)
-    for (long i = 0; i < len; i++) {
-        uint32_t u = (uint32_t)src[i] << 16;
-        memcpy(&dst[i], &u, sizeof u);
-    }
+    for (long i = 0; i < len; i++)
+        dst[i] = pk_bf16_to_f32_one(src[i]);
 }
 
 void pk_f32_to_bf16_centered(pk_ctx *c, uint16_t *dst, const float *src, const float *mean,
@@ -42,13 +40,7 @@ void pk_f32_from_bf16_centered(pk_ctx *c, float *dst, const uint16_t *src, const
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (P * C > PK_BF16_PAR_MIN)
     for (long p = 0; p < P; p++)
         for (int k = 0; k < C; k++)
-            dst[p * C + k] = mean[k] + pk_bf16_to_f32(src[p * C + k]);
+            dst[p * C + k] = mean[k] + pk_bf16_to_f32_one(src[p * C + k]);
 }
 
-float pk_bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+float pk_bf16_to_f32(uint16_t h) { return pk_bf16_to_f32_one(h); }
