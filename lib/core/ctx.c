@@ -323,6 +323,42 @@ int pk_ctx_cache_add(pk_ctx *c, const void *key, size_t key_len, void *value,
     return PK_OK;
 }
 
+void *pk_ctx_cache_get(pk_ctx *c, const void *key, size_t key_len, size_t size,
+                       int (*build)(pk_ctx *c, void *value, const void *arg, pk_err *e),
+                       const void *arg, void (*drop)(void *value), pk_err *e)
+{
+    void *v = pk_ctx_cache_find(c, key, key_len);
+    if (v)
+        return v;
+    if (!(v = calloc(1, size))) {
+        pk_fail(e, PK_ENOMEM, "context: out of memory in the primitive cache");
+        return NULL;
+    }
+    if (build(c, v, arg, e) != PK_OK) {
+        drop(v);
+        return NULL;
+    }
+    return pk_ctx_cache_add(c, key, key_len, v, drop, e) == PK_OK ? v : NULL;
+}
+
+void pk_dnnl_release(dnnl_primitive_t prim, dnnl_primitive_desc_t pd, dnnl_memory_t *mems,
+                     size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    if (prim)
+        dnnl_primitive_destroy(prim);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+}
+
+size_t pk_dnnl_scratch_bytes(const_dnnl_primitive_desc_t pd)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
 /* ---- threads for oneDNN ------------------------------------------------ */
 int pk_ctx_omp_enter(const pk_ctx *c)
 {

@@ -58,6 +58,13 @@ void *pk_ctx_cache_find(pk_ctx *c, const void *key, size_t key_len);
 int pk_ctx_cache_add(pk_ctx *c, const void *key, size_t key_len, void *value,
                      void (*drop)(void *value), pk_err *e);
 
+/* The value cached under key, or a new one: `size` zeroed bytes that
+ * build(c, value, arg, e) fills, then added to the cache. NULL with e set
+ * when building or adding fails (the value is dropped). */
+void *pk_ctx_cache_get(pk_ctx *c, const void *key, size_t key_len, size_t size,
+                       int (*build)(pk_ctx *c, void *value, const void *arg, pk_err *e),
+                       const void *arg, void (*drop)(void *value), pk_err *e);
+
 /* A 64-byte aligned buffer of at least `bytes` in `slot`, grown (contents
  * lost) when too small; NULL with PK_ENOMEM in e when growing fails. */
 void *pk_ctx_scratch(pk_ctx *c, int slot, size_t bytes, pk_err *e);
@@ -75,6 +82,12 @@ int pk_dnnl_check(int status, const char *what, pk_err *e);
 int pk_dnnl_attr_make(dnnl_primitive_attr_t *attr, int accumulate, pk_err *e);
 /* A memory object of md on c's engine with no buffer yet (bound per call). */
 int pk_dnnl_mem_make(pk_ctx *c, dnnl_memory_t *m, const dnnl_memory_desc_t *md, pk_err *e);
+/* Destroys a primitive, its descriptor and its n memory objects (any of
+ * them may be NULL). */
+void pk_dnnl_release(dnnl_primitive_t prim, dnnl_primitive_desc_t pd, dnnl_memory_t *mems,
+                     size_t n);
+/* The bytes of pd's scratchpad (user-managed mode), 0 for none. */
+size_t pk_dnnl_scratch_bytes(const_dnnl_primitive_desc_t pd);
 /* Points m at ptr for the next execution on c's stream. */
 int pk_dnnl_bind(pk_ctx *c, dnnl_memory_t m, const void *ptr, pk_err *e);
 

@@ -107,14 +107,8 @@ typedef struct conv_prim {
 
 static void user_reorder_drop(user_reorder *r)
 {
-    if (r->user)
-        dnnl_memory_destroy(r->user);
-    if (r->scratch)
-        dnnl_memory_destroy(r->scratch);
-    if (r->prim)
-        dnnl_primitive_destroy(r->prim);
-    if (r->pd)
-        dnnl_primitive_desc_destroy(r->pd);
+    dnnl_memory_t mems[] = {r->user, r->scratch};
+    pk_dnnl_release(r->prim, r->pd, mems, 2);
 }
 
 static void conv_prim_drop(void *v)
@@ -124,20 +118,8 @@ static void conv_prim_drop(void *v)
         return;
     user_reorder_drop(&p->wr);
     dnnl_memory_t mems[] = {p->act, p->out, p->wei, p->bias, p->scratch};
-    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
-        if (mems[i])
-            dnnl_memory_destroy(mems[i]);
-    if (p->prim)
-        dnnl_primitive_destroy(p->prim);
-    if (p->pd)
-        dnnl_primitive_desc_destroy(p->pd);
+    pk_dnnl_release(p->prim, p->pd, mems, sizeof mems / sizeof *mems);
     free(p);
-}
-
-static size_t scratch_size(const_dnnl_primitive_desc_t pd)
-{
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
 /* The reorder between the caller's weights (user_md) and the primitive's
@@ -162,10 +144,10 @@ static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc
         rc = pk_dnnl_check(dnnl_primitive_create(&r->prim, r->pd), "reorder create", e);
     if (rc == PK_OK)
         rc = pk_dnnl_mem_make(c, &r->user, user_md, e);
-    r->scratch_bytes = rc == PK_OK ? scratch_size(r->pd) : 0;
+    r->scratch_bytes = rc == PK_OK ? pk_dnnl_scratch_bytes(r->pd) : 0;
     if (rc == PK_OK && r->scratch_bytes)
         rc = pk_dnnl_mem_make(c, &r->scratch,
-                     dnnl_primitive_desc_query_md(r->pd, dnnl_query_scratchpad_md, 0), e);
+                              dnnl_primitive_desc_query_md(r->pd, dnnl_query_scratchpad_md, 0), e);
     return rc;
 }
 
@@ -295,7 +277,7 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
     if (!wmd)
         return pk_fail(e, PK_EBACKEND, "oneDNN: convolution has no weights descriptor");
     p->wei_bytes = dnnl_memory_desc_get_size(wmd);
-    p->scratch_bytes = scratch_size(p->pd);
+    p->scratch_bytes = pk_dnnl_scratch_bytes(p->pd);
     rc = pk_dnnl_mem_make(c, &p->act, &act, e);
     if (rc == PK_OK)
         rc = pk_dnnl_mem_make(c, &p->out, &out, e);
@@ -305,33 +287,31 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
         rc = pk_dnnl_mem_make(c, &p->bias, &bias, e);
     if (rc == PK_OK && p->scratch_bytes)
         rc = pk_dnnl_mem_make(c, &p->scratch,
-                     dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
+                              dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
     if (rc == PK_OK && (kind == CONV_BWD_WEIGHTS || !dnnl_memory_desc_equal(wmd, &wuser)))
         rc = build_user_reorder(c, &p->wr, &wuser, wmd, kind == CONV_BWD_WEIGHTS, e);
     return rc;
 }
 
+typedef struct prim_arg {
+    const pk_conv_desc *d;
+    int kind;
+} prim_arg;
+
+static int build_cached(pk_ctx *c, void *value, const void *arg, pk_err *e)
+{
+    const prim_arg *a = arg;
+    return build_prim(c, a->d, a->kind, value, e);
+}
+
 static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e)
 {
-    conv_key key = {CONV_KEY_TAG, kind, pass_bf16(c, d, kind), d->n, d->h, d->w, d->ci, d->co, d->k, d->stride,
-                    d->pad, d->dil, kind == CONV_BWD_DATA ? 0 : d->bias, d->ho, d->wo};
-    conv_prim *p = pk_ctx_cache_find(c, &key, sizeof key);
-    if (p) {
-        *out = p;
-        return PK_OK;
-    }
-    if (!(p = calloc(1, sizeof *p)))
-        return pk_fail(e, PK_ENOMEM, "conv: out of memory");
-    int rc = build_prim(c, d, kind, p, e);
-    if (rc != PK_OK) {
-        conv_prim_drop(p);
-        return rc;
-    }
-    rc = pk_ctx_cache_add(c, &key, sizeof key, p, conv_prim_drop, e);
-    if (rc != PK_OK)
-        return rc; /* the cache dropped p */
-    *out = p;
-    return PK_OK;
+    conv_key key = {CONV_KEY_TAG, kind, pass_bf16(c, d, kind), d->n, d->h, d->w, d->ci, d->co,
+                    d->k, d->stride, d->pad, d->dil, kind == CONV_BWD_DATA ? 0 : d->bias, d->ho,
+                    d->wo};
+    prim_arg a = {d, kind};
+    *out = pk_ctx_cache_get(c, &key, sizeof key, sizeof **out, build_cached, &a, conv_prim_drop, e);
+    return *out ? PK_OK : e->code;
 }
 
 int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e)
@@ -592,10 +572,11 @@ static int gemm_1x1_backward_bf16(pk_ctx *c, float *dx, float *dw, const float *
     return rc;
 }
 
+/* Only the bf16 1x1 matmuls take xq alone: every other path (CUDA, the
+ * 3x3 Winograd and phase paths, the direct kernels) reads x itself. */
 int pk_conv_backward_needs_x(pk_ctx *c, const pk_conv_desc *d)
 {
-    return c->device != PK_DEV_CPU || pk_conv_phase_eligible(c, d) ||
-           use_winograd(c, d) || !gemm_1x1_bf16(c, d);
+    return c->device != PK_DEV_CPU || !gemm_1x1_bf16(c, d);
 }
 
 /* dx == NULL skips backward-data; dw == NULL skips backward-weights (and
@@ -613,10 +594,10 @@ int pk_conv2d_backward_xq(pk_ctx *c, float *dx, float *dw, float *db, const floa
     int rc = check_desc(d, e);
     if (rc != PK_OK)
         return rc;
-    if (!x && dw && (!xq || pk_conv_backward_needs_x(c, d)))
-        return pk_fail(e, PK_EINVAL, "conv: backward: missing x");
-    if (!dy || (dx && !w))
-        return pk_fail(e, PK_EINVAL, "conv: backward: missing %s", !dy ? "dy" : "w");
+    int no_x = dw && !x && (!xq || pk_conv_backward_needs_x(c, d));
+    if (!dy || (dx && !w) || no_x)
+        return pk_fail(e, PK_EINVAL, "conv: backward: missing %s",
+                       !dy ? "dy" : (dx && !w) ? "w" : "x");
     PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_backward(c, dx, dw, db, dy, x, w, d, e));
     if (pk_conv_phase_eligible(c, d))
         return pk_conv_phase_backward(c, dx, dw, d->bias ? db : NULL, dy, x, w, d, e);

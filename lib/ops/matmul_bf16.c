@@ -29,13 +29,7 @@ static void bmm_prim_drop(void *v)
     if (!p)
         return;
     dnnl_memory_t mems[] = {p->a, p->b, p->c, p->scratch};
-    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
-        if (mems[i])
-            dnnl_memory_destroy(mems[i]);
-    if (p->prim)
-        dnnl_primitive_destroy(p->prim);
-    if (p->pd)
-        dnnl_primitive_desc_destroy(p->pd);
+    pk_dnnl_release(p->prim, p->pd, mems, sizeof mems / sizeof *mems);
     free(p);
 }
 
@@ -47,8 +41,10 @@ static int operand_md(dnnl_memory_desc_t *md, long b, long rows, long cols, cons
                          "matmul operand descriptor", e);
 }
 
-static int build(pk_ctx *c, const pk_bmm_desc *d, bmm_prim *p, pk_err *e)
+static int build(pk_ctx *c, void *value, const void *arg, pk_err *e)
 {
+    bmm_prim *p = value;
+    const pk_bmm_desc *d = arg;
     dnnl_memory_desc_t a, b, cm;
     int rc = operand_md(&a, d->batch, d->m, d->k, d->sa, dnnl_bf16, e);
     if (rc == PK_OK)
@@ -76,34 +72,11 @@ static int build(pk_ctx *c, const pk_bmm_desc *d, bmm_prim *p, pk_err *e)
         rc = pk_dnnl_mem_make(c, &p->b, &b, e);
     if (rc == PK_OK)
         rc = pk_dnnl_mem_make(c, &p->c, &cm, e);
-    const dnnl_memory_desc_t *smd =
-        rc == PK_OK ? dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0) : NULL;
-    p->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
-    if (rc == PK_OK && p->scratch_bytes)
-        rc = pk_dnnl_mem_make(c, &p->scratch, smd, e);
+    p->scratch_bytes = rc == PK_OK ? pk_dnnl_scratch_bytes(p->pd) : 0;
+    if (p->scratch_bytes)
+        rc = pk_dnnl_mem_make(c, &p->scratch,
+                              dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
     return rc;
-}
-
-static int get(pk_ctx *c, const pk_bmm_desc *d, bmm_prim **out, pk_err *e)
-{
-    bmm_key key = {BMM_KEY_TAG, *d};
-    bmm_prim *p = pk_ctx_cache_find(c, &key, sizeof key);
-    if (p) {
-        *out = p;
-        return PK_OK;
-    }
-    if (!(p = calloc(1, sizeof *p)))
-        return pk_fail(e, PK_ENOMEM, "matmul: out of memory");
-    int rc = build(c, d, p, e);
-    if (rc != PK_OK) {
-        bmm_prim_drop(p);
-        return rc;
-    }
-    rc = pk_ctx_cache_add(c, &key, sizeof key, p, bmm_prim_drop, e);
-    if (rc != PK_OK)
-        return rc; /* the cache dropped p */
-    *out = p;
-    return PK_OK;
 }
 
 int pk_bmm_bf16(pk_ctx *c, const pk_bmm_desc *d, float *C, const uint16_t *A,
@@ -112,10 +85,9 @@ int pk_bmm_bf16(pk_ctx *c, const pk_bmm_desc *d, float *C, const uint16_t *A,
     if (d->batch <= 0 || d->m <= 0 || d->n <= 0 || d->k <= 0)
         return pk_fail(e, PK_EINVAL, "matmul: bad shape %ld x [%ld x %ld] . [%ld x %ld]",
                        d->batch, d->m, d->k, d->k, d->n);
-    bmm_prim *p = NULL;
-    int rc = get(c, d, &p, e);
-    if (rc == PK_OK)
-        rc = pk_dnnl_bind(c, p->a, A, e);
+    bmm_key key = {BMM_KEY_TAG, *d};
+    bmm_prim *p = pk_ctx_cache_get(c, &key, sizeof key, sizeof *p, build, d, bmm_prim_drop, e);
+    int rc = p ? pk_dnnl_bind(c, p->a, A, e) : e->code;
     if (rc == PK_OK)
         rc = pk_dnnl_bind(c, p->b, B, e);
     if (rc == PK_OK)
