@@ -98,6 +98,7 @@ void pk_model_destroy(pk_model *m)
     pk_dev_free(m->ctx, m->arena);
     pk_plan_free(&m->train_plan);
     free(m->unpacked);
+    free(m->fold);
     pk_plan_free(&m->infer_plan);
     free(m->tensors);
     free(m->layers);

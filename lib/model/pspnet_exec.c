@@ -15,7 +15,7 @@ float *pk_plan_ptr(const pk_model *m, const pk_plan *p, float *const *ext, int v
     const pk_value *x = &p->vals[v];
     if (x->ext != PK_EXT_NONE)
         return ext[x->ext];
-    return m->arena + p->stor_off[x->storage];
+    return x->storage < 0 ? NULL : m->arena + p->stor_off[x->storage]; /* < 0: folded away */
 }
 
 static size_t count_of(const pk_value *v)
@@ -194,11 +194,47 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     return PK_OK;
 }
 
+/* Convolution node nd with the nodes it folds in (pspnet_plan.c): its BN
+ * as a scale and shift, and the residual and ReLU after it. */
+static int forward_folded(pk_model *m, const pk_plan *p, const pk_node *nd,
+                          const pk_exec_args *a, pk_err *e)
+{
+    const pk_layer *L = &m->layers[nd->layer];
+    int co = nd->conv.co;
+    if (m->fold_cap < co) {
+        float *f = realloc(m->fold, 2 * (size_t)co * sizeof *f);
+        if (!f)
+            return pk_fail(e, PK_ENOMEM, "model: out of memory");
+        m->fold = f;
+        m->fold_cap = co;
+    }
+    bn_ptrs bp = bn_of(m, L); /* the BN node after it is the same layer's */
+    pk_bn_eval_fold(m->fold, m->fold + co, bp.gamma, bp.beta, bp.mean, bp.var, co, PK_BN_EPS);
+    pk_conv_epilogue ep = {m->fold, m->fold + co,
+                           nd->fold == 3 ? pk_plan_ptr(m, p, a->ext, nd->fold_res) : NULL,
+                           nd->fold >= 2};
+    float *x = pk_plan_ptr(m, p, a->ext, nd->in[0]), *y = pk_plan_ptr(m, p, a->ext, nd->fold_out);
+    if (pk_conv2d_forward_fused(m->ctx, y, x, bf16_copy(m, p, a->ext, nd->in[0]),
+                                m->params + m->tensors[L->w].offset, &ep, &nd->conv,
+                                e) != PK_OK)
+        return pk_wrap(e, "%s", m->tensors[L->w].name);
+    return PK_OK;
+}
+
 int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e)
 {
     for (int i = 0; i < p->nnodes; i++) {
         const pk_node *nd = &p->nodes[i], *relu = fusable_relu(p, i);
         double t0 = m->profile ? pk_prof_now(m) : 0.0;
+        if (nd->fold) { /* booked to the convolution */
+            int rc = forward_folded(m, p, nd, a, e);
+            if (rc != PK_OK)
+                return rc;
+            if (m->profile)
+                pk_prof_add(m, nd->group, nd->kind, PK_PROF_FWD, pk_prof_now(m) - t0);
+            i += nd->fold;
+            continue;
+        }
         int rc = forward_node(m, p, nd, relu, a, e);
         if (rc != PK_OK)
             return rc;

@@ -81,6 +81,11 @@ typedef struct pk_node {
      * and whether it must be accumulated into grad(in[j]) afterwards. */
     int gin[PK_NODE_MAX_IN];
     unsigned char gacc[PK_NODE_MAX_IN];
+    /* CONV in a bf16 inference plan: how many of the nodes after it its
+     * forward folds in (pk_conv2d_forward_fused; 0 none, 1 its BN, 2 and a
+     * ReLU, 3 and a residual add and ReLU), the add's other input, and the
+     * value it then writes (pspnet_plan.c). */
+    int fold, fold_res, fold_out;
 } pk_node;
 
 /* External values live in caller memory, not the arena. */
@@ -150,6 +155,8 @@ struct pk_model {
     pk_comm *comm;                     /* data parallel (pspnet_dist.c); NULL: one process */
     unsigned char *unpacked;           /* per value: back from its shadow in this backward */
     int unpacked_cap;
+    float *fold;                       /* a folded BN's scale and shift (pspnet_exec.c) */
+    int fold_cap;                      /* channels */
     long sample0;                      /* the global index of this rank's first sample */
 };
 

@@ -22,6 +22,13 @@
  * a channel whose spread is small next to its mean (the PPM's 1x1 bin
  * over a small batch) lost all of x - mean; the train step's gradient
  * cosine against fp32 fell to 0.01.
+ * In the bf16 precision's inference (on the CPU), each convolution
+ * followed by its BN folds the BN into its forward, with the ReLU or the
+ * residual add and ReLU after it (pk_conv2d_forward_fused): the BN, add and
+ * ReLU then make no pass of their own over their output. The value the
+ * convolution then writes is born at the convolution, so that it never
+ * shares memory with the convolution's input; the values in between are
+ * never written and get no memory.
  * The result is one arena size, reused by every call with the same shape. */
 #include "model/pspnet_impl.h"
 
@@ -166,6 +173,61 @@ static int add_shadows(pk_plan *p, int F, pk_err *e)
         p->vals[v].unpacked = u;
     }
     return 0;
+}
+
+/* v: an arena value read only by node `by`. */
+static int only_input_of(const pk_plan *p, int v, const pk_node *by)
+{
+    return p->vals[v].nuse == 1 && p->vals[v].ext == PK_EXT_NONE && by->in[0] == v;
+}
+
+/* Marks what each convolution folds in (see the top of this file). */
+static void mark_folds(const pk_model *m, pk_plan *p, int F)
+{
+    for (int i = 0; i + 1 < F; i++) {
+        pk_node *nd = &p->nodes[i];
+        nd->fold_res = nd->fold_out = -1;
+        const pk_node *bn = &p->nodes[i + 1];
+        if (nd->kind != PK_N_CONV || m->layers[nd->layer].b >= 0 || bn->kind != PK_N_BN ||
+            !only_input_of(p, nd->out, bn))
+            continue;
+        const pk_node *n2 = i + 2 < F ? &p->nodes[i + 2] : NULL;
+        const pk_node *n3 = i + 3 < F ? &p->nodes[i + 3] : NULL;
+        nd->fold = 1;
+        nd->fold_out = bn->out;
+        if (n2 && n2->kind == PK_N_RELU && only_input_of(p, bn->out, n2)) {
+            nd->fold = 2;
+            nd->fold_out = n2->out;
+        } else if (n2 && n2->kind == PK_N_ADD && n3 && n3->kind == PK_N_RELU &&
+                   p->vals[bn->out].nuse == 1 && p->vals[bn->out].ext == PK_EXT_NONE &&
+                   (n2->in[0] == bn->out || n2->in[1] == bn->out) &&
+                   only_input_of(p, n2->out, n3)) {
+            nd->fold = 3;
+            nd->fold_res = n2->in[0] == bn->out ? n2->in[1] : n2->in[0];
+            nd->fold_out = n3->out;
+        }
+        i += nd->fold;
+    }
+}
+
+/* After placement: a fold's output is born at its convolution; the values
+ * it skips, unless they carry its output's storage, get none. */
+static void place_folds(pk_plan *p, int F)
+{
+    for (int i = 0; i < F; i++) {
+        const pk_node *nd = &p->nodes[i];
+        if (!nd->fold)
+            continue;
+        pk_value *out = &p->vals[nd->fold_out];
+        if (out->def > i)
+            out->def = i;
+        for (int k = 0; k < nd->fold; k++) {
+            pk_value *v = &p->vals[p->nodes[i + k].out];
+            if (v != out && v->storage != out->storage)
+                v->storage = -1;
+        }
+        i += nd->fold;
+    }
 }
 
 static int place_forward(pk_plan *p, int F, pk_err *e)
@@ -358,8 +420,17 @@ int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int u
         pk_plan_free(p);
         return e->code;
     }
-    if (place_forward(p, F, e) < 0 || (train && plan_backward(p, F, e) < 0) ||
-        assign_offsets(p, e) != PK_OK) {
+    int fold = !train && pk_ctx_precision(m->ctx) == PK_PREC_BF16 &&
+               pk_ctx_device(m->ctx) == PK_DEV_CPU;
+    if (fold)
+        mark_folds(m, p, F);
+    if (place_forward(p, F, e) < 0 || (train && plan_backward(p, F, e) < 0)) {
+        pk_plan_free(p);
+        return e->code;
+    }
+    if (fold)
+        place_folds(p, F);
+    if (assign_offsets(p, e) != PK_OK) {
         pk_plan_free(p);
         return e->code;
     }

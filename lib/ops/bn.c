@@ -134,17 +134,31 @@ void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save
                      C, momentum, eps, 1);
 }
 
+/* The eval BN's scale and shift of channel ch. */
+static inline void eval_fold_at(float *scale, float *shift, const float *gamma,
+                                const float *beta, const float *mean, const float *var, int ch,
+                                float eps)
+{
+    float rstd = (float)(1.0 / sqrt((double)var[ch] + (double)eps));
+    *scale = gamma[ch] * rstd;
+    *shift = beta[ch] - mean[ch] * *scale;
+}
+
+void pk_bn_eval_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                     const float *running_mean, const float *running_var, int C, float eps)
+{
+    for (int ch = 0; ch < C; ch++)
+        eval_fold_at(&scale[ch], &shift[ch], gamma, beta, running_mean, running_var, ch, eps);
+}
+
 static void forward_eval_block(const bn_args *a, int b0, int nb)
 {
     long P = a->P;
     int C = a->C, relu = a->relu;
     float scale[BN_BLOCK], offset[BN_BLOCK];
-    for (int j = 0; j < nb; j++) {
-        int ch = b0 + j;
-        float rstd = (float)(1.0 / sqrt((double)a->run_var[ch] + (double)a->eps));
-        scale[j] = a->gamma[ch] * rstd;
-        offset[j] = a->beta[ch] - a->run_mean[ch] * scale[j];
-    }
+    for (int j = 0; j < nb; j++)
+        eval_fold_at(&scale[j], &offset[j], a->gamma, a->beta, a->run_mean, a->run_var, b0 + j,
+                     a->eps);
     for (long p = 0; p < P; p++) {
         const float *xr = a->x + p * C + b0;
         float *yr = a->y + p * C + b0;

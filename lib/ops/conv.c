@@ -76,9 +76,22 @@ static int check_desc(const pk_conv_desc *d, pk_err *e)
 /* ---- cached primitives ------------------------------------------------- */
 enum conv_kind { CONV_FWD = 1, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
 
+/* A forward's folded epilogue (pk_conv_epilogue) as oneDNN runs it: the
+ * scale in the weights' reorder, the shift as bias, then post-ops: the
+ * residual (a sum when it is y itself, else a binary add) and the ReLU. */
+enum { EPI_FOLD = 1, EPI_RELU = 2, EPI_SUM = 4, EPI_ADD = 8 };
+
+static int epi_of(const pk_conv_epilogue *ep, const float *y)
+{
+    if (!ep)
+        return 0;
+    return EPI_FOLD | (ep->relu ? EPI_RELU : 0) |
+           (!ep->res ? 0 : ep->res == y ? EPI_SUM : EPI_ADD);
+}
+
 /* Cache key: all ints, so no padding bytes take part in the comparison. */
 typedef struct conv_key {
-    int tag, kind, precision;
+    int tag, kind, precision, epi;
     int n, h, w, ci, co, k, stride, pad, dil, bias, ho, wo;
 } conv_key;
 #define CONV_KEY_TAG 0x636f6e76 /* "conv" */
@@ -89,6 +102,7 @@ typedef struct user_reorder {
     dnnl_primitive_desc_t pd; /* NULL: none, the primitive takes the user's */
     dnnl_primitive_t prim;
     dnnl_memory_t user, scratch;
+    dnnl_memory_t scales; /* per output channel, at run time (EPI_FOLD) */
     size_t scratch_bytes;
     int to_user;
 } user_reorder;
@@ -97,8 +111,9 @@ typedef struct conv_prim {
     dnnl_primitive_desc_t pd; /* also the hint for the backward descriptors */
     dnnl_primitive_t prim;
     /* The primitive's arguments: act = x or dx, out = y or dy, wei = w or dw
-     * in the primitive's layout, bias = b or db. */
-    dnnl_memory_t act, out, wei, bias, scratch;
+     * in the primitive's layout, bias = b or db (the shift with EPI_FOLD),
+     * res = the residual of EPI_ADD. */
+    dnnl_memory_t act, out, wei, bias, res, scratch;
     size_t scratch_bytes, wei_bytes;
     /* OHWI <-> wei; none when the primitive takes OHWI itself (never for
      * the weight gradient, whose reorder also does the accumulation). */
@@ -107,8 +122,8 @@ typedef struct conv_prim {
 
 static void user_reorder_drop(user_reorder *r)
 {
-    dnnl_memory_t mems[] = {r->user, r->scratch};
-    pk_dnnl_release(r->prim, r->pd, mems, 2);
+    dnnl_memory_t mems[] = {r->user, r->scratch, r->scales};
+    pk_dnnl_release(r->prim, r->pd, mems, 3);
 }
 
 static void conv_prim_drop(void *v)
@@ -117,20 +132,34 @@ static void conv_prim_drop(void *v)
     if (!p)
         return;
     user_reorder_drop(&p->wr);
-    dnnl_memory_t mems[] = {p->act, p->out, p->wei, p->bias, p->scratch};
+    dnnl_memory_t mems[] = {p->act, p->out, p->wei, p->bias, p->res, p->scratch};
     pk_dnnl_release(p->prim, p->pd, mems, sizeof mems / sizeof *mems);
     free(p);
 }
 
 /* The reorder between the caller's weights (user_md) and the primitive's
  * layout prim_md: user -> primitive, or back when to_user, then with
- * dst += src (the weight gradient into the caller's dw). */
+ * dst += src (the weight gradient into the caller's dw); scaled: each
+ * output channel's weights times a scale given at run time. */
 static int build_user_reorder(pk_ctx *c, user_reorder *r, const dnnl_memory_desc_t *user_md,
-                              const dnnl_memory_desc_t *prim_md, int to_user, pk_err *e)
+                              const dnnl_memory_desc_t *prim_md, int to_user, int scaled,
+                              pk_err *e)
 {
     r->to_user = to_user;
     dnnl_primitive_attr_t attr = NULL;
     int rc = pk_dnnl_attr_make(&attr, to_user, e);
+    if (rc == PK_OK && scaled) {
+        float runtime = DNNL_RUNTIME_F32_VAL;
+        dnnl_memory_desc_t smd;
+        dnnl_dims_t sdims = {user_md->dims[0]};
+        rc = pk_dnnl_check(dnnl_primitive_attr_set_output_scales(attr, 1, 1 << 0, &runtime),
+                           "reorder scales", e);
+        if (rc == PK_OK)
+            rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&smd, 1, sdims, dnnl_f32, dnnl_a),
+                               "scales descriptor", e);
+        if (rc == PK_OK)
+            rc = pk_dnnl_mem_make(c, &r->scales, &smd, e);
+    }
     if (rc == PK_OK)
         rc = pk_dnnl_check(
             to_user ? dnnl_reorder_primitive_desc_create(&r->pd, prim_md, c->engine, user_md,
@@ -157,7 +186,7 @@ static dnnl_status_t conv_desc_init(dnnl_convolution_desc_t *cd, int kind, dnnl_
                                     const dnnl_memory_desc_t *out, const dnnl_dims_t strides,
                                     const dnnl_dims_t dil, const dnnl_dims_t pad)
 {
-    if (kind == CONV_FWD)
+    if (kind == CONV_FWD) /* training: also the hint of the backward passes */
         return dnnl_dilated_convolution_forward_desc_init(cd, dnnl_forward_training, alg, act,
                                                           wei, bias, out, strides, dil, pad, pad);
     if (kind == CONV_BWD_DATA)
@@ -193,7 +222,8 @@ static int use_winograd(const pk_ctx *c, const pk_conv_desc *d)
            (c->conv_algo == PK_CONV_WINOGRAD || pk_wino_gains(d->n, d->ho, d->wo));
 }
 
-static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e);
+static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, int epi, conv_prim **out,
+                    pk_err *e);
 
 /* 1 when this pass of d runs in bf16 (the bf16 precision, a direct
  * convolution). Measured here (2 threads, R18 train step at 225, oneDNN
@@ -211,17 +241,41 @@ static int pass_bf16(const pk_ctx *c, const pk_conv_desc *d, int kind)
            (kind == CONV_FWD || (kind == CONV_BWD_DATA && d->k > 1));
 }
 
-static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, pk_err *e)
+/* The post-ops of epilogue epi (the residual with dst's descriptor). */
+static int epi_attr(dnnl_primitive_attr_t attr, int epi, const dnnl_memory_desc_t *dst,
+                    pk_err *e)
+{
+    if (!(epi & (EPI_SUM | EPI_ADD | EPI_RELU)))
+        return PK_OK;
+    dnnl_post_ops_t po = NULL;
+    int rc = pk_dnnl_check(dnnl_post_ops_create(&po), "post-ops create", e);
+    if (rc == PK_OK && (epi & EPI_SUM))
+        rc = pk_dnnl_check(dnnl_post_ops_append_sum(po, 1.0f), "post-ops sum", e);
+    if (rc == PK_OK && (epi & EPI_ADD))
+        rc = pk_dnnl_check(dnnl_post_ops_append_binary(po, dnnl_binary_add, dst),
+                           "post-ops add", e);
+    if (rc == PK_OK && (epi & EPI_RELU))
+        rc = pk_dnnl_check(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
+                           "post-ops relu", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_primitive_attr_set_post_ops(attr, po), "attr post-ops", e);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    return rc;
+}
+
+static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, int epi, conv_prim *p,
+                      pk_err *e)
 {
     const_dnnl_primitive_desc_t hint = NULL;
     if (kind != CONV_FWD) {
         conv_prim *fwd;
-        int rc = get_prim(c, d, CONV_FWD, &fwd, e);
+        int rc = get_prim(c, d, CONV_FWD, 0, &fwd, e);
         if (rc != PK_OK)
             return rc;
         hint = fwd->pd;
     }
-    int with_bias = d->bias && kind != CONV_BWD_DATA;
+    int with_bias = (d->bias && kind != CONV_BWD_DATA) || epi;
     /* bf16: the inputs of each pass in bf16 (x, w forward; dy, w backward-
      * data; x, dy backward-weights), its output in fp32. */
     int bf = pass_bf16(c, d, kind);
@@ -256,11 +310,15 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
     const dnnl_memory_desc_t *bmd = with_bias ? &bias : NULL;
     dnnl_primitive_attr_t attr = NULL;
     rc = pk_dnnl_attr_make(&attr, 0, e);
+    if (rc == PK_OK)
+        rc = epi_attr(attr, epi, &out, e);
     if (rc == PK_OK) {
         dnnl_convolution_desc_t cd;
         rc = pk_dnnl_check(conv_desc_init(&cd, kind, dnnl_convolution_direct, &act, &wany, bmd,
                                           &out, strides, dil, pad),
                            "convolution descriptor", e);
+        if (rc == PK_OK && epi) /* folded: an inference forward, no backward follows */
+            cd.prop_kind = dnnl_forward_inference;
         if (rc == PK_OK)
             rc = pk_dnnl_check(dnnl_primitive_desc_create(&p->pd, &cd, attr, c->engine, hint),
                                "convolution primitive descriptor", e);
@@ -285,31 +343,36 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim *p, 
         rc = pk_dnnl_mem_make(c, &p->wei, wmd, e);
     if (rc == PK_OK && with_bias)
         rc = pk_dnnl_mem_make(c, &p->bias, &bias, e);
+    if (rc == PK_OK && (epi & EPI_ADD))
+        rc = pk_dnnl_mem_make(c, &p->res, &out, e);
     if (rc == PK_OK && p->scratch_bytes)
         rc = pk_dnnl_mem_make(c, &p->scratch,
                               dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
-    if (rc == PK_OK && (kind == CONV_BWD_WEIGHTS || !dnnl_memory_desc_equal(wmd, &wuser)))
-        rc = build_user_reorder(c, &p->wr, &wuser, wmd, kind == CONV_BWD_WEIGHTS, e);
+    /* folded, the scale always goes through the reorder */
+    if (rc == PK_OK &&
+        (kind == CONV_BWD_WEIGHTS || epi || !dnnl_memory_desc_equal(wmd, &wuser)))
+        rc = build_user_reorder(c, &p->wr, &wuser, wmd, kind == CONV_BWD_WEIGHTS, epi != 0, e);
     return rc;
 }
 
 typedef struct prim_arg {
     const pk_conv_desc *d;
-    int kind;
+    int kind, epi;
 } prim_arg;
 
 static int build_cached(pk_ctx *c, void *value, const void *arg, pk_err *e)
 {
     const prim_arg *a = arg;
-    return build_prim(c, a->d, a->kind, value, e);
+    return build_prim(c, a->d, a->kind, a->epi, value, e);
 }
 
-static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, conv_prim **out, pk_err *e)
+static int get_prim(pk_ctx *c, const pk_conv_desc *d, int kind, int epi, conv_prim **out,
+                    pk_err *e)
 {
-    conv_key key = {CONV_KEY_TAG, kind, pass_bf16(c, d, kind), d->n, d->h, d->w, d->ci, d->co,
-                    d->k, d->stride, d->pad, d->dil, kind == CONV_BWD_DATA ? 0 : d->bias, d->ho,
-                    d->wo};
-    prim_arg a = {d, kind};
+    conv_key key = {CONV_KEY_TAG, kind, pass_bf16(c, d, kind), epi, d->n, d->h, d->w, d->ci,
+                    d->co, d->k, d->stride, d->pad, d->dil, kind == CONV_BWD_DATA ? 0 : d->bias,
+                    d->ho, d->wo};
+    prim_arg a = {d, kind, epi};
     *out = pk_ctx_cache_get(c, &key, sizeof key, sizeof **out, build_cached, &a, conv_prim_drop, e);
     return *out ? PK_OK : e->code;
 }
@@ -348,15 +411,18 @@ static int bind_scratch(pk_ctx *c, conv_prim *p, int wslot, const void *user_w, 
     return rc;
 }
 
-/* Runs r between the caller's tensor and prim_mem, the primitive's copy. */
+/* Runs r between the caller's tensor and prim_mem, the primitive's copy
+ * (r->scales bound first when r has them). */
 static int run_user_reorder(pk_ctx *c, const user_reorder *r, dnnl_memory_t prim_mem,
                             pk_err *e)
 {
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, r->to_user ? prim_mem : r->user},
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_FROM, r->to_user ? prim_mem : r->user},
                                {DNNL_ARG_TO, r->to_user ? r->user : prim_mem}};
     int nargs = 2;
     if (r->scratch)
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, r->scratch};
+    if (r->scales)
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_OUTPUT_SCALES, r->scales};
     return pk_dnnl_check(dnnl_primitive_execute(r->prim, c->stream, nargs, args), "reorder",
                          e);
 }
@@ -404,10 +470,11 @@ static size_t x_count(const pk_conv_desc *d) { return (size_t)d->n * d->h * d->w
 static size_t y_count(const pk_conv_desc *d) { return (size_t)d->n * d->ho * d->wo * d->co; }
 
 static int forward(pk_ctx *c, float *y, const float *xf, const uint16_t *xq, const float *w,
-                   const float *b, const pk_conv_desc *d, pk_err *e)
+                   const float *b, const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
-    int rc = get_prim(c, d, CONV_FWD, &p, e);
+    int epi = epi_of(ep, y);
+    int rc = get_prim(c, d, CONV_FWD, epi, &p, e);
     const void *x = rc == PK_OK ? pass_input_q(c, pass_bf16(c, d, CONV_FWD), PK_SCRATCH_BF16_A,
                                                xf, xq, x_count(d), e)
                                 : NULL;
@@ -415,19 +482,25 @@ static int forward(pk_ctx *c, float *y, const float *xf, const uint16_t *xq, con
         rc = PK_ENOMEM;
     if (rc == PK_OK)
         rc = bind_scratch(c, p, PK_SCRATCH_WEIGHTS, w, e);
+    if (rc == PK_OK && p->wr.scales)
+        rc = pk_dnnl_bind(c, p->wr.scales, ep->scale, e);
     if (rc == PK_OK && p->wr.prim)
         rc = run_user_reorder(c, &p->wr, p->wei, e);
     if (rc == PK_OK)
         rc = bind_acts(c, p, x, y, e);
     if (rc == PK_OK && p->bias)
-        rc = pk_dnnl_bind(c, p->bias, b, e);
+        rc = pk_dnnl_bind(c, p->bias, ep ? ep->shift : b, e);
+    if (rc == PK_OK && p->res)
+        rc = pk_dnnl_bind(c, p->res, ep->res, e);
     if (rc != PK_OK)
         return rc;
-    dnnl_exec_arg_t args[5] = {
+    dnnl_exec_arg_t args[6] = {
         {DNNL_ARG_SRC, p->act}, {DNNL_ARG_WEIGHTS, p->wei}, {DNNL_ARG_DST, p->out}};
     int nargs = 3;
     if (p->bias)
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
+    if (p->res) /* the binary add, the first post-op */
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, p->res};
     return run_conv(c, p, args, nargs, e);
 }
 
@@ -435,6 +508,20 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
                       const pk_conv_desc *d, pk_err *e)
 {
     return pk_conv2d_forward_xq(c, y, x, NULL, w, b, d, e);
+}
+
+/* The CPU forward, ep folded in when it is not NULL. */
+static int forward_cpu(pk_ctx *c, float *y, const float *x, const uint16_t *xq, const float *w,
+                       const float *b, const pk_conv_epilogue *ep, const pk_conv_desc *d,
+                       pk_err *e)
+{
+    if (pk_conv_phase_eligible(c, d))
+        return pk_conv_phase_forward(c, y, x, w, b, ep, d, e);
+    int saved = pk_ctx_omp_enter(c);
+    int rc = use_winograd(c, d) ? pk_wino_forward(c, y, x, w, b, ep, d, e)
+                                : forward(c, y, x, xq, w, b, ep, d, e);
+    pk_ctx_omp_leave(saved);
+    return rc;
 }
 
 int pk_conv2d_forward_xq(pk_ctx *c, float *y, const float *x, const uint16_t *xq,
@@ -447,15 +534,24 @@ int pk_conv2d_forward_xq(pk_ctx *c, float *y, const float *x, const uint16_t *xq
         return pk_fail(e, PK_EINVAL, "conv: forward: missing %s",
                        !y ? "y" : !x ? "x" : !w ? "w" : "bias");
     PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_forward(c, y, x, w, b, d, e));
-    if (pk_conv_phase_eligible(c, d))
-        return pk_conv_phase_forward(c, y, x, w, b, d, e);
-    int saved = pk_ctx_omp_enter(c);
-    if (use_winograd(c, d))
-        rc = pk_wino_forward(c, y, x, w, b, d, e);
-    else
-        rc = forward(c, y, x, xq, w, b, d, e);
-    pk_ctx_omp_leave(saved);
-    return rc;
+    return forward_cpu(c, y, x, xq, w, b, NULL, d, e);
+}
+
+int pk_conv2d_forward_fused(pk_ctx *c, float *y, const float *x, const uint16_t *xq,
+                            const float *w, const pk_conv_epilogue *ep, const pk_conv_desc *d,
+                            pk_err *e)
+{
+    int rc = check_desc(d, e);
+    if (rc != PK_OK)
+        return rc;
+    if (!y || !x || !w || !ep || !ep->scale || !ep->shift)
+        return pk_fail(e, PK_EINVAL, "conv: fused forward: missing %s",
+                       !y ? "y" : !x ? "x" : !w ? "w" : "the epilogue's scale or shift");
+    if (d->bias)
+        return pk_fail(e, PK_EINVAL, "conv: fused forward: the convolution has a bias");
+    if (pk_ctx_device(c) != PK_DEV_CPU)
+        return pk_fail(e, PK_EINVAL, "conv: fused forward: CPU only");
+    return forward_cpu(c, y, x, xq, w, NULL, ep, d, e);
 }
 
 /* dy: as pass_input gives it (bf16 when the pass runs in bf16). */
@@ -463,7 +559,7 @@ static int backward_data(pk_ctx *c, float *dx, const void *dy, const float *w,
                          const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
-    int rc = get_prim(c, d, CONV_BWD_DATA, &p, e);
+    int rc = get_prim(c, d, CONV_BWD_DATA, 0, &p, e);
     if (rc == PK_OK)
         rc = bind_scratch(c, p, PK_SCRATCH_WEIGHTS, w, e);
     if (rc == PK_OK && p->wr.prim)
@@ -482,7 +578,7 @@ static int backward_weights(pk_ctx *c, float *dw, float *db, const void *dy, con
                             const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
-    int rc = get_prim(c, d, CONV_BWD_WEIGHTS, &p, e);
+    int rc = get_prim(c, d, CONV_BWD_WEIGHTS, 0, &p, e);
     const void *x = rc == PK_OK ? pass_input(c, pass_bf16(c, d, CONV_BWD_WEIGHTS),
                                              PK_SCRATCH_BF16_A, xf, x_count(d), e)
                                 : NULL;

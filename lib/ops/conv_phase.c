@@ -16,6 +16,7 @@
  * at these shapes (make bench-ops: layer4 of R50 at 29x29 and 60x60, layer3
  * at 60x60, forward and backward). */
 #include "ops/conv_phase.h"
+#include "ops/conv_epilogue.h"
 #include "core/ctx_impl.h"
 
 #include <string.h>
@@ -33,8 +34,9 @@ static phase_geo geo_of(const pk_conv_desc *d, int c)
 
 /* Split (src: full [n, h, w, c] -> ph: phases [n*d*d, hp, wp, c], zero past
  * the edge) when dst is NULL; else merge (ph -> dst, dropping what lies past
- * the edge). */
-static void shuffle(pk_ctx *c, const float *src, float *dst, float *ph, const phase_geo *g)
+ * the edge), with ep applied on the way when it is not NULL. */
+static void shuffle_ep(pk_ctx *c, const float *src, float *dst, float *ph, const phase_geo *g,
+                       const pk_conv_epilogue *ep)
 {
     long rows = (long)g->n * g->d * g->d * g->hp; /* phase rows */
     size_t vec = (size_t)g->c * sizeof(float);
@@ -52,6 +54,8 @@ static void shuffle(pk_ctx *c, const float *src, float *dst, float *ph, const ph
             if (y >= g->h || x >= g->w) {
                 if (!dst)
                     memset(pv, 0, vec);
+            } else if (dst && ep) {
+                pk_epilogue_row(dst + at, pv, ep, at, 0, g->c);
             } else if (dst) {
                 memcpy(dst + at, pv, vec);
             } else {
@@ -59,6 +63,11 @@ static void shuffle(pk_ctx *c, const float *src, float *dst, float *ph, const ph
             }
         }
     }
+}
+
+static void shuffle(pk_ctx *c, const float *src, float *dst, float *ph, const phase_geo *g)
+{
+    shuffle_ep(c, src, dst, ph, g, NULL);
 }
 
 /* The undilated convolution over the phases. */
@@ -85,7 +94,7 @@ static float *phase_buf(pk_ctx *c, int slot, const phase_geo *g, pk_err *e)
 }
 
 int pk_conv_phase_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
-                          const pk_conv_desc *d, pk_err *e)
+                          const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)
 {
     phase_geo gx = geo_of(d, d->ci), gy = geo_of(d, d->co);
     float *xs = phase_buf(c, PK_SCRATCH_PHASE_X, &gx, e);
@@ -95,8 +104,8 @@ int pk_conv_phase_forward(pk_ctx *c, float *y, const float *x, const float *w, c
     shuffle(c, x, NULL, xs, &gx);
     pk_conv_desc pd = phase_desc(d);
     int rc = pk_conv2d_forward(c, ys, xs, w, b, &pd, e);
-    if (rc == PK_OK)
-        shuffle(c, NULL, y, ys, &gy);
+    if (rc == PK_OK) /* the epilogue in the merge: one pass over y */
+        shuffle_ep(c, NULL, y, ys, &gy, ep);
     return rc;
 }
 

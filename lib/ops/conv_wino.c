@@ -33,6 +33,7 @@
  * as they store them; the transforms themselves, M and the gradients' own
  * transforms stay fp32. */
 #include "ops/conv_wino.h"
+#include "ops/conv_epilogue.h"
 #include "core/ctx_impl.h"
 #include "core/half.h"
 #include "ops/matmul_bf16.h"
@@ -276,9 +277,9 @@ static void output_grad_transform(const pk_ctx *c, void *dM, int bf, const float
     }
 }
 
-/* y = At M A (+ b) for every output block. */
+/* y = At M A (+ b), or with ep folded in, for every output block. */
 static void output_transform(const pk_ctx *c, float *y, const float *M, const float *b,
-                             const tiling *t, int ch)
+                             const pk_conv_epilogue *ep, const tiling *t, int ch)
 {
     long nb = blocks(ch), jobs = t->tiles * nb;
 #pragma omp parallel for num_threads(team(c, (double)jobs * NP * CB)) schedule(static)
@@ -292,7 +293,12 @@ static void output_transform(const pk_ctx *c, float *y, const float *M, const fl
         for (int i = 0; i < TO && y0 + i < t->h; i++)
             for (int k = 0; k < TO && x0 + k < t->w; k++) {
                 const float *ov = o + (i * TO + k) * CB;
-                float *dst = y + (((size_t)n * t->h + y0 + i) * t->w + x0 + k) * ch + c0;
+                size_t at = (((size_t)n * t->h + y0 + i) * t->w + x0 + k) * ch;
+                float *dst = y + at + c0;
+                if (ep) {
+                    pk_epilogue_row(dst, ov, ep, at, c0, nc);
+                    continue;
+                }
 #pragma omp simd
                 for (int q = 0; q < nc; q++)
                     dst[q] = ov[q] + (b ? b[c0 + q] : 0.0f);
@@ -473,7 +479,7 @@ static int grad_buffers(pk_ctx *c, const pk_conv_desc *d, const tiling *t, int b
 }
 
 int pk_wino_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
-                    const pk_conv_desc *d, pk_err *e)
+                    const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)
 {
     tiling t = tiling_of(d);
     int bf = products_bf16(c);
@@ -490,7 +496,7 @@ int pk_wino_forward(pk_ctx *c, float *y, const float *x, const float *w, const f
         rc = run_point_gemms(c, bf, &g, e);
     }
     if (rc == PK_OK)
-        output_transform(c, y, bu.M, d->bias ? b : NULL, &t, d->co);
+        output_transform(c, y, bu.M, d->bias ? b : NULL, ep, &t, d->co);
     return rc;
 }
 

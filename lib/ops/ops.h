@@ -57,8 +57,25 @@ int pk_conv_backward_needs_x(pk_ctx *c, const pk_conv_desc *d);
  * pk_ctx_opts.conv_algo is PK_CONV_WINOGRAD, never with PK_CONV_DIRECT),
  * 0 when by oneDNN's direct kernel, -1 with e set for a bad shape. */
 int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
+/* What an inference forward folds into a convolution that has no bias of
+ * its own: y = conv(x, w) * scale[o] + shift[o], plus res (a tensor of y's
+ * shape, which may be y itself) when res is not NULL, then max(., 0) when
+ * relu. An eval BN (pk_bn_eval_fold), and the residual add and ReLU after
+ * it, so that none of them makes a pass of its own over y. */
+typedef struct pk_conv_epilogue {
+    const float *scale, *shift; /* [co] */
+    const float *res;
+    int relu;
+} pk_conv_epilogue;
+/* The forward with ep folded in, as pk_conv2d_forward_xq (d->bias must be
+ * 0). On the CPU only: oneDNN's direct kernels take the scale in their
+ * weights' reorder, the shift as bias and the rest as post-ops; Winograd
+ * applies it in its output transform. */
+int pk_conv2d_forward_fused(pk_ctx *c, float *y, const float *x, const uint16_t *xq,
+                            const float *w, const pk_conv_epilogue *ep, const pk_conv_desc *d,
+                            pk_err *e);
 /* PK_OK when oneDNN can run bf16 convolutions on this CPU (natively with
- * avx512_bf16, emulated on other AVX-512 CPUs), else PK_EUNSUPPORTED with
+ * avx512_bf16, emulated on other AVX-512 CPUs), else PK_EBACKEND with
  * the reason in e. The bf16 precision (ctx.h) needs it. */
 int pk_conv_bf16_supported(pk_ctx *c, pk_err *e);
 
@@ -96,6 +113,10 @@ pk_bn_eval_fn pk_bn_forward_eval;
  * for a BN whose only consumer is a ReLU: the model runs these fused. */
 pk_bn_train_fn pk_bn_relu_forward_train;
 pk_bn_eval_fn pk_bn_relu_forward_eval;
+/* The eval BN as y = x * scale + shift, per channel, as pk_bn_forward_eval
+ * computes them (the epilogue a convolution folds in). */
+void pk_bn_eval_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                     const float *running_mean, const float *running_var, int C, float eps);
 /* dx assigned (may alias dy); dgamma, dbeta accumulate. */
 void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                     const float *x, const float *save_mean, const float *save_rstd,
