@@ -11,7 +11,9 @@
  * unfused order scales the sum, so they differ by float rounding;
  * Winograd and the phases apply the same operations in the same order and
  * must agree bit for bit. bf16 against the fp32 unfused result: test_bf16's
- * BF16_CONV_TOL / BF16_WINO_TOL (1e-2 / 3e-2). Whole models, bf16 against
+ * BF16_CONV_TOL / BF16_WINO_TOL (1e-2 / 3e-2), also with y (and the
+ * residual) held in bf16, as the bf16 inference plan holds the values that
+ * only bf16 readers read; Winograd's y in bf16 must be its fp32 y rounded. Whole models, bf16 against
  * fp32 logits: FUSED_MODEL_TOL = 3e-2 (measured 4e-3 .. 9e-3),
  * and the folded BN must no longer appear in the bf16 profile. */
 #include <math.h>
@@ -64,19 +66,36 @@ static void epilogue_ref(float *y, const float *t, const float *scale, const flo
         }
 }
 
-/* The fused forward of cc in context c into y (from res when RES_SELF). */
+/* The fused forward of cc in context c into y (from res when RES_SELF):
+ * y, and the residual, in bf16 when y16 (the bf16 precision's values held
+ * in bf16), then widened into y. */
 static int run_fused(pk_ctx *c, const fused_case *cc, float *y, const float *x, const float *w,
                      const float *scale, const float *shift, const float *res, size_t ny,
-                     pk_err *e)
+                     int y16, pk_err *e)
 {
-    pk_conv_epilogue ep = {scale, shift, NULL, cc->relu};
-    if (cc->res == RES_SELF) {
-        memcpy(y, res, ny * sizeof *y);
-        ep.res = y;
-    } else if (cc->res == RES_OTHER) {
-        ep.res = res;
+    pk_conv_epilogue ep = {.scale = scale, .shift = shift, .relu = cc->relu,
+                           .y_bf16 = y16, .res_bf16 = y16 && cc->res != RES_NONE};
+    uint16_t *h = y16 ? pk_test_xmalloc(ny * 2) : NULL, *rh = NULL;
+    void *out = y16 ? (void *)h : (void *)y;
+    if (y16 && cc->res == RES_OTHER) {
+        rh = pk_test_xmalloc(ny * 2);
+        pk_f32_to_bf16(c, rh, res, ny);
     }
-    return pk_conv2d_forward_fused(c, y, x, NULL, w, &ep, &cc->d, e);
+    if (cc->res == RES_SELF) {
+        if (y16)
+            pk_f32_to_bf16(c, h, res, ny);
+        else
+            memcpy(y, res, ny * sizeof *y);
+        ep.res = out;
+    } else if (cc->res == RES_OTHER) {
+        ep.res = y16 ? (const void *)rh : (const void *)res;
+    }
+    int rc = pk_conv2d_forward_fused(c, out, x, NULL, w, &ep, &cc->d, e);
+    if (y16)
+        pk_f32_from_bf16(c, y, h, ny);
+    free(h);
+    free(rh);
+    return rc;
 }
 
 static int case_check(pk_ctx *f32, pk_ctx *bf, const fused_case *cc)
@@ -89,6 +108,7 @@ static int case_check(pk_ctx *f32, pk_ctx *bf, const fused_case *cc)
     float *res = pk_test_xmalloc(ny * 4), *t = pk_test_xmalloc(ny * 4);
     float *want[2] = {pk_test_xmalloc(ny * 4), pk_test_xmalloc(ny * 4)};
     float *got[2] = {pk_test_xmalloc(ny * 4), pk_test_xmalloc(ny * 4)};
+    float *got16 = pk_test_xmalloc(ny * 4);
     pk_test_fill(x, nx, 21, 1.0f);
     pk_test_fill(w, nw, 22, 1.0f / sqrtf((float)d->ci * d->k * d->k));
     pk_test_fill(scale, d->co, 23, 1.5f); /* signs of both kinds, as gamma has */
@@ -102,9 +122,13 @@ static int case_check(pk_ctx *f32, pk_ctx *bf, const fused_case *cc)
         PK_CHECK(fails, pk_conv2d_forward(c, t, x, w, NULL, d, &e) == PK_OK, "%s: %s",
                  cc->name, e.msg);
         epilogue_ref(want[p], t, scale, shift, r, cc->relu, P, d->co);
-        PK_CHECK(fails, run_fused(c, cc, got[p], x, w, scale, shift, res, ny, &e) == PK_OK,
+        PK_CHECK(fails, run_fused(c, cc, got[p], x, w, scale, shift, res, ny, 0, &e) == PK_OK,
                  "%s fused: %s", cc->name, e.msg);
     }
+    pk_err e16 = {0};
+    PK_CHECK(fails, run_fused(bf, cc, got16, x, w, scale, shift, res, ny, 1, &e16) == PK_OK,
+             "%s fused, bf16 y: %s", cc->name, e16.msg);
+    double e16v = pk_norm_err(got16, want[0], ny);
     double e32 = pk_norm_err(got[0], want[0], ny), ebf = pk_norm_err(got[1], want[0], ny);
     double tol = cc->wino ? BF16_WINO_TOL : BF16_CONV_TOL;
     if (cc->wino) /* the same operations in the same order */
@@ -116,14 +140,27 @@ static int case_check(pk_ctx *f32, pk_ctx *bf, const fused_case *cc)
                  e32, FUSED_F32_TOL);
     PK_CHECK(fails, ebf <= tol && ebf > 1e-5, "%s: bf16 fused vs fp32 unfused %.3g (tol %g)",
              cc->name, ebf, tol);
-    printf("  %s fused %s: fp32 vs unfused %.2e, bf16 vs fp32 %.2e (tol %g)\n",
-           fails ? "FAIL" : "ok  ", cc->name, e32, ebf, tol);
+    PK_CHECK(fails, e16v <= tol, "%s: bf16 fused with y in bf16 vs fp32 unfused %.3g (tol %g)",
+             cc->name, e16v, tol);
+    if (cc->wino && cc->res == RES_NONE) { /* the fp32 result rounded as it is stored */
+        memcpy(t, got[1], ny * sizeof *t);
+        uint16_t *r = pk_test_xmalloc(ny * 2);
+        pk_f32_to_bf16(bf, r, t, ny);
+        pk_f32_from_bf16(bf, t, r, ny);
+        free(r);
+        PK_CHECK(fails, pk_norm_err(got16, t, ny) == 0,
+                 "%s: y in bf16 is not the fp32 epilogue rounded", cc->name);
+    }
+    printf("  %s fused %s: fp32 vs unfused %.2e, bf16 vs fp32 %.2e, bf16 y%s %.2e (tol %g)\n",
+           fails ? "FAIL" : "ok  ", cc->name, e32, ebf, cc->res ? " and residual" : "", e16v,
+           tol);
     free(x);
     free(w);
     free(scale);
     free(shift);
     free(res);
     free(t);
+    free(got16);
     for (int p = 0; p < 2; p++) {
         free(want[p]);
         free(got[p]);
@@ -172,11 +209,11 @@ static int refusal_checks(pk_ctx *f32)
     pk_err e = {0};
     float v[64] = {0}, s[8] = {0};
     pk_conv_desc d = pk_conv_desc_make(1, 2, 2, 4, 8, 1, 1, 0, 1, 1);
-    pk_conv_epilogue ep = {s, s, NULL, 0};
+    pk_conv_epilogue ep = {.scale = s, .shift = s};
     PK_CHECK(fails, pk_conv2d_forward_fused(f32, v, v, NULL, v, &ep, &d, &e) == PK_EINVAL,
              "a convolution with a bias accepted");
     d.bias = 0;
-    pk_conv_epilogue none = {NULL, s, NULL, 0};
+    pk_conv_epilogue none = {.shift = s};
     PK_CHECK(fails, pk_conv2d_forward_fused(f32, v, v, NULL, v, &none, &d, &e) == PK_EINVAL,
              "an epilogue without a scale accepted");
     printf("  %s fused: a bias or a missing scale refused\n", fails ? "FAIL" : "ok  ");

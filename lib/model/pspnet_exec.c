@@ -53,6 +53,16 @@ static const uint16_t *bf16_copy(const pk_model *m, const pk_plan *p, float *con
                                            : NULL;
 }
 
+/* A convolution's input v: *x in fp32, or NULL where the plan holds v in
+ * bf16, and *xq its bf16 copy where there is one. */
+static void conv_input(const pk_model *m, const pk_plan *p, float *const *ext, int v,
+                       const float **x, const uint16_t **xq)
+{
+    const float *t = pk_plan_ptr(m, p, ext, v);
+    *x = p->vals[v].half ? NULL : t;
+    *xq = p->vals[v].half ? (const uint16_t *)t : bf16_copy(m, p, ext, v);
+}
+
 /* An activation the backward reads: v itself, or where the plan keeps it
  * in bf16, its fp32 copy, unpacked the first time this backward reads it. */
 static float *kept(pk_model *m, const pk_plan *p, float *const *ext, int v)
@@ -123,13 +133,20 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
     if (relu) /* fused: write the ReLU's output directly */
         y = pk_plan_ptr(m, p, ext, relu->out);
     const pk_layer *L = nd->layer >= 0 ? &m->layers[nd->layer] : NULL;
+    for (int j = 0; j < nd->nin; j++)
+        if (nd->kind != PK_N_CONV && p->vals[nd->in[j]].half)
+            return pk_fail(e, PK_EINVAL, "model: internal error: node kind %d reads bf16",
+                           nd->kind);
     switch (nd->kind) {
     case PK_N_CONV: {
         const float *w = m->params + m->tensors[L->w].offset;
         const float *b = L->b >= 0 ? m->params + m->tensors[L->b].offset : NULL;
-        /* packed right after its producer: the bf16 convolutions take it */
-        if (pk_conv2d_forward_xq(c, y, x, bf16_copy(m, p, ext, nd->in[0]), w, b, &nd->conv, e) !=
-            PK_OK)
+        /* packed right after its producer, or held in bf16: the bf16
+         * convolutions take it */
+        const float *xf;
+        const uint16_t *xq;
+        conv_input(m, p, ext, nd->in[0], &xf, &xq);
+        if (pk_conv2d_forward_xq(c, y, xf, xq, w, b, &nd->conv, e) != PK_OK)
             return pk_wrap(e, "%s", m->tensors[L->w].name);
         break;
     }
@@ -210,11 +227,13 @@ static int forward_folded(pk_model *m, const pk_plan *p, const pk_node *nd,
     }
     bn_ptrs bp = bn_of(m, L); /* the BN node after it is the same layer's */
     pk_bn_eval_fold(m->fold, m->fold + co, bp.gamma, bp.beta, bp.mean, bp.var, co, PK_BN_EPS);
-    pk_conv_epilogue ep = {m->fold, m->fold + co,
-                           nd->fold == 3 ? pk_plan_ptr(m, p, a->ext, nd->fold_res) : NULL,
-                           nd->fold >= 2};
-    float *x = pk_plan_ptr(m, p, a->ext, nd->in[0]), *y = pk_plan_ptr(m, p, a->ext, nd->fold_out);
-    if (pk_conv2d_forward_fused(m->ctx, y, x, bf16_copy(m, p, a->ext, nd->in[0]),
+    int res = nd->fold == 3 ? nd->fold_res : -1;
+    pk_conv_epilogue ep = {m->fold, m->fold + co, pk_plan_ptr(m, p, a->ext, res), nd->fold >= 2,
+                           res >= 0 && p->vals[res].half, p->vals[nd->fold_out].half};
+    const float *x;
+    const uint16_t *xq;
+    conv_input(m, p, a->ext, nd->in[0], &x, &xq);
+    if (pk_conv2d_forward_fused(m->ctx, pk_plan_ptr(m, p, a->ext, nd->fold_out), x, xq,
                                 m->params + m->tensors[L->w].offset, &ep, &nd->conv,
                                 e) != PK_OK)
         return pk_wrap(e, "%s", m->tensors[L->w].name);

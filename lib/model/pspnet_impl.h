@@ -108,6 +108,8 @@ typedef struct pk_value {
      * the backward gets it back into in fp32 (pspnet_plan.c); -1: none */
     int shadow, unpacked;
     int center;          /* a BN's input: that BN's saved mean, kept as x - mean; -1 */
+    int half;            /* bf16 inference: held in bf16 (uint16_t) by a fold that writes
+                          * it so for readers that read it so (pspnet_plan.c) */
     int def, last;       /* liveness interval */
 } pk_value;
 

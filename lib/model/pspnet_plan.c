@@ -28,7 +28,10 @@
  * ReLU then make no pass of their own over their output. The value the
  * convolution then writes is born at the convolution, so that it never
  * shares memory with the convolution's input; the values in between are
- * never written and get no memory.
+ * never written and get no memory. A fold's output whose readers all take
+ * bf16 (direct convolutions, which read their input in bf16 anyway, and
+ * folded residual adds) is written and held in bf16: no conversion pass
+ * before those convolutions, and half the bytes written and read.
  * The result is one arena size, reused by every call with the same shape. */
 #include "model/pspnet_impl.h"
 
@@ -210,6 +213,52 @@ static void mark_folds(const pk_model *m, pk_plan *p, int F)
     }
 }
 
+/* 1 when every forward reader of v takes it in bf16: a convolution that
+ * reads only its bf16 copy, or a folded add that takes it as residual. */
+static int read_as_half(const pk_model *m, const pk_plan *p, int F, int v)
+{
+    for (int k = 0; k < F; k++) {
+        const pk_node *nd = &p->nodes[k];
+        for (int j = 0; j < nd->nin; j++) {
+            if (nd->in[j] != v)
+                continue;
+            if (nd->kind == PK_N_CONV && pk_conv_reads_xq_only(m->ctx, &nd->conv))
+                continue;
+            if (nd->kind == PK_N_ADD && k >= 2 && p->nodes[k - 2].fold == 3 &&
+                p->nodes[k - 2].fold_res == v)
+                continue;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Marks the folds' outputs held in bf16. A residual that the add runs in
+ * place over shares the output's memory (oneDNN's sum post-op), and so its
+ * type. */
+static void mark_halves(const pk_model *m, pk_plan *p, int F)
+{
+    for (int i = 0; i < F; i++) {
+        const pk_node *nd = &p->nodes[i];
+        if (nd->fold) {
+            pk_value *v = &p->vals[nd->fold_out];
+            v->half = v->ext == PK_EXT_NONE && read_as_half(m, p, F, nd->fold_out);
+        }
+    }
+    for (int i = 0; i < F; i++) {
+        const pk_node *nd = &p->nodes[i];
+        if (nd->fold == 3 && p->nodes[i + 2].in[0] == nd->fold_res &&
+            inplace_fwd(p, &p->nodes[i + 2])) {
+            pk_value *r = &p->vals[nd->fold_res], *o = &p->vals[nd->fold_out];
+            r->half = o->half = r->half && o->half;
+        }
+    }
+    for (int v = 0; v < p->nvals; v++)
+        if (p->vals[v].half)
+            p->vals[v].floats = ((size_t)p->vals[v].n * p->vals[v].h * p->vals[v].w *
+                                     p->vals[v].c + 1) / 2;
+}
+
 /* After placement: a fold's output is born at its convolution; the values
  * it skips, unless they carry its output's storage, get none. */
 static void place_folds(pk_plan *p, int F)
@@ -225,6 +274,8 @@ static void place_folds(pk_plan *p, int F)
             pk_value *v = &p->vals[p->nodes[i + k].out];
             if (v != out && v->storage != out->storage)
                 v->storage = -1;
+            else if (v != out) /* never written: no wider than the output */
+                v->floats = out->floats;
         }
         i += nd->fold;
     }
@@ -422,8 +473,10 @@ int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int u
     }
     int fold = !train && pk_ctx_precision(m->ctx) == PK_PREC_BF16 &&
                pk_ctx_device(m->ctx) == PK_DEV_CPU;
-    if (fold)
+    if (fold) {
         mark_folds(m, p, F);
+        mark_halves(m, p, F);
+    }
     if (place_forward(p, F, e) < 0 || (train && plan_backward(p, F, e) < 0)) {
         pk_plan_free(p);
         return e->code;

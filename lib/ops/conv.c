@@ -78,15 +78,17 @@ enum conv_kind { CONV_FWD = 1, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
 
 /* A forward's folded epilogue (pk_conv_epilogue) as oneDNN runs it: the
  * scale in the weights' reorder, the shift as bias, then post-ops: the
- * residual (a sum when it is y itself, else a binary add) and the ReLU. */
-enum { EPI_FOLD = 1, EPI_RELU = 2, EPI_SUM = 4, EPI_ADD = 8 };
+ * residual (a sum when it is y itself, else a binary add) and the ReLU;
+ * y and the residual in bf16 or fp32. */
+enum { EPI_FOLD = 1, EPI_RELU = 2, EPI_SUM = 4, EPI_ADD = 8, EPI_Y16 = 16, EPI_R16 = 32 };
 
-static int epi_of(const pk_conv_epilogue *ep, const float *y)
+static int epi_of(const pk_conv_epilogue *ep, const void *y)
 {
     if (!ep)
         return 0;
     return EPI_FOLD | (ep->relu ? EPI_RELU : 0) |
-           (!ep->res ? 0 : ep->res == y ? EPI_SUM : EPI_ADD);
+           (!ep->res ? 0 : ep->res == y ? EPI_SUM : EPI_ADD) | (ep->y_bf16 ? EPI_Y16 : 0) |
+           (ep->res && ep->res_bf16 ? EPI_R16 : 0);
 }
 
 /* Cache key: all ints, so no padding bytes take part in the comparison. */
@@ -241,8 +243,8 @@ static int pass_bf16(const pk_ctx *c, const pk_conv_desc *d, int kind)
            (kind == CONV_FWD || (kind == CONV_BWD_DATA && d->k > 1));
 }
 
-/* The post-ops of epilogue epi (the residual with dst's descriptor). */
-static int epi_attr(dnnl_primitive_attr_t attr, int epi, const dnnl_memory_desc_t *dst,
+/* The post-ops of epilogue epi (the residual's descriptor res). */
+static int epi_attr(dnnl_primitive_attr_t attr, int epi, const dnnl_memory_desc_t *res,
                     pk_err *e)
 {
     if (!(epi & (EPI_SUM | EPI_ADD | EPI_RELU)))
@@ -252,7 +254,7 @@ static int epi_attr(dnnl_primitive_attr_t attr, int epi, const dnnl_memory_desc_
     if (rc == PK_OK && (epi & EPI_SUM))
         rc = pk_dnnl_check(dnnl_post_ops_append_sum(po, 1.0f), "post-ops sum", e);
     if (rc == PK_OK && (epi & EPI_ADD))
-        rc = pk_dnnl_check(dnnl_post_ops_append_binary(po, dnnl_binary_add, dst),
+        rc = pk_dnnl_check(dnnl_post_ops_append_binary(po, dnnl_binary_add, res),
                            "post-ops add", e);
     if (rc == PK_OK && (epi & EPI_RELU))
         rc = pk_dnnl_check(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
@@ -282,7 +284,9 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, int epi, conv_
     dnnl_data_type_t adt = bf && kind != CONV_BWD_DATA ? dnnl_bf16 : dnnl_f32;
     dnnl_data_type_t odt = bf && kind != CONV_FWD ? dnnl_bf16 : dnnl_f32;
     dnnl_data_type_t wdt = bf && kind != CONV_BWD_WEIGHTS ? dnnl_bf16 : dnnl_f32;
-    dnnl_memory_desc_t act, out, wany, wuser, bias;
+    if (epi & EPI_Y16)
+        odt = dnnl_bf16;
+    dnnl_memory_desc_t act, out, wany, wuser, bias, res;
     dnnl_dims_t adims = {d->n, d->ci, d->h, d->w}, odims = {d->n, d->co, d->ho, d->wo};
     dnnl_dims_t wdims = {d->co, d->ci, d->k, d->k}, bdims = {d->co};
     /* oneDNN counts dilation from 0; the right padding is the left one, and
@@ -304,6 +308,11 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, int epi, conv_
     if (rc == PK_OK)
         rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&bias, 1, bdims, dnnl_f32, dnnl_a),
                            "bias descriptor", e);
+    if (rc == PK_OK)
+        rc = pk_dnnl_check(dnnl_memory_desc_init_by_tag(&res, 4, odims,
+                                                        epi & EPI_R16 ? dnnl_bf16 : dnnl_f32,
+                                                        dnnl_nhwc),
+                           "residual descriptor", e);
     if (rc != PK_OK)
         return rc;
 
@@ -311,7 +320,7 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, int epi, conv_
     dnnl_primitive_attr_t attr = NULL;
     rc = pk_dnnl_attr_make(&attr, 0, e);
     if (rc == PK_OK)
-        rc = epi_attr(attr, epi, &out, e);
+        rc = epi_attr(attr, epi, &res, e);
     if (rc == PK_OK) {
         dnnl_convolution_desc_t cd;
         rc = pk_dnnl_check(conv_desc_init(&cd, kind, dnnl_convolution_direct, &act, &wany, bmd,
@@ -344,7 +353,7 @@ static int build_prim(pk_ctx *c, const pk_conv_desc *d, int kind, int epi, conv_
     if (rc == PK_OK && with_bias)
         rc = pk_dnnl_mem_make(c, &p->bias, &bias, e);
     if (rc == PK_OK && (epi & EPI_ADD))
-        rc = pk_dnnl_mem_make(c, &p->res, &out, e);
+        rc = pk_dnnl_mem_make(c, &p->res, &res, e);
     if (rc == PK_OK && p->scratch_bytes)
         rc = pk_dnnl_mem_make(c, &p->scratch,
                               dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0), e);
@@ -469,7 +478,7 @@ static const void *pass_input(pk_ctx *c, int bf, int slot, const float *t, size_
 static size_t x_count(const pk_conv_desc *d) { return (size_t)d->n * d->h * d->w * d->ci; }
 static size_t y_count(const pk_conv_desc *d) { return (size_t)d->n * d->ho * d->wo * d->co; }
 
-static int forward(pk_ctx *c, float *y, const float *xf, const uint16_t *xq, const float *w,
+static int forward(pk_ctx *c, void *y, const float *xf, const uint16_t *xq, const float *w,
                    const float *b, const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)
 {
     conv_prim *p;
@@ -510,11 +519,20 @@ int pk_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w, const
     return pk_conv2d_forward_xq(c, y, x, NULL, w, b, d, e);
 }
 
+int pk_conv_reads_xq_only(pk_ctx *c, const pk_conv_desc *d)
+{
+    pk_err e = {0};
+    return pk_ctx_device(c) == PK_DEV_CPU && check_desc(d, &e) == PK_OK &&
+           pass_bf16(c, d, CONV_FWD) && !pk_conv_phase_eligible(c, d) && !use_winograd(c, d);
+}
+
 /* The CPU forward, ep folded in when it is not NULL. */
-static int forward_cpu(pk_ctx *c, float *y, const float *x, const uint16_t *xq, const float *w,
+static int forward_cpu(pk_ctx *c, void *y, const float *x, const uint16_t *xq, const float *w,
                        const float *b, const pk_conv_epilogue *ep, const pk_conv_desc *d,
                        pk_err *e)
 {
+    if (!x && !(xq && pk_conv_reads_xq_only(c, d)))
+        return pk_fail(e, PK_EINVAL, "conv: forward: missing x (this path reads it in fp32)");
     if (pk_conv_phase_eligible(c, d))
         return pk_conv_phase_forward(c, y, x, w, b, ep, d, e);
     int saved = pk_ctx_omp_enter(c);
@@ -530,23 +548,24 @@ int pk_conv2d_forward_xq(pk_ctx *c, float *y, const float *x, const uint16_t *xq
     int rc = check_desc(d, e);
     if (rc != PK_OK)
         return rc;
-    if (!y || !x || !w || (d->bias && !b))
+    if (!y || (!x && !xq) || !w || (d->bias && !b))
         return pk_fail(e, PK_EINVAL, "conv: forward: missing %s",
-                       !y ? "y" : !x ? "x" : !w ? "w" : "bias");
-    PK_ON_CUDA_RETURN(c, pk_cuda_conv2d_forward(c, y, x, w, b, d, e));
+                       !y ? "y" : !x && !xq ? "x" : !w ? "w" : "bias");
+    PK_ON_CUDA_RETURN(c, x ? pk_cuda_conv2d_forward(c, y, x, w, b, d, e)
+                           : pk_fail(e, PK_EINVAL, "conv: forward: missing x"));
     return forward_cpu(c, y, x, xq, w, b, NULL, d, e);
 }
 
-int pk_conv2d_forward_fused(pk_ctx *c, float *y, const float *x, const uint16_t *xq,
+int pk_conv2d_forward_fused(pk_ctx *c, void *y, const float *x, const uint16_t *xq,
                             const float *w, const pk_conv_epilogue *ep, const pk_conv_desc *d,
                             pk_err *e)
 {
     int rc = check_desc(d, e);
     if (rc != PK_OK)
         return rc;
-    if (!y || !x || !w || !ep || !ep->scale || !ep->shift)
+    if (!y || (!x && !xq) || !w || !ep || !ep->scale || !ep->shift)
         return pk_fail(e, PK_EINVAL, "conv: fused forward: missing %s",
-                       !y ? "y" : !x ? "x" : !w ? "w" : "the epilogue's scale or shift");
+                       !y ? "y" : !x && !xq ? "x" : !w ? "w" : "the epilogue's scale or shift");
     if (d->bias)
         return pk_fail(e, PK_EINVAL, "conv: fused forward: the convolution has a bias");
     if (pk_ctx_device(c) != PK_DEV_CPU)

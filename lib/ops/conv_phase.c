@@ -35,7 +35,7 @@ static phase_geo geo_of(const pk_conv_desc *d, int c)
 /* Split (src: full [n, h, w, c] -> ph: phases [n*d*d, hp, wp, c], zero past
  * the edge) when dst is NULL; else merge (ph -> dst, dropping what lies past
  * the edge), with ep applied on the way when it is not NULL. */
-static void shuffle_ep(pk_ctx *c, const float *src, float *dst, float *ph, const phase_geo *g,
+static void shuffle_ep(pk_ctx *c, const float *src, void *dst, float *ph, const phase_geo *g,
                        const pk_conv_epilogue *ep)
 {
     long rows = (long)g->n * g->d * g->d * g->hp; /* phase rows */
@@ -55,9 +55,9 @@ static void shuffle_ep(pk_ctx *c, const float *src, float *dst, float *ph, const
                 if (!dst)
                     memset(pv, 0, vec);
             } else if (dst && ep) {
-                pk_epilogue_row(dst + at, pv, ep, at, 0, g->c);
+                pk_epilogue_row(dst, at, pv, ep, 0, g->c);
             } else if (dst) {
-                memcpy(dst + at, pv, vec);
+                memcpy((float *)dst + at, pv, vec);
             } else {
                 memcpy(pv, src + at, vec);
             }
@@ -93,7 +93,7 @@ static float *phase_buf(pk_ctx *c, int slot, const phase_geo *g, pk_err *e)
     return pk_ctx_scratch(c, slot, floats * sizeof(float), e);
 }
 
-int pk_conv_phase_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+int pk_conv_phase_forward(pk_ctx *c, void *y, const float *x, const float *w, const float *b,
                           const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)
 {
     phase_geo gx = geo_of(d, d->ci), gy = geo_of(d, d->co);

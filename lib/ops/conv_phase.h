@@ -10,8 +10,9 @@
  * kernel (pk_conv2d_winograd: the context's algorithm, the phases' size). */
 int pk_conv_phase_eligible(pk_ctx *c, const pk_conv_desc *d);
 /* As pk_conv2d_forward / pk_conv2d_backward, for an eligible d. */
-/* ep: NULL, or folded in as pk_conv2d_forward_fused's (b then unused). */
-int pk_conv_phase_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+/* ep: NULL, or folded in as pk_conv2d_forward_fused's (b then unused; y
+ * is then in ep's type). */
+int pk_conv_phase_forward(pk_ctx *c, void *y, const float *x, const float *w, const float *b,
                           const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e);
 int pk_conv_phase_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                            const float *x, const float *w, const pk_conv_desc *d, pk_err *e);

@@ -278,7 +278,7 @@ static void output_grad_transform(const pk_ctx *c, void *dM, int bf, const float
 }
 
 /* y = At M A (+ b), or with ep folded in, for every output block. */
-static void output_transform(const pk_ctx *c, float *y, const float *M, const float *b,
+static void output_transform(const pk_ctx *c, void *y, const float *M, const float *b,
                              const pk_conv_epilogue *ep, const tiling *t, int ch)
 {
     long nb = blocks(ch), jobs = t->tiles * nb;
@@ -294,9 +294,9 @@ static void output_transform(const pk_ctx *c, float *y, const float *M, const fl
             for (int k = 0; k < TO && x0 + k < t->w; k++) {
                 const float *ov = o + (i * TO + k) * CB;
                 size_t at = (((size_t)n * t->h + y0 + i) * t->w + x0 + k) * ch;
-                float *dst = y + at + c0;
+                float *dst = (float *)y + at + c0;
                 if (ep) {
-                    pk_epilogue_row(dst, ov, ep, at, c0, nc);
+                    pk_epilogue_row(y, at, ov, ep, c0, nc);
                     continue;
                 }
 #pragma omp simd
@@ -478,7 +478,7 @@ static int grad_buffers(pk_ctx *c, const pk_conv_desc *d, const tiling *t, int b
     return *dV ? PK_OK : PK_ENOMEM;
 }
 
-int pk_wino_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+int pk_wino_forward(pk_ctx *c, void *y, const float *x, const float *w, const float *b,
                     const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)
 {
     tiling t = tiling_of(d);

@@ -15,8 +15,9 @@ int pk_wino_gains(int n, int h, int w);
 /* d must be 3x3, stride 1, padding 1, dilation 1. The same contracts as
  * pk_conv2d_forward / pk_conv2d_backward: y and dx are overwritten, dw and
  * db accumulated; dx == NULL or dw == NULL skips that gradient. */
-/* ep: NULL, or folded in as pk_conv2d_forward_fused's (b then unused). */
-int pk_wino_forward(pk_ctx *c, float *y, const float *x, const float *w, const float *b,
+/* ep: NULL, or folded in as pk_conv2d_forward_fused's (b then unused; y
+ * is then in ep's type). */
+int pk_wino_forward(pk_ctx *c, void *y, const float *x, const float *w, const float *b,
                     const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e);
 int pk_wino_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                      const float *x, const float *w, const pk_conv_desc *d, pk_err *e);

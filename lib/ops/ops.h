@@ -64,16 +64,22 @@ int pk_conv2d_winograd(pk_ctx *c, const pk_conv_desc *d, pk_err *e);
  * it, so that none of them makes a pass of its own over y. */
 typedef struct pk_conv_epilogue {
     const float *scale, *shift; /* [co] */
-    const float *res;
+    const void *res;            /* float, or uint16_t bf16 when res_bf16 */
     int relu;
+    int res_bf16, y_bf16;       /* y written in bf16 (the bf16 precision) */
 } pk_conv_epilogue;
 /* The forward with ep folded in, as pk_conv2d_forward_xq (d->bias must be
- * 0). On the CPU only: oneDNN's direct kernels take the scale in their
- * weights' reorder, the shift as bias and the rest as post-ops; Winograd
- * applies it in its output transform. */
-int pk_conv2d_forward_fused(pk_ctx *c, float *y, const float *x, const uint16_t *xq,
+ * 0; y is a float or, with ep->y_bf16, a uint16_t tensor; x may be NULL
+ * where pk_conv_reads_xq_only says xq is enough). On the CPU only:
+ * oneDNN's direct kernels take the scale in their weights' reorder, the
+ * shift as bias and the rest as post-ops; Winograd applies it in its output
+ * transform. */
+int pk_conv2d_forward_fused(pk_ctx *c, void *y, const float *x, const uint16_t *xq,
                             const float *w, const pk_conv_epilogue *ep, const pk_conv_desc *d,
                             pk_err *e);
+/* 1 when the forward of d reads its input only in bf16, so that xq alone
+ * will do (the bf16 precision's direct kernels on the CPU), else 0. */
+int pk_conv_reads_xq_only(pk_ctx *c, const pk_conv_desc *d);
 /* PK_OK when oneDNN can run bf16 convolutions on this CPU (natively with
  * avx512_bf16, emulated on other AVX-512 CPUs), else PK_EBACKEND with
  * the reason in e. The bf16 precision (ctx.h) needs it. */
