@@ -2,6 +2,7 @@
  * loss and ACCUMULATING weight * d(loss)/d(input) into the gradient buffer
  * (NULL: loss only). Pixel sums are in double, softmaxes go through a
  * max-shifted log-sum-exp. No valid pixel: loss 0 and nothing is added. */
+#include "core/fast_exp.h"
 #include "ops/ops.h"
 #include "ops/ops_cuda.h"
 
@@ -17,8 +18,9 @@ static int ce_valid(uint8_t lab, int K, int ignore)
     return (int)lab != ignore && (int)lab < K;
 }
 
-/* Per-pixel softmax work is in float with one expf per class (PyTorch's
- * CPU kernels are float too); only the sums over pixels are in double. A
+/* Per-pixel softmax work is in float with one exponential per class
+ * (PyTorch's CPU kernels are float too), vectorised over the classes
+ * (pk_expf_softmax); only the sums over pixels are in double. A
  * pixel's exponentials live in a stack array of PK_LOSS_KMAX, a bound that
  * pk_model_create enforces: a larger K here is the caller's bug, which
  * asserts, or where assertions are compiled out gives a NaN loss, never a
@@ -51,8 +53,9 @@ float pk_ce_loss(pk_ctx *c, float *dlogits, const float *logits, const uint8_t *
         float ex[PK_LOSS_KMAX], m = x[0], se = 0.0f;
         for (int k = 1; k < K; k++)
             m = x[k] > m ? x[k] : m;
+#pragma omp simd reduction(+ : se)
         for (int k = 0; k < K; k++) {
-            ex[k] = expf(x[k] - m);
+            ex[k] = pk_expf_softmax(x[k] - m);
             se += ex[k];
         }
         total += (double)(m + logf(se) - x[lab]);
@@ -89,20 +92,24 @@ static float kd_pixel(float *g, const float *s, const float *t, int K, float inv
         mt = zt > mt ? zt : mt;
     }
     float ss = 0.0f, st = 0.0f;
+#pragma omp simd reduction(+ : ss, st)
     for (int k = 0; k < K; k++) {
-        es[k] = expf(s[k] * invT - ms);
-        et[k] = expf(t[k] * invT - mt);
+        es[k] = pk_expf_softmax(s[k] * invT - ms);
+        et[k] = pk_expf_softmax(t[k] * invT - mt);
         ss += es[k];
         st += et[k];
     }
     /* sum_k pt_k (log pt_k - log ps_k) = sum_k pt_k (zt_k - zs_k) + log Ss - log St */
     float ist = 1.0f / st, iss = 1.0f / ss, dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
     for (int k = 0; k < K; k++)
         dot += et[k] * ((t[k] - s[k]) * invT);
     float kl = dot * ist + (ms - mt) + logf(ss * ist);
-    if (g)
+    if (g) {
+#pragma omp simd
         for (int k = 0; k < K; k++)
             g[k] += gscale * (es[k] * iss - et[k] * ist);
+    }
     return kl;
 }
 
@@ -135,24 +142,29 @@ static float regression_loss(pk_ctx *c, float *ds, const float *s, const float *
     if (nvalid == 0)
         return 0.0f;
     double count = (double)nvalid * (double)K, total = 0.0;
-    double gscale = (smooth ? 1.0 : 2.0) * (double)weight / count;
+    float gscale = (float)((smooth ? 1.0 : 2.0) * (double)weight / count);
+    /* per pixel in float, vectorised over the classes (as PyTorch's float
+     * kernels); the sum over pixels in double */
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) reduction(+ : total) if (P > PK_LOSS_PAR_MIN)
     for (long p = 0; p < P; p++) {
         if (mask && !mask[p])
             continue;
+        const float *sp = s + p * K, *tp = t + p * K;
+        float *gp = ds ? ds + p * K : NULL, px = 0.0f;
+#pragma omp simd reduction(+ : px)
         for (int k = 0; k < K; k++) {
-            long i = p * K + k;
-            double d = (double)s[i] - (double)t[i], ad = fabs(d), g = d;
+            float d = sp[k] - tp[k], ad = fabsf(d), g = d;
             if (smooth) {
                 /* beta = 1: quadratic strictly inside, linear from |d| = 1 (torch's split) */
-                total += ad < 1.0 ? 0.5 * d * d : ad - 0.5;
-                g = ad < 1.0 ? d : (d > 0 ? 1.0 : -1.0);
+                px += ad < 1.0f ? 0.5f * d * d : ad - 0.5f;
+                g = ad < 1.0f ? d : (d > 0.0f ? 1.0f : -1.0f);
             } else {
-                total += d * d;
+                px += d * d;
             }
-            if (ds)
-                ds[i] += (float)(gscale * g);
+            if (gp)
+                gp[k] += gscale * g;
         }
+        total += (double)px;
     }
     return (float)(total / count);
 }
