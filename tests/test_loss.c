@@ -1,8 +1,11 @@
 /* Losses: values against naive double loops, finite-difference gradients,
  * weight scaling and accumulation into a shared buffer, ignored/masked
  * pixels, the all-ignored and all-masked cases (0, no gradient, no NaN),
- * temperatures other than 1 and large logits, and the class-count guard
- * (K up to PK_LOSS_KMAX works; more asserts, in a child process). */
+ * temperatures other than 1 and large logits, the class-count guard
+ * (K up to PK_LOSS_KMAX works; more asserts, in a child process), and
+ * pk_branch_loss (the loss step with the upsampling folded in) against the
+ * separate ops it replaces: the same gradient bit for bit, the same losses
+ * to 1e-6. */
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -183,6 +186,55 @@ static int check_kmax_guard(pk_ctx *c)
     return fails;
 }
 
+/* pk_branch_loss against pk_resize_forward + the separate losses into a
+ * zeroed buffer, for every distillation term and a zero CE weight. */
+static int check_branch(pk_ctx *c)
+{
+    enum { N = 2, H8 = 4, W8 = 5, H = 25, W = 33, FP = N * H * W };
+    static float logits[N * H8 * W8 * K], teacher[FP * K], full[FP * K], want[FP * K],
+        got[FP * K];
+    static uint8_t labels[FP], valid[FP];
+    pk_test_fill(logits, N * H8 * W8 * K, 5, 4.0f);
+    pk_test_fill(teacher, FP * K, 6, 4.0f);
+    for (int p = 0; p < FP; p++) {
+        labels[p] = p % 7 == 2 ? 255 : p % 11 == 5 ? 200 : (uint8_t)((p * 5) % K);
+        valid[p] = p % 3 != 0;
+    }
+    const pk_distill kinds[] = {PK_DISTILL_NONE, PK_DISTILL_KL, PK_DISTILL_SMOOTHL1,
+                                PK_DISTILL_MSE};
+    const char *names[] = {"none", "KL", "SmoothL1", "MSE"};
+    int fails = 0;
+    for (int k = 0; k < 4; k++)
+        for (int zero_ce = 0; zero_ce < 2; zero_ce++) {
+            pk_branch_loss_args a = {logits, N, H8, W8, K, H, W, labels, 255,
+                                     zero_ce ? 0.0f : 0.7f, teacher, valid, kinds[k], 1.9f,
+                                     0.3f};
+            float ce, d, wce, wd = 0.0f;
+            pk_resize_forward(c, full, logits, N, H8, W8, K, H, W);
+            memset(want, 0, sizeof want);
+            wce = pk_ce_loss(c, zero_ce ? NULL : want, full, labels, FP, K, 255, a.ce_weight);
+            if (kinds[k] == PK_DISTILL_KL)
+                wd = pk_kd_loss(c, want, full, teacher, valid, FP, K, 1.9f, 0.3f);
+            else if (kinds[k] == PK_DISTILL_SMOOTHL1)
+                wd = pk_smoothl1_loss(c, want, full, teacher, valid, FP, K, 0.3f);
+            else if (kinds[k] == PK_DISTILL_MSE)
+                wd = pk_mse_loss(c, want, full, teacher, valid, FP, K, 0.3f);
+            memset(got, 0x7f, sizeof got); /* assigned, not accumulated */
+            pk_branch_loss(c, got, NULL, &a, &ce, &d);
+            char what[96];
+            snprintf(what, sizeof what, "branch loss, %s, CE weight %g: gradient", names[k],
+                     a.ce_weight);
+            fails += pk_check_close(what, got, want, FP * K, 0.0);
+            snprintf(what, sizeof what, "branch loss, %s, CE weight %g: CE", names[k],
+                     a.ce_weight);
+            fails += close_scalar(what, ce, wce, 1e-6);
+            snprintf(what, sizeof what, "branch loss, %s, CE weight %g: distillation",
+                     names[k], a.ce_weight);
+            fails += close_scalar(what, d, wd, 1e-6);
+        }
+    return fails;
+}
+
 int main(void)
 {
     pk_ctx *c = pk_test_ctx(2);
@@ -260,6 +312,7 @@ int main(void)
     fails += pk_check_close("CE + 0.5 KD into one buffer", gsum, want, P * K, 1e-6);
 
     fails += check_kmax_guard(c);
+    fails += check_branch(c);
 
     pk_ctx_destroy(c);
     if (fails)

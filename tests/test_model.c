@@ -370,9 +370,16 @@ static void span_of(const replay *r, int v, size_t *b0, size_t *b1)
     *b1 = (off + x->floats + 15) / 16;
 }
 
+/* v < 0, the caller's, or never in the arena (a fold skips it, pk_plan_ptr
+ * gives NULL): nothing to replay. */
+static int outside(const replay *r, int v)
+{
+    return v < 0 || r->p->vals[v].ext != PK_EXT_NONE || r->p->vals[v].storage < 0;
+}
+
 static void wr(replay *r, int v)
 {
-    if (v < 0 || r->p->vals[v].ext != PK_EXT_NONE)
+    if (outside(r, v))
         return;
     size_t b0, b1;
     span_of(r, v, &b0, &b1);
@@ -384,7 +391,7 @@ static void wr(replay *r, int v)
 
 static void rd(replay *r, int v, const char *when, int node)
 {
-    if (v < 0 || r->p->vals[v].ext != PK_EXT_NONE)
+    if (outside(r, v))
         return;
     size_t b0, b1;
     span_of(r, v, &b0, &b1);
@@ -397,19 +404,87 @@ static void rd(replay *r, int v, const char *when, int node)
         }
 }
 
-static int check_plan(const pk_plan *p)
+/* An activation the backward reads, as pspnet_exec.c's kept() does: from
+ * its bf16 shadow, unpacked once into its fp32 value, where it has one. */
+static void rd_kept(replay *r, unsigned char *unpacked, int v, int node)
+{
+    const pk_value *x = &r->p->vals[v];
+    if (v < 0 || x->shadow < 0) {
+        rd(r, v, "backward", node);
+        return;
+    }
+    if (!unpacked[v]) {
+        rd(r, x->shadow, "unpack", node);
+        rd(r, x->center, "unpack", node);
+        wr(r, x->unpacked);
+        unpacked[v] = 1;
+    }
+    rd(r, x->unpacked, "backward", node);
+}
+
+/* The ReLU after node i that pspnet_exec.c's forward runs fused into it. */
+static const pk_node *fwd_fused_relu(const pk_plan *p, int i)
+{
+    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
+    if ((nd->kind != PK_N_BN && nd->kind != PK_N_ADD) || !next || next->kind != PK_N_RELU ||
+        next->in[0] != nd->out || p->vals[nd->out].nuse != 1 ||
+        p->vals[nd->out].ext != PK_EXT_NONE)
+        return NULL;
+    return next;
+}
+
+/* The BN+ReLU pair whose backward pspnet_exec.c runs fused on the CPU. */
+static const pk_node *fused_relu_at(const pk_plan *p, int i)
+{
+    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
+    if (nd->kind != PK_N_BN || !next || next->kind != PK_N_RELU || next->in[0] != nd->out ||
+        p->vals[nd->out].nuse != 1 || p->vals[nd->out].ext != PK_EXT_NONE || next->gacc[0])
+        return NULL;
+    return next;
+}
+
+/* Replays plan p of a model on context c as pspnet_exec.c runs it,
+ * including the bf16 precision's shadows (training) and folds and bf16
+ * values (inference). */
+static int check_plan(pk_ctx *c, const pk_plan *p)
 {
     replay r = {p, NULL, p->arena_floats / 16, 0};
     r.owner = pk_test_xmalloc((r.blocks ? r.blocks : 1) * sizeof *r.owner);
+    unsigned char *unpacked = calloc((size_t)p->nvals + 1, 1);
+    if (!unpacked)
+        exit(1);
     for (size_t b = 0; b < r.blocks; b++)
         r.owner[b] = -1;
     for (int i = 0; i < p->nnodes; i++) {
         const pk_node *nd = &p->nodes[i];
+        if (nd->fold) {
+            rd(&r, nd->in[0], "folded forward", i);
+            if (nd->fold == 3)
+                rd(&r, nd->fold_res, "folded forward", i);
+            wr(&r, nd->fold_out);
+            i += nd->fold;
+            continue;
+        }
+        /* a BN or add with its ReLU runs fused (pspnet_exec.c): the ReLU's
+         * output and its shadow are written at the BN's step */
+        const pk_node *relu = fwd_fused_relu(p, i);
         for (int j = 0; j < nd->nin; j++)
             rd(&r, nd->in[j], "forward", i);
-        wr(&r, nd->out);
+        wr(&r, relu ? relu->out : nd->out);
         wr(&r, nd->save0);
         wr(&r, nd->save1);
+        const pk_value *y = &p->vals[relu ? relu->out : nd->out];
+        if (y->shadow >= 0 && y->center < 0) { /* packed after its producer */
+            rd(&r, relu ? relu->out : nd->out, "pack", i);
+            wr(&r, y->shadow);
+        }
+        const pk_value *x = &p->vals[nd->in[0]];
+        if (nd->kind == PK_N_BN && x->shadow >= 0) { /* packed centred after the BN */
+            rd(&r, nd->in[0], "pack", i);
+            rd(&r, nd->save0, "pack", i);
+            wr(&r, x->shadow);
+        }
+        i += relu != NULL;
     }
     if (p->train) {
         for (int a = 0; a < 2; a++) { /* the loss step */
@@ -422,22 +497,30 @@ static int check_plan(const pk_plan *p)
             wr(&r, p->vals[v].grad);
         }
         for (int i = p->nnodes - 1; i >= 0; i--) {
-            const pk_node *nd = &p->nodes[i];
+            const pk_node *nd = &p->nodes[i], *relu = NULL;
+            if (i > 0 && (relu = fused_relu_at(p, i - 1)) != NULL)
+                nd = &p->nodes[--i];
             int dy = p->vals[nd->out].grad;
             if (dy < 0)
                 continue;
-            rd(&r, dy, "backward", i);
+            rd(&r, relu ? p->vals[relu->out].grad : dy, "backward", i);
+            const pk_value *x = &p->vals[nd->in[0]];
             switch (nd->kind) {
             case PK_N_CONV:
-                rd(&r, nd->in[0], "backward", i);
+                if (x->shadow >= 0 && x->center < 0)
+                    rd(&r, x->shadow, "backward", i);
+                if (x->shadow < 0 || x->center >= 0 || pk_conv_backward_needs_x(c, &nd->conv))
+                    rd_kept(&r, unpacked, nd->in[0], i);
                 break;
             case PK_N_BN:
-                rd(&r, nd->in[0], "backward", i);
+                rd_kept(&r, unpacked, nd->in[0], i);
+                if (relu)
+                    rd_kept(&r, unpacked, relu->out, i);
                 rd(&r, nd->save0, "backward", i);
                 rd(&r, nd->save1, "backward", i);
                 break;
             case PK_N_RELU:
-                rd(&r, nd->out, "backward", i);
+                rd_kept(&r, unpacked, nd->out, i);
                 break;
             case PK_N_MAXPOOL:
             case PK_N_DROPOUT:
@@ -462,6 +545,7 @@ static int check_plan(const pk_plan *p)
         rd(&r, p->v_aux, "end", -1);
     }
     free(r.owner);
+    free(unpacked);
     return r.bad;
 }
 
@@ -476,20 +560,20 @@ static int test_plan_bytes(pk_ctx *c)
     pk_model *m = make(c, PK_ARCH_R18, PK_STEM_7X7, 0.1f);
     PK_CHECK(fails, pk_model_plan(m, 1, 2, 225, 225, &tr18, &e) == PK_OK, "%s", e.msg);
     PK_CHECK(fails, pk_model_plan(m, 0, 1, 473, 473, &in18, &e) == PK_OK, "%s", e.msg);
-    bad += check_plan(&m->train_plan) + check_plan(&m->infer_plan);
+    bad += check_plan(c, &m->train_plan) + check_plan(c, &m->infer_plan);
     PK_CHECK(fails, pk_model_plan(m, 1, 1, 225, 225, NULL, &e) == PK_EINVAL, "train b1 planned");
     pk_model_destroy(m);
     m = make(c, PK_ARCH_R50, PK_STEM_DEEP, 0.1f);
     PK_CHECK(fails, pk_model_plan(m, 0, 1, 473, 473, &in50, &e) == PK_OK, "%s", e.msg);
     PK_CHECK(fails, pk_model_plan(m, 1, 2, 225, 225, &tr50, &e) == PK_OK, "%s", e.msg);
-    bad += check_plan(&m->train_plan) + check_plan(&m->infer_plan);
+    bad += check_plan(c, &m->train_plan) + check_plan(c, &m->infer_plan);
     pk_model_destroy(m);
     m = make(c, PK_ARCH_R50, PK_STEM_7X7, 0.0f); /* no dropout nodes, stride-8 infer */
     size_t unused;
     int ok = pk_model_plan(m, 1, 3, 41, 33, &unused, &e) == PK_OK;
     float out[1];
     ok = ok && pk_model_infer(m, out, NULL, NULL, 1, 17, 17, 0, &e) == PK_EINVAL; /* no image */
-    bad += check_plan(&m->train_plan);
+    bad += check_plan(c, &m->train_plan);
     pk_model_destroy(m);
     PK_CHECK(fails, ok, "R50 7x7 plans");
     PK_CHECK(fails, bad == 0, "%d arena plan violations", bad);
@@ -501,6 +585,51 @@ static int test_plan_bytes(pk_ctx *c)
            "R50-deep infer 473 %.1f MB, R50-deep train b2 225 %.1f MB\n",
            fails ? "FAIL" : "ok  ", tr18 / 1048576.0, in18 / 1048576.0, in50 / 1048576.0,
            tr50 / 1048576.0);
+    return fails;
+}
+
+/* The same replay of the bf16 precision's plans: training with the
+ * activations kept in bf16 (shadows, unpacked values), inference with the
+ * BN folds and the values held in bf16. */
+static int test_plan_bf16(void)
+{
+    pk_ctx_opts o = {.device = PK_DEV_CPU, .precision = PK_PREC_BF16};
+    pk_ctx *c = NULL;
+    pk_err e = {0};
+    if (pk_ctx_create(&c, &o, &e) != PK_OK) {
+        printf("  skip bf16 arena plans: %s\n", e.msg);
+        return 0;
+    }
+    int fails = 0, bad = 0;
+    const pk_arch arch[2] = {PK_ARCH_R18, PK_ARCH_R50};
+    const pk_stem stem[2] = {PK_STEM_7X7, PK_STEM_DEEP};
+    for (int a = 0; a < 2; a++) {
+        pk_model *m = make(c, arch[a], stem[a], 0.1f);
+        size_t tr = 0, in = 0;
+        PK_CHECK(fails, pk_model_plan(m, 1, 2, 225, 225, &tr, &e) == PK_OK, "%s", e.msg);
+        PK_CHECK(fails, pk_model_plan(m, 0, 1, 473, 473, &in, &e) == PK_OK, "%s", e.msg);
+        bad += check_plan(c, &m->train_plan) + check_plan(c, &m->infer_plan);
+        size_t unused; /* test_bf16's step */
+        PK_CHECK(fails, pk_model_plan(m, 1, 2, 65, 65, &unused, &e) == PK_OK, "%s", e.msg);
+        bad += check_plan(c, &m->train_plan);
+        int folds = 0, halves = 0;
+        for (int i = 0; i < m->infer_plan.nnodes; i++)
+            folds += m->infer_plan.nodes[i].fold > 0;
+        for (int v = 0; v < m->infer_plan.nvals; v++)
+            halves += m->infer_plan.vals[v].half;
+        PK_CHECK(fails, folds > 0 && halves > 0, "%s bf16 inference: %d folds, %d bf16 values",
+                 pk_arch_name(arch[a]), folds, halves);
+        printf("  %s %s bf16 plans: train b2 225 %.1f MB/img, infer 473 %.1f MB with %d folds, "
+               "%d values in bf16\n",
+               fails ? "FAIL" : "ok  ", pk_arch_name(arch[a]), tr / 1048576.0, in / 1048576.0,
+               folds, halves);
+        pk_model_destroy(m);
+    }
+    PK_CHECK(fails, bad == 0, "%d bf16 arena plan violations", bad);
+    printf("  %s bf16 arena plans replayed (R18, R50 deep; train and infer): %d values read "
+           "after being overwritten\n",
+           bad ? "FAIL" : "ok  ", bad);
+    pk_ctx_destroy(c);
     return fails;
 }
 
@@ -636,6 +765,7 @@ int main(void)
     int fails = 0;
     fails += test_table(c);
     fails += test_plan_bytes(c); /* before anything runs a plan */
+    fails += test_plan_bf16();
     fails += test_refusals(c);
     fails += test_create_init(c);
     fails += test_zero_residual(c);

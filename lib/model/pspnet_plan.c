@@ -2,7 +2,9 @@
  *  1. ReLU and the residual add run in place when their input has no other
  *     reader (forward and backward), sharing its storage;
  *  2. in training (whose graph ends at the stride-8 logits: the loss step
- *     upsamples them into two shared full-resolution buffers), a backward
+ *     upsamples them into a shared full-resolution buffer, where it writes
+ *     their gradient, on CUDA into a second one for the logits themselves
+ *     (pk_branch_loss)), a backward
  *     pass over the nodes decides where each
  *     activation gradient lives: the first contribution (in backward order)
  *     is assigned - in place over the output gradient for BN, ReLU and the
@@ -291,7 +293,10 @@ static int place_forward(pk_plan *p, int F, pk_err *e)
         if (p->vals[out].ext == PK_EXT_NONE &&
             place(p, out, inplace_fwd(p, nd) ? nd->in[0] : -1, i, e) < 0)
             return -1;
-        if (p->vals[out].shadow >= 0 && place(p, p->vals[out].shadow, -1, i, e) < 0)
+        /* a ReLU that runs fused into the BN or add before it (pspnet_exec.c)
+         * packs its shadow at that node's step */
+        int born = nd->kind == PK_N_RELU && i > 0 ? i - 1 : i;
+        if (p->vals[out].shadow >= 0 && place(p, p->vals[out].shadow, -1, born, e) < 0)
             return -1;
         if ((nd->save0 >= 0 && place(p, nd->save0, -1, i, e) < 0) ||
             (nd->save1 >= 0 && place(p, nd->save1, -1, i, e) < 0))
@@ -318,7 +323,7 @@ static int like(pk_plan *p, int v, pk_err *e)
     return pk_plan_value(p, x.n, x.h, x.w, x.c, x.floats, e);
 }
 
-static int plan_backward(pk_plan *p, int F, pk_err *e)
+static int plan_backward(pk_plan *p, int F, int full_logits, pk_err *e)
 {
     int outs[2] = {p->v_main, p->v_aux};
     for (int k = 0; k < 2; k++) { /* the loss step writes the logit gradients */
@@ -329,12 +334,13 @@ static int plan_backward(pk_plan *p, int F, pk_err *e)
         use(p, outs[k], F);
         use(p, outs[k], 2 * F + 1); /* kept for pk_model_last_logits */
     }
-    /* the loss step's full-resolution logits and their gradient, main's and
-     * then aux's in the same two buffers */
+    /* the loss step's full-resolution logit gradient (and logits, where it
+     * needs them), main's and then aux's in the same buffers */
     int K = p->vals[p->v_main].c;
     p->v_full = pk_plan_value(p, p->n, p->h, p->w, K, (size_t)p->n * p->h * p->w * K, e);
     p->v_dfull = p->v_full < 0 ? -1 : like(p, p->v_full, e);
-    if (p->v_dfull < 0 || place(p, p->v_full, -1, F, e) < 0 || place(p, p->v_dfull, -1, F, e) < 0)
+    if (p->v_dfull < 0 || (full_logits && place(p, p->v_full, -1, F, e) < 0) ||
+        place(p, p->v_dfull, -1, F, e) < 0)
         return -1;
     for (int i = F - 1; i >= 0; i--) {
         int B = 2 * F - i;
@@ -477,7 +483,8 @@ int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int u
         mark_folds(m, p, F);
         mark_halves(m, p, F);
     }
-    if (place_forward(p, F, e) < 0 || (train && plan_backward(p, F, e) < 0)) {
+    if (place_forward(p, F, e) < 0 ||
+        (train && plan_backward(p, F, pk_ctx_device(m->ctx) != PK_DEV_CPU, e) < 0)) {
         pk_plan_free(p);
         return e->code;
     }

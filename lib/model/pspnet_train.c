@@ -102,9 +102,7 @@ static int losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tra
 {
     pk_ctx *c = m->ctx;
     int n = b->n, h = b->h, w = b->w, h8 = p->h8, w8 = p->w8, K = m->cfg.classes;
-    long P = (long)n * h * w;
     float *full = pk_plan_ptr(m, p, ext, p->v_full), *dfull = pk_plan_ptr(m, p, ext, p->v_dfull);
-    size_t bytes = (size_t)P * (size_t)K * sizeof(float);
     memset(out, 0, sizeof *out);
     /* Data parallel: each term's weight scaled by local / global count, so
      * its gradient is normalised over the global batch's valid pixels. */
@@ -120,22 +118,19 @@ static int losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tra
     float rkd = glob[1] > 0 ? (float)(loc[1] / glob[1]) : 0.0f;
     for (int aux = 0; aux < 2; aux++) {
         int v = aux ? p->v_aux : p->v_main;
-        pk_resize_forward(c, full, pk_plan_ptr(m, p, ext, v), n, h8, w8, K, h, w);
-        pk_dev_zero(c, dfull, bytes);
         float cw = aux ? t->aux_weight : t->ce_weight;
-        float ce = pk_ce_loss(c, cw != 0.0f ? dfull : NULL, full, b->label, P, K,
-                              t->ignore_label, (float)((double)cw * rce));
-        const float *teacher = aux ? b->teacher_aux : b->teacher_main;
-        float dw = aux ? t->auxkd_weight : t->kd_weight, d = 0.0f;
-        if (teacher && dw > 0.0f) {
-            dw = (float)((double)dw * rkd);
-            if (!aux || t->auxkd == PK_AUXKD_KL)
-                d = pk_kd_loss(c, dfull, full, teacher, b->valid, P, K, t->kd_T, dw);
-            else if (t->auxkd == PK_AUXKD_SMOOTHL1)
-                d = pk_smoothl1_loss(c, dfull, full, teacher, b->valid, P, K, dw);
-            else
-                d = pk_mse_loss(c, dfull, full, teacher, b->valid, P, K, dw);
-        }
+        float dw = aux ? t->auxkd_weight : t->kd_weight;
+        pk_branch_loss_args la = {pk_plan_ptr(m, p, ext, v), n, h8, w8, K, h, w, b->label,
+                                  t->ignore_label, (float)((double)cw * rce),
+                                  aux ? b->teacher_aux : b->teacher_main, b->valid,
+                                  !aux || t->auxkd == PK_AUXKD_KL ? PK_DISTILL_KL
+                                  : t->auxkd == PK_AUXKD_SMOOTHL1 ? PK_DISTILL_SMOOTHL1
+                                                                  : PK_DISTILL_MSE,
+                                  t->kd_T, (float)((double)dw * rkd)};
+        if (!(dw > 0.0f))
+            la.distill = PK_DISTILL_NONE;
+        float ce, d;
+        pk_branch_loss(c, dfull, full, &la, &ce, &d);
         pk_resize_backward(c, pk_plan_ptr(m, p, ext, p->vals[v].grad), dfull, n, h8, w8, K, h,
                            w);
         if (aux) {

@@ -201,6 +201,32 @@ float pk_smoothl1_loss(pk_ctx *c, float *ds, const float *s, const float *t,
 float pk_mse_loss(pk_ctx *c, float *ds, const float *s, const float *t, const uint8_t *mask,
                   long P, int K, float weight);
 
+/* One output's part of the training loss step: the stride-8 logits
+ * [n, h8, w8, K] upsampled to [n, h, w, K] (bilinear, align_corners), their
+ * CE and, when `distill` is set, a distillation term against the
+ * full-resolution teacher logits; *ce and *distill get the unweighted
+ * losses and dfull [n, h, w, K] is ASSIGNED the weighted gradient. The
+ * same as pk_resize_forward into `full`, then pk_ce_loss (its gradient
+ * skipped when ce_weight is 0) and pk_kd_loss / pk_smoothl1_loss /
+ * pk_mse_loss into a zeroed dfull; on the CPU in one pass that keeps each
+ * pixel's logits and gradient in registers (loss_branch.c), where the
+ * separate ops make six passes over full-resolution tensors. `full` (n h w K
+ * floats) is used only on CUDA, which runs the separate ops. */
+typedef enum { PK_DISTILL_NONE, PK_DISTILL_KL, PK_DISTILL_SMOOTHL1, PK_DISTILL_MSE } pk_distill;
+typedef struct pk_branch_loss_args {
+    const float *logits;
+    int n, h8, w8, K, h, w;
+    const uint8_t *labels;
+    int ignore;
+    float ce_weight;
+    const float *teacher;  /* [n, h, w, K]; NULL: no distillation term */
+    const uint8_t *valid;  /* its pixels (NULL: all) */
+    pk_distill distill;
+    float T, distill_weight;
+} pk_branch_loss_args;
+void pk_branch_loss(pk_ctx *c, float *dfull, float *full, const pk_branch_loss_args *a, float *ce,
+                    float *distill);
+
 /* ---- optimiser --------------------------------------------------------- */
 /* torch.optim.SGD (dampening 0, no nesterov) on one buffer, per-group LR:
  *   d = g + wd*p;  buf = momentum*buf + d;  p -= lr*lr_mult*buf

@@ -3,25 +3,10 @@
  * src = dst * (in-1)/(out-1) (0 when out == 1), i0 = floor(src),
  * i1 = min(i0+1, in-1), weight of i1 = src - i0. */
 #include "ops/ops.h"
+#include "ops/resize_lerp.h"
 #include "ops/ops_cuda.h"
 
 #include <string.h>
-
-typedef struct lerp1d {
-    int i0, i1;
-    float l1; /* weight of i1; i0 gets 1 - l1 */
-} lerp1d;
-
-static lerp1d lerp_at(int dst, int in, int out)
-{
-    float scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
-    float src = scale * (float)dst;
-    int i0 = (int)src;
-    if (i0 > in - 1) /* guards rounding at the last pixel */
-        i0 = in - 1;
-    lerp1d r = {i0, i0 < in - 1 ? i0 + 1 : i0, src - (float)i0};
-    return r;
-}
 
 void pk_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w, int ch,
                        int ho, int wo)
@@ -31,13 +16,13 @@ void pk_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w,
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (rows * wo * ch > 32768)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / ho), oh = (int)(r % ho);
-        lerp1d lh = lerp_at(oh, h, ho);
+        pk_lerp1d lh = pk_lerp_at(oh, h, ho);
         const float *x0 = x + ((long)b * h + lh.i0) * w * ch;
         const float *x1 = x + ((long)b * h + lh.i1) * w * ch;
         float *yr = y + r * wo * ch;
         float h1 = lh.l1, h0 = 1.0f - h1;
         for (int ow = 0; ow < wo; ow++) {
-            lerp1d lw = lerp_at(ow, w, wo);
+            pk_lerp1d lw = pk_lerp_at(ow, w, wo);
             float w1 = lw.l1, w0 = 1.0f - w1;
             const float *a = x0 + (long)lw.i0 * ch, *bb = x0 + (long)lw.i1 * ch;
             const float *cc = x1 + (long)lw.i0 * ch, *d = x1 + (long)lw.i1 * ch;
@@ -63,7 +48,7 @@ void pk_resize_backward(pk_ctx *c, float *dx, const float *dy, int n, int h, int
         float *dxr = dx + r * w * ch;
         memset(dxr, 0, (size_t)w * (size_t)ch * sizeof *dxr);
         for (int oh = 0; oh < ho; oh++) {
-            lerp1d lh = lerp_at(oh, h, ho);
+            pk_lerp1d lh = pk_lerp_at(oh, h, ho);
             float wt = 0.0f;
             if (lh.i0 == ih)
                 wt += 1.0f - lh.l1;
@@ -73,7 +58,7 @@ void pk_resize_backward(pk_ctx *c, float *dx, const float *dy, int n, int h, int
                 continue;
             const float *dyr = dy + ((long)b * ho + oh) * wo * ch;
             for (int ow = 0; ow < wo; ow++) {
-                lerp1d lw = lerp_at(ow, w, wo);
+                pk_lerp1d lw = pk_lerp_at(ow, w, wo);
                 float g0 = wt * (1.0f - lw.l1), g1 = wt * lw.l1;
                 const float *g = dyr + (long)ow * ch;
                 float *d0 = dxr + (long)lw.i0 * ch, *d1 = dxr + (long)lw.i1 * ch;
