@@ -123,8 +123,10 @@ static const pk_node *fusable_relu(const pk_plan *p, int i)
     return next;
 }
 
+/* *packed: set when the node wrote the bf16 shadows pack_kept and
+ * pack_bn_input would (the BN's training forward writes them as it goes). */
 static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
-                        const pk_node *relu, const pk_exec_args *a, pk_err *e)
+                        const pk_node *relu, const pk_exec_args *a, int *packed, pk_err *e)
 {
     pk_ctx *c = m->ctx;
     float *const *ext = a->ext;
@@ -158,11 +160,17 @@ static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
                                          bp.var, pixels_of(xv), xv->c, PK_BN_MOMENTUM,
                                          PK_BN_EPS, relu != NULL, e) != PK_OK)
                 return pk_wrap(e, "%s", m->tensors[L->bn].name);
-        } else if (a->train)
-            (relu ? pk_bn_relu_forward_train : pk_bn_forward_train)(
-                c, y, sm, sr, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv), xv->c,
-                PK_BN_MOMENTUM, PK_BN_EPS);
-        else
+        } else if (a->train) {
+            const pk_value *ov = &p->vals[relu ? relu->out : nd->out];
+            uint16_t *xc = xv->shadow >= 0 ? (uint16_t *)pk_plan_ptr(m, p, ext, xv->shadow) : NULL;
+            uint16_t *yq = ov->shadow >= 0 && ov->center < 0
+                               ? (uint16_t *)pk_plan_ptr(m, p, ext, ov->shadow)
+                               : NULL;
+            pk_bn_forward_train_q(c, y, sm, sr, x, bp.gamma, bp.beta, bp.mean, bp.var,
+                                  pixels_of(xv), xv->c, PK_BN_MOMENTUM, PK_BN_EPS, relu != NULL,
+                                  xc, yq);
+            *packed = 1;
+        } else
             (relu ? pk_bn_relu_forward_eval : pk_bn_forward_eval)(
                 c, y, x, bp.gamma, bp.beta, bp.mean, bp.var, pixels_of(xv), xv->c, PK_BN_EPS);
         break;
@@ -254,12 +262,15 @@ int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err
             i += nd->fold;
             continue;
         }
-        int rc = forward_node(m, p, nd, relu, a, e);
+        int packed = 0;
+        int rc = forward_node(m, p, nd, relu, a, &packed, e);
         if (rc != PK_OK)
             return rc;
         /* fused, the pre-ReLU value never exists and is never kept */
-        pack_kept(m, p, a->ext, relu ? relu->out : nd->out);
-        pack_bn_input(m, p, a->ext, nd);
+        if (!packed) {
+            pack_kept(m, p, a->ext, relu ? relu->out : nd->out);
+            pack_bn_input(m, p, a->ext, nd);
+        }
         if (m->profile) /* a fused ReLU's time is booked to the BN or add */
             pk_prof_add(m, nd->group, nd->kind, PK_PROF_FWD, pk_prof_now(m) - t0);
         i += relu != NULL;

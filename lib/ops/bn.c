@@ -9,6 +9,7 @@
  * and the forward statistics are shifted by the channel's first value, so
  * P in the hundreds of thousands with a large mean stays accurate. */
 #include "core/ctx_impl.h"
+#include "core/half.h"
 #include "ops/bn_split_impl.h"
 #include "ops/ops.h"
 #include "ops/ops_cuda.h"
@@ -23,6 +24,7 @@ typedef struct bn_args {
     const float *x, *gamma, *beta;                                 /* inputs */
     const float *run_mean, *run_var;                               /* eval's statistics */
     const float *dy, *relu_y, *mean, *rstd;                        /* backward's */
+    uint16_t *xc, *yq; /* training forward: bf16 of x - mean and of y, or NULL */
     long P;
     int C;
     float momentum, eps;
@@ -47,6 +49,36 @@ static void for_channel_blocks(pk_ctx *c, const bn_args *a,
 
 /* ReLU as pk_relu_forward writes it (NaN -> 0). */
 static inline float relu_if(float v, int relu) { return relu && !(v > 0.0f) ? 0.0f : v; }
+
+/* forward_train_block's output pass that also writes the bf16 copies
+ * (as pk_f32_to_bf16_centered and pk_f32_to_bf16 round them). */
+static void forward_train_pack(const bn_args *a, int b0, int nb, const float *mean_f,
+                               const float *scale, const float *bias)
+{
+    int C = a->C, relu = a->relu;
+    for (long p = 0; p < a->P; p++) {
+        size_t at = (size_t)p * C + b0;
+        const float *xr = a->x + at;
+        float *yr = a->y + at;
+        float xm[BN_BLOCK], yv[BN_BLOCK];
+#pragma omp simd
+        for (int j = 0; j < nb; j++) {
+            xm[j] = xr[j] - mean_f[j];
+            yv[j] = relu_if(xm[j] * scale[j] + bias[j], relu);
+            yr[j] = yv[j];
+        }
+        if (a->xc) {
+#pragma omp simd
+            for (int j = 0; j < nb; j++)
+                a->xc[at + j] = pk_f32_to_bf16_one(xm[j]);
+        }
+        if (a->yq) {
+#pragma omp simd
+            for (int j = 0; j < nb; j++)
+                a->yq[at + j] = pk_f32_to_bf16_one(yv[j]);
+        }
+    }
+}
 
 static void forward_train_block(const bn_args *a, int b0, int nb)
 {
@@ -87,6 +119,10 @@ static void forward_train_block(const bn_args *a, int b0, int nb)
     }
     /* (x - mean) * scale + beta as PyTorch's training kernel: folding the
      * mean into the offset cancels badly when |mean| >> std. */
+    if (a->xc || a->yq) {
+        forward_train_pack(a, b0, nb, mean_f, scale, bias);
+        return;
+    }
     for (long p = 0; p < P; p++) {
         const float *xr = x + p * C + b0;
         float *yr = a->y + p * C + b0;
@@ -99,13 +135,32 @@ static void forward_train_block(const bn_args *a, int b0, int nb)
 static void bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
                              const float *x, const float *gamma, const float *beta,
                              float *running_mean, float *running_var, long P, int C,
-                             float momentum, float eps, int relu)
+                             float momentum, float eps, int relu, uint16_t *xc, uint16_t *yq)
 {
     bn_args a = {.y = y, .save_mean = save_mean, .save_rstd = save_rstd,
                  .running_mean = running_mean, .running_var = running_var, .x = x,
                  .gamma = gamma, .beta = beta, .P = P, .C = C, .momentum = momentum,
-                 .eps = eps, .relu = relu};
+                 .eps = eps, .relu = relu, .xc = xc, .yq = yq};
     for_channel_blocks(c, &a, forward_train_block);
+}
+
+void pk_bn_forward_train_q(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                           const float *x, const float *gamma, const float *beta,
+                           float *running_mean, float *running_var, long P, int C,
+                           float momentum, float eps, int relu, uint16_t *xc, uint16_t *yq)
+{
+    if (pk_ctx_device(c) != PK_DEV_CPU) { /* the separate passes */
+        (relu ? pk_bn_relu_forward_train : pk_bn_forward_train)(
+            c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P, C,
+            momentum, eps);
+        if (xc)
+            pk_f32_to_bf16_centered(c, xc, x, save_mean, P, C);
+        if (yq)
+            pk_f32_to_bf16(c, yq, y, (size_t)P * (size_t)C);
+        return;
+    }
+    bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P,
+                     C, momentum, eps, relu, xc, yq);
 }
 
 void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
@@ -116,7 +171,7 @@ void pk_bn_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd
     PK_ON_CUDA(c, pk_cuda_bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta,
                                            running_mean, running_var, P, C, momentum, eps));
     bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P,
-                     C, momentum, eps, 0);
+                     C, momentum, eps, 0, NULL, NULL);
 }
 
 void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
@@ -131,7 +186,7 @@ void pk_bn_relu_forward_train(pk_ctx *c, float *y, float *save_mean, float *save
         return;
     }
     bn_forward_train(c, y, save_mean, save_rstd, x, gamma, beta, running_mean, running_var, P,
-                     C, momentum, eps, 1);
+                     C, momentum, eps, 1, NULL, NULL);
 }
 
 /* The eval BN's scale and shift of channel ch. */

@@ -119,6 +119,15 @@ pk_bn_eval_fn pk_bn_forward_eval;
  * for a BN whose only consumer is a ReLU: the model runs these fused. */
 pk_bn_train_fn pk_bn_relu_forward_train;
 pk_bn_eval_fn pk_bn_relu_forward_eval;
+/* The training forward (with the ReLU when relu) that also writes, where
+ * they are not NULL, the bf16 copies the bf16 precision keeps for the
+ * backward: xc = x - the batch mean, yq = y, rounded as
+ * pk_f32_to_bf16_centered and pk_f32_to_bf16 round them, in the same pass
+ * over x (on the CPU; elsewhere those ops after the forward). */
+void pk_bn_forward_train_q(pk_ctx *c, float *y, float *save_mean, float *save_rstd,
+                           const float *x, const float *gamma, const float *beta,
+                           float *running_mean, float *running_var, long P, int C,
+                           float momentum, float eps, int relu, uint16_t *xc, uint16_t *yq);
 /* The eval BN as y = x * scale + shift, per channel, as pk_bn_forward_eval
  * computes them (the epilogue a convolution folds in). */
 void pk_bn_eval_fold(float *scale, float *shift, const float *gamma, const float *beta,
