@@ -422,25 +422,11 @@ static void rd_kept(replay *r, unsigned char *unpacked, int v, int node)
     rd(r, x->unpacked, "backward", node);
 }
 
-/* The ReLU after node i that pspnet_exec.c's forward runs fused into it. */
-static const pk_node *fwd_fused_relu(const pk_plan *p, int i)
-{
-    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
-    if ((nd->kind != PK_N_BN && nd->kind != PK_N_ADD) || !next || next->kind != PK_N_RELU ||
-        next->in[0] != nd->out || p->vals[nd->out].nuse != 1 ||
-        p->vals[nd->out].ext != PK_EXT_NONE)
-        return NULL;
-    return next;
-}
-
 /* The BN+ReLU pair whose backward pspnet_exec.c runs fused on the CPU. */
 static const pk_node *fused_relu_at(const pk_plan *p, int i)
 {
-    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
-    if (nd->kind != PK_N_BN || !next || next->kind != PK_N_RELU || next->in[0] != nd->out ||
-        p->vals[nd->out].nuse != 1 || p->vals[nd->out].ext != PK_EXT_NONE || next->gacc[0])
-        return NULL;
-    return next;
+    const pk_node *relu = pk_plan_fused_relu(p, i);
+    return relu && p->nodes[i].kind == PK_N_BN && !relu->gacc[0] ? relu : NULL;
 }
 
 /* Replays plan p of a model on context c as pspnet_exec.c runs it,
@@ -467,7 +453,7 @@ static int check_plan(pk_ctx *c, const pk_plan *p)
         }
         /* a BN or add with its ReLU runs fused (pspnet_exec.c): the ReLU's
          * output and its shadow are written at the BN's step */
-        const pk_node *relu = fwd_fused_relu(p, i);
+        const pk_node *relu = pk_plan_fused_relu(p, i);
         for (int j = 0; j < nd->nin; j++)
             rd(&r, nd->in[j], "forward", i);
         wr(&r, relu ? relu->out : nd->out);

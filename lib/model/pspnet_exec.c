@@ -109,19 +109,6 @@ static void copy_value(pk_ctx *c, float *dst, const float *src, const pk_value *
     pk_concat_forward(c, dst, xs, cs, 1, pixels_of(v));
 }
 
-/* The ReLU node that can be fused into node i (a BN or residual add whose
- * output only that ReLU reads, and which comes right after it), or NULL.
- * Nothing reads the pre-ReLU value later: BN's backward reads its input and
- * saved statistics, ReLU's its own output, the add's nothing. */
-static const pk_node *fusable_relu(const pk_plan *p, int i)
-{
-    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
-    if ((nd->kind != PK_N_BN && nd->kind != PK_N_ADD) || !next || next->kind != PK_N_RELU ||
-        next->in[0] != nd->out || p->vals[nd->out].nuse != 1 ||
-        p->vals[nd->out].ext != PK_EXT_NONE)
-        return NULL;
-    return next;
-}
 
 /* *packed: set when the node wrote the bf16 shadows pack_kept and
  * pack_bn_input would (the BN's training forward writes them as it goes). */
@@ -251,7 +238,7 @@ static int forward_folded(pk_model *m, const pk_plan *p, const pk_node *nd,
 int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err *e)
 {
     for (int i = 0; i < p->nnodes; i++) {
-        const pk_node *nd = &p->nodes[i], *relu = fusable_relu(p, i);
+        const pk_node *nd = &p->nodes[i], *relu = pk_plan_fused_relu(p, i);
         double t0 = m->profile ? pk_prof_now(m) : 0.0;
         if (nd->fold) { /* booked to the convolution */
             int rc = forward_folded(m, p, nd, a, e);
@@ -279,11 +266,11 @@ int pk_exec_forward(pk_model *m, const pk_plan *p, const pk_exec_args *a, pk_err
 }
 
 /* The ReLU node whose backward can be fused into BN node i's (see
- * fusable_relu; the ReLU's input gradient then never materialises), or NULL:
- * on the CPU, and when the ReLU writes that gradient directly. */
+ * pk_plan_fused_relu; the ReLU's input gradient then never materialises),
+ * or NULL: on the CPU, and when the ReLU writes that gradient directly. */
 static const pk_node *fusable_relu_backward(const pk_model *m, const pk_plan *p, int i)
 {
-    const pk_node *relu = fusable_relu(p, i);
+    const pk_node *relu = pk_plan_fused_relu(p, i);
     if (!relu || p->nodes[i].kind != PK_N_BN || relu->gacc[0] ||
         pk_ctx_device(m->ctx) != PK_DEV_CPU)
         return NULL;

@@ -174,6 +174,9 @@ int pk_plan_node(pk_plan *p, int kind, int group, pk_err *e);
 int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int upsample,
                   int with_aux, pk_err *e);
 void pk_plan_free(pk_plan *p);
+/* The ReLU node after node i that runs fused into it (a BN or residual add
+ * whose output only that ReLU reads), or NULL. */
+const pk_node *pk_plan_fused_relu(const pk_plan *p, int i);
 /* Makes the arena at least as large as the plan needs. */
 int pk_model_reserve_arena(pk_model *m, const pk_plan *p, pk_err *e);
 

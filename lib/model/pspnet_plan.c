@@ -96,6 +96,20 @@ static int place(pk_plan *p, int v, int share, int def, pk_err *e)
     return 0;
 }
 
+/* The ReLU node that pspnet_exec.c runs fused into node i (a BN or residual add whose
+ * output only that ReLU reads, and which comes right after it), or NULL.
+ * Nothing reads the pre-ReLU value later: BN's backward reads its input and
+ * saved statistics, ReLU's its own output, the add's nothing. */
+const pk_node *pk_plan_fused_relu(const pk_plan *p, int i)
+{
+    const pk_node *nd = &p->nodes[i], *next = i + 1 < p->nnodes ? &p->nodes[i + 1] : NULL;
+    if ((nd->kind != PK_N_BN && nd->kind != PK_N_ADD) || !next || next->kind != PK_N_RELU ||
+        next->in[0] != nd->out || p->vals[nd->out].nuse != 1 ||
+        p->vals[nd->out].ext != PK_EXT_NONE)
+        return NULL;
+    return next;
+}
+
 static int inplace_fwd(const pk_plan *p, const pk_node *nd)
 {
     if (nd->kind != PK_N_RELU && nd->kind != PK_N_ADD)
@@ -295,7 +309,7 @@ static int place_forward(pk_plan *p, int F, pk_err *e)
             return -1;
         /* a ReLU that runs fused into the BN or add before it (pspnet_exec.c)
          * packs its shadow at that node's step */
-        int born = nd->kind == PK_N_RELU && i > 0 ? i - 1 : i;
+        int born = i > 0 && pk_plan_fused_relu(p, i - 1) == nd ? i - 1 : i;
         if (p->vals[out].shadow >= 0 && place(p, p->vals[out].shadow, -1, born, e) < 0)
             return -1;
         if ((nd->save0 >= 0 && place(p, nd->save0, -1, i, e) < 0) ||
