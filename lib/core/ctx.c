@@ -193,9 +193,15 @@ void pk_dev_zero(pk_ctx *c, void *p, size_t bytes)
         return;
     }
 #endif
-    (void)c;
-    if (bytes)
-        memset(p, 0, bytes);
+    /* large buffers (the whole gradient before each backward) over the
+     * threads: one thread's memset is well below the memory's bandwidth */
+    size_t chunk = (size_t)1 << 22;
+    long n = (long)((bytes + chunk - 1) / chunk);
+#pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > 1)
+    for (long i = 0; i < n; i++) {
+        size_t at = (size_t)i * chunk;
+        memset((char *)p + at, 0, bytes - at < chunk ? bytes - at : chunk);
+    }
 }
 
 /* Upload and download: on the CPU one copy (none in place). */
