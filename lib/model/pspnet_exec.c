@@ -109,7 +109,6 @@ static void copy_value(pk_ctx *c, float *dst, const float *src, const pk_value *
     pk_concat_forward(c, dst, xs, cs, 1, pixels_of(v));
 }
 
-
 /* *packed: set when the node wrote the bf16 shadows pack_kept and
  * pack_bn_input would (the BN's training forward writes them as it goes). */
 static int forward_node(pk_model *m, const pk_plan *p, const pk_node *nd,

@@ -48,6 +48,7 @@ int pk_plan_node(pk_plan *p, int kind, int group, pk_err *e)
     nd += p->nnodes;
     memset(nd, 0, sizeof *nd);
     nd->kind = kind;
+    nd->fold_res = nd->fold_out = -1;
     nd->group = group;
     nd->layer = -1;
     nd->out = -1;

@@ -205,7 +205,6 @@ static void mark_folds(const pk_model *m, pk_plan *p, int F)
 {
     for (int i = 0; i + 1 < F; i++) {
         pk_node *nd = &p->nodes[i];
-        nd->fold_res = nd->fold_out = -1;
         const pk_node *bn = &p->nodes[i + 1];
         if (nd->kind != PK_N_CONV || m->layers[nd->layer].b >= 0 || bn->kind != PK_N_BN ||
             !only_input_of(p, nd->out, bn))
