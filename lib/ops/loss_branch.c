@@ -45,6 +45,10 @@ void pk_branch_loss(pk_ctx *c, float *dfull, float *full, const pk_branch_loss_a
         return;
     }
     int K = a->K, h = a->h, w = a->w, h8 = a->h8, w8 = a->w8;
+    if (K > PK_LOSS_KMAX) { /* pk_model_create's bound; as the separate ops, a NaN */
+        *ce = *distill = NAN;
+        return;
+    }
     long P = (long)a->n * h * w, nce = 0;
     for (long p = 0; p < P; p++)
         nce += pk_ce_valid(a->labels[p], K, a->ignore);
