@@ -25,6 +25,12 @@ int pk_check_grad(const char *what, pk_scalar_fn f, void *user, float *x, const 
 /* Fill with a deterministic uniform [-a, a] sequence from seed. */
 void pk_test_fill(float *x, size_t n, unsigned long long seed, float a);
 
+/* The bf16 precision's convolutions against fp32 (normalised max error):
+ * direct kernels, and Winograd with bf16 products (test_bf16 derives both;
+ * test_conv_fused holds the folded forwards to them too). */
+#define BF16_CONV_TOL 1e-2
+#define BF16_WINO_TOL 3e-2
+
 #define PK_CHECK(failures, cond, ...)                                                   \
     do {                                                                               \
         if (!(cond)) {                                                                 \

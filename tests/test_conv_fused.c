@@ -28,8 +28,6 @@
 #include "support_model.h"
 
 #define FUSED_F32_TOL 1e-5
-#define BF16_CONV_TOL 1e-2
-#define BF16_WINO_TOL 3e-2
 #define FUSED_MODEL_TOL 3e-2
 #define K 21
 

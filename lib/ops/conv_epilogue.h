@@ -11,9 +11,8 @@
 #include <stddef.h>
 #include <string.h>
 
-/* Channel c0 + q of the pixel whose channel 0 lies at offset `at` of y (and
- * of ep->res), for q < nc: y = ep(src[q]) in y's type (ep->y_bf16). ep->res
- * may be y itself. */
+/* pk_epilogue_row on at most PK_EPILOGUE_CHUNK channels (a stack array's
+ * worth; the phase merge hands over whole pixels of up to 2048). */
 #define PK_EPILOGUE_CHUNK 64
 
 static inline void pk_epilogue_chunk(void *y, size_t at, const float *src,

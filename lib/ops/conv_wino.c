@@ -294,11 +294,11 @@ static void output_transform(const pk_ctx *c, void *y, const float *M, const flo
             for (int k = 0; k < TO && x0 + k < t->w; k++) {
                 const float *ov = o + (i * TO + k) * CB;
                 size_t at = (((size_t)n * t->h + y0 + i) * t->w + x0 + k) * ch;
-                float *dst = (float *)y + at + c0;
                 if (ep) {
                     pk_epilogue_row(y, at, ov, ep, c0, nc);
                     continue;
                 }
+                float *dst = (float *)y + at + c0;
 #pragma omp simd
                 for (int q = 0; q < nc; q++)
                     dst[q] = ov[q] + (b ? b[c0 + q] : 0.0f);

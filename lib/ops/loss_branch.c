@@ -82,8 +82,8 @@ void pk_branch_loss(pk_ctx *c, float *dfull, float *full, const pk_branch_loss_a
             const float *q10 = x1 + (long)lw.i0 * K, *q11 = x1 + (long)lw.i1 * K;
             float z[PK_LOSS_KMAX], g[PK_LOSS_KMAX];
 #pragma omp simd
-            for (int k = 0; k < K; k++) { /* pk_resize_forward's formula */
-                z[k] = h0 * (w0 * q00[k] + w1 * q01[k]) + h1 * (w0 * q10[k] + w1 * q11[k]);
+            for (int k = 0; k < K; k++) {
+                z[k] = pk_bilerp(h0, h1, w0, w1, q00[k], q01[k], q10[k], q11[k]);
                 g[k] = 0.0f;
             }
             if (pk_ce_valid(a->labels[p], K, a->ignore))

@@ -66,7 +66,7 @@ typedef struct pk_conv_epilogue {
     const float *scale, *shift; /* [co] */
     const void *res;            /* float, or uint16_t bf16 when res_bf16 */
     int relu;
-    int res_bf16, y_bf16;       /* y written in bf16 (the bf16 precision) */
+    int res_bf16, y_bf16;       /* res read, y written in bf16 (the bf16 precision) */
 } pk_conv_epilogue;
 /* The forward with ep folded in, as pk_conv2d_forward_xq (d->bias must be
  * 0; y is a float or, with ep->y_bf16, a uint16_t tensor; x may be NULL

@@ -28,7 +28,7 @@ void pk_resize_forward(pk_ctx *c, float *y, const float *x, int n, int h, int w,
             const float *cc = x1 + (long)lw.i0 * ch, *d = x1 + (long)lw.i1 * ch;
             float *yp = yr + (long)ow * ch;
             for (int k = 0; k < ch; k++)
-                yp[k] = h0 * (w0 * a[k] + w1 * bb[k]) + h1 * (w0 * cc[k] + w1 * d[k]);
+                yp[k] = pk_bilerp(h0, h1, w0, w1, a[k], bb[k], cc[k], d[k]);
         }
     }
 }

@@ -19,4 +19,13 @@ static inline pk_lerp1d pk_lerp_at(int dst, int in, int out)
     return r;
 }
 
+/* The bilinear value from the four neighbours a (i0, j0), b (i0, j1),
+ * c (i1, j0), d (i1, j1) with row weights h0, h1 and column weights w0, w1,
+ * in pk_resize_forward's order (the loss step must match it bit for bit). */
+static inline float pk_bilerp(float h0, float h1, float w0, float w1, float a, float b, float c,
+                              float d)
+{
+    return h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d);
+}
+
 #endif
