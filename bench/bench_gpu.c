@@ -16,7 +16,10 @@
  * max_memory_allocated) and the device's used memory (cudaMemGetInfo: the
  * CUDA context and cuDNN's own buffers too). Without CUDA or a GPU it says
  * so and exits 0. Options: --no-tf32, --warmup N, --iters N, --only NAME,
- * --profile (per-layer times, with a device sync per layer). */
+ * --profile (per-layer times, with a device sync per layer), --precision
+ * fp32|bf16|both (default both: the fp32 cases, then the same in the bf16
+ * precision as NAME_bf16, with their fraction of the dense bf16 peak, H100 /
+ * H200 SXM 989.4 TFLOP/s, A100 312). */
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +38,7 @@
 
 typedef struct opts {
     int warmup, iters, tf32, profile;
+    int fp32, bf16; /* which precisions run */
     const char *only;
 } opts;
 
@@ -54,7 +58,8 @@ static const bench_case cases[] = {
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 #define CLASSES 21
 
-/* Dense TF32 tensor-core peak in FLOP/s by device name; 0 when unknown. */
+/* Dense TF32 tensor-core peak in FLOP/s by device name (bf16's is twice
+ * that); 0 when unknown. */
 static double tf32_peak(const char *name)
 {
     if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "GH200"))
@@ -141,13 +146,19 @@ static int one_iter(pk_model *m, const bench_case *bc, const inputs *in, const p
 
 /* Each case gets its own context, so the workspace and the memory counters
  * are its own. */
-static int run_case(const bench_case *bc, const opts *o, double peak_flops)
+static int run_case(const bench_case *bc0, const opts *o, int bf16, double peak_flops)
 {
     pk_err e = {0};
     pk_ctx *c = NULL;
-    pk_ctx_opts co = {.device = PK_DEV_CUDA, .device_index = 0, .tf32 = o->tf32};
+    pk_ctx_opts co = {.device = PK_DEV_CUDA, .device_index = 0, .tf32 = o->tf32,
+                      .precision = bf16 ? PK_PREC_BF16 : PK_PREC_FP32};
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", bc0->name, bf16 ? "_bf16" : "");
+    bench_case named = *bc0;
+    named.name = name;
+    const bench_case *bc = &named;
     if (pk_ctx_create(&c, &co, &e)) {
-        fprintf(stderr, "bench_gpu: %s\n", e.msg);
+        fprintf(stderr, "bench_gpu: %s: %s\n", name, e.msg);
         return 1;
     }
     pk_model *m = NULL;
@@ -204,8 +215,8 @@ static int run_case(const bench_case *bc, const opts *o, double peak_flops)
     printf("%s %.2f img/s\n", bc->name, bc->n / med);
     printf("%s_gflops %.0f GFLOP/s\n", bc->name, flops / med * 1e-9);
     if (peak_flops > 0)
-        printf("%s_tf32_peak_frac %.3f of dense TF32 peak\n", bc->name,
-               flops / med / peak_flops);
+        printf("%s_%s_peak_frac %.3f of dense %s peak\n", bc->name, bf16 ? "bf16" : "tf32",
+               flops / med / peak_flops, bf16 ? "bf16" : "TF32");
     printf("%s_peak_alloc %.0f MiB\n", bc->name, peak / 1048576.0);
     if (free_min != (size_t)-1)
         printf("%s_device_used %.0f MiB\n", bc->name, (double)(total - free_min) / 1048576.0);
@@ -232,28 +243,38 @@ done:
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_gpu [--no-tf32] [--profile] [--warmup N] [--iters N] "
-               "[--only NAME[,NAME]]\n"
+               "[--only NAME[,NAME]] [--precision fp32|bf16|both]\n"
                "  cases: r18_train_b8_473 r18_train_b16_473 r50_infer_b8_473\n");
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {.warmup = 3, .iters = 10, .tf32 = 1};
+    opts o = {.warmup = 3, .iters = 10, .tf32 = 1, .fp32 = 1, .bf16 = 1};
     static const struct option lo[] = {{"no-tf32", no_argument, 0, 'n'},
                                        {"profile", no_argument, 0, 'p'},
                                        {"warmup", required_argument, 0, 'w'},
                                        {"iters", required_argument, 0, 'i'},
                                        {"only", required_argument, 0, 'o'},
+                                       {"precision", required_argument, 0, 'P'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "npw:i:o:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "npw:i:o:P:h", lo, NULL)) != -1) {
         switch (ch) {
         case 'n': o.tf32 = 0; break;
         case 'p': o.profile = 1; break;
         case 'w': o.warmup = atoi(optarg); break;
         case 'i': o.iters = atoi(optarg); break;
         case 'o': o.only = optarg; break;
+        case 'P':
+            o.fp32 = !strcmp(optarg, "fp32") || !strcmp(optarg, "both");
+            o.bf16 = !strcmp(optarg, "bf16") || !strcmp(optarg, "both");
+            if (!o.fp32 && !o.bf16) {
+                fprintf(stderr, "bench_gpu: --precision %s: takes fp32, bf16 or both\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -271,14 +292,26 @@ int main(int argc, char **argv)
         return 0;
     }
     struct cudaDeviceProp prop;
+    memset(&prop, 0, sizeof prop);
     const char *name = cudaGetDeviceProperties(&prop, 0) == cudaSuccess ? prop.name : "?";
     double peak = tf32_peak(name);
     printf("# bench_gpu: %s, TF32 %s, %d warm-up + %d timed steps per case\n", name,
            o.tf32 ? "on" : "off", o.warmup, o.iters);
     int fail = 0;
-    for (int i = 0; i < NCASES; i++)
-        if (!o.only || strstr(o.only, cases[i].name))
-            fail |= run_case(&cases[i], &o, o.tf32 ? peak : 0.0);
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        if (!(bf16 ? o.bf16 : o.fp32))
+            continue;
+        if (bf16 && prop.major < 8) {
+            printf("bench_gpu: bf16 cases skipped: %s is compute capability %d.%d (8.0 "
+                   "needed)\n",
+                   name, prop.major, prop.minor);
+            break;
+        }
+        for (int i = 0; i < NCASES; i++)
+            if (!o.only || strstr(o.only, cases[i].name))
+                fail |= run_case(&cases[i], &o, bf16,
+                                 bf16 ? 2.0 * peak : o.tf32 ? peak : 0.0);
+    }
     return fail;
 #endif
 }

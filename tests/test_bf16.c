@@ -39,8 +39,6 @@
 #include "support.h"
 #include "support_model.h"
 
-#define BF16_LOSS_TOL 1e-2
-#define BF16_COS_MIN 0.99
 #define BF16_ARENA_MAX 0.75
 #define K 21
 

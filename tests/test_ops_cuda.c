@@ -9,6 +9,14 @@
  * checked like the others. Then full ResNet18 and ResNet50 PSPNet train
  * steps (KD losses, dropout, BN running stats, SGD) CPU vs GPU.
  *
+ * A third pass runs the GPU in the bf16 precision against the same fp32
+ * CPU: the fp32 <-> bf16 conversions bit for bit against the CPU's; every
+ * convolution case (cuDNN and cuBLAS engines) within BF16_CONV_TOL (the
+ * operands and cuDNN's result rounded to bf16, fp32 accumulation); and an
+ * R18 and an R50 forward-backward on the kink-free formula weights, as
+ * test_bf16 checks the CPU's bf16: loss within BF16_LOSS_TOL relative,
+ * gradient cosine >= BF16_COS_MIN.
+ *
  * The CPU side runs the direct convolution algorithm (PyTorch's; Winograd
  * has its own checks in test_conv and test_model_parity): at these small
  * steps the R50 gradients magnify a convolution's rounding a thousandfold
@@ -44,7 +52,7 @@ int main(void)
 
 typedef struct harness {
     pk_ctx *cpu, *gpu;
-    const char *tag; /* "tf32" or "fp32" */
+    const char *tag; /* "tf32", "fp32" or "bf16" */
     double tol;      /* convolutions */
     int fails;
     void *bufs[MAX_BUFS]; /* device buffers of the current case */
@@ -705,8 +713,109 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
     free_step_inputs(&in);
 }
 
+/* ---- the bf16 precision ------------------------------------------------------- */
+/* pk_f32_to_bf16 / pk_f32_from_bf16 on the GPU against the CPU, bit for
+ * bit: ties both ways, overflow to infinity, subnormals, NaN payloads. */
+static void test_bf16_round(harness *H)
+{
+    const size_t n = 100003;
+    float *x = rand_host(n, 41, 3.0f);
+    const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x00000001u, 0x807fffffu,
+                                0x7fc00001u, 0xff800000u, 0x7f800001u, 0x80000000u};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        memcpy(&x[i * 997], &special[i], 4);
+    uint16_t *q = pk_test_xmalloc(n * 2);
+    float *back = pk_test_xmalloc(n * 4);
+    pk_f32_to_bf16(H->cpu, q, x, n);
+    pk_f32_from_bf16(H->cpu, back, q, n);
+    float *gx = up(H, x, n), *gback = poisoned(H, n);
+    uint16_t *gq = dev_bytes(H, n * 2);
+    pk_f32_to_bf16(H->gpu, gq, gx, n);
+    check_exact(H, "fp32 -> bf16", gq, q, n * 2);
+    pk_f32_from_bf16(H->gpu, gback, gq, n);
+    check_exact(H, "bf16 -> fp32", gback, back, n * 4);
+    free_case(H);
+    free(x), free(q), free(back);
+}
+
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* One forward-backward of arch, CPU fp32 against GPU bf16, from the same
+ * kink-free formula weights and batch (test_bf16's train_step_check). */
+static void bf16_step_case(harness *H, pk_arch arch)
+{
+    const int K = 21;
+    pk_model_cfg cfg = {arch, arch == PK_ARCH_R50 ? PK_STEM_DEEP : PK_STEM_7X7, K, 0.1f};
+    pk_test_batch d = pk_test_batch_make(2, 65, 65, K, PK_TEST_STREAM_IMAGE);
+    size_t pix = (size_t)d.n * d.h * d.w;
+    pk_batch bc = pk_test_batch_view(&d);
+    pk_batch bg = {d.n,
+                   d.h,
+                   d.w,
+                   up(H, d.image, pix * 3),
+                   up_bytes(H, d.label, pix),
+                   up_bytes(H, d.valid, pix),
+                   up(H, d.tmain, pix * K),
+                   up(H, d.taux, pix * K)};
+    pk_train_cfg t = pk_test_kd_cfg(0.7f, PK_AUXKD_SMOOTHL1);
+    pk_model *m[2] = {NULL, NULL};
+    pk_losses l[2];
+    float *g[2] = {NULL, NULL};
+    size_t np = 0;
+    const char *an = pk_arch_name(arch);
+    int ok = 1;
+    for (int k = 0; k < 2 && ok; k++) {
+        pk_err e = {0};
+        ok = pk_model_create(&m[k], k ? H->gpu : H->cpu, &cfg, &e) == PK_OK &&
+             pk_test_model_fill(m[k], 1) == 0 &&
+             pk_model_forward_backward(m[k], k ? &bg : &bc, &t, 0, &l[k], &e) == PK_OK;
+        if (!ok) {
+            printf("  FAIL [%s] %s forward-backward (%s): %s\n", H->tag, an, k ? "GPU" : "CPU",
+                   e.msg);
+            H->fails++;
+            break;
+        }
+        np = pk_model_num_params(m[k]);
+        g[k] = pk_test_xmalloc(np * sizeof(float));
+        pk_dev_download(k ? H->gpu : H->cpu, g[k], pk_model_grads(m[k]), np * sizeof(float));
+    }
+    if (ok) {
+        double rel = fabs(l[1].total - l[0].total) / fabs(l[0].total);
+        double cosv = dot(g[0], g[1], np) / sqrt(dot(g[0], g[0], np) * dot(g[1], g[1], np));
+        int bad = !(rel <= BF16_LOSS_TOL) || !(cosv >= BF16_COS_MIN);
+        printf("  %s [%s] %s forward-backward 2x65x65, GPU bf16 vs CPU fp32: loss %.6f vs "
+               "%.6f (rel. %.2e, tol %g), gradient cosine %.6f (min %g)\n",
+               bad ? "FAIL" : "ok  ", H->tag, an, l[1].total, l[0].total, rel, BF16_LOSS_TOL,
+               cosv, BF16_COS_MIN);
+        H->fails += bad;
+    }
+    check_status(H, "bf16 forward-backward");
+    pk_model_destroy(m[0]);
+    pk_model_destroy(m[1]);
+    free(g[0]);
+    free(g[1]);
+    free_case(H);
+    pk_test_batch_free(&d);
+}
+
 static void run_all(harness *H, int full)
 {
+    if (!strcmp(H->tag, "bf16")) {
+        printf("test_ops_cuda: bf16 precision on the GPU against fp32 on the CPU, "
+               "convolution tolerance %.0e\n",
+               H->tol);
+        test_bf16_round(H);
+        test_conv(H);
+        bf16_step_case(H, PK_ARCH_R18);
+        bf16_step_case(H, PK_ARCH_R50);
+        return;
+    }
     printf("test_ops_cuda: TF32 %s, convolution tolerance %.0e\n",
            strcmp(H->tag, "tf32") ? "off" : "on", H->tol);
     test_conv(H);
@@ -732,14 +841,25 @@ int main(void)
         return 0;
     }
     int fails = 0;
-    for (int tf32 = 0; tf32 < 2; tf32++) {
-        harness H = {.tag = tf32 ? "tf32" : "fp32", .tol = tf32 ? 3e-3 : 1e-3};
+    for (int pass = 0; pass < 3; pass++) { /* fp32, TF32, bf16 */
+        int tf32 = pass == 1, bf16 = pass == 2;
+        harness H = {.tag = bf16 ? "bf16" : tf32 ? "tf32" : "fp32",
+                     .tol = bf16 ? BF16_CONV_TOL : tf32 ? 3e-3 : 1e-3};
         pk_err e = {0};
         pk_ctx_opts oc = {.device = PK_DEV_CPU, .conv_algo = PK_CONV_DIRECT};
-        pk_ctx_opts og = {.device = PK_DEV_CUDA, .device_index = 0, .tf32 = tf32};
-        if (pk_ctx_create(&H.cpu, &oc, &e) || pk_ctx_create(&H.gpu, &og, &e))
+        pk_ctx_opts og = {.device = PK_DEV_CUDA, .device_index = 0, .tf32 = tf32,
+                          .precision = bf16 ? PK_PREC_BF16 : PK_PREC_FP32};
+        if (pk_ctx_create(&H.cpu, &oc, &e))
             die(e.msg);
-        run_all(&H, !tf32);
+        int rc = pk_ctx_create(&H.gpu, &og, &e);
+        if (rc == PK_EBACKEND && bf16) { /* a GPU before Ampere */
+            printf("test_ops_cuda: bf16 pass skipped: %s\n", e.msg);
+            pk_ctx_destroy(H.cpu);
+            break;
+        }
+        if (rc != PK_OK)
+            die(e.msg);
+        run_all(&H, !tf32 && !bf16);
         size_t now = 0, peak = 0;
         pk_cuda_mem_stats(H.gpu, &now, &peak);
         printf("  [%s] device memory: %.1f MiB still held (the workspace), peak %.1f MiB\n",

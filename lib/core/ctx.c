@@ -83,8 +83,6 @@ int pk_ctx_create(pk_ctx **out, const pk_ctx_opts *opts, pk_err *e)
         return pk_fail(e, PK_EINVAL, "context: unknown convolution algorithm %d", o.conv_algo);
     if (o.precision != PK_PREC_FP32 && o.precision != PK_PREC_BF16)
         return pk_fail(e, PK_EINVAL, "context: unknown precision %d", o.precision);
-    if (o.precision == PK_PREC_BF16 && o.device == PK_DEV_CUDA)
-        return pk_fail(e, PK_EINVAL, "context: bf16 precision is not yet available on CUDA");
     if (o.threads < 0)
         return pk_fail(e, PK_EINVAL, "context: thread count %d is negative", o.threads);
     pk_ctx *c = calloc(1, sizeof *c);

@@ -12,7 +12,7 @@
  *  3. every storage gets a live interval on a timeline (forward node i at
  *     time i, the losses at F, the backward of node i at 2F - i) and a
  *     first-fit offset among the storages it overlaps, largest first.
- * In the bf16 precision's training, each activation the backward reads (a
+ * In the bf16 precision's training on the CPU, each activation the backward reads (a
  * convolution's or BN's input, a ReLU's output) is kept in bf16: packed
  * into a half-size shadow right after the forward computes it, so its fp32
  * storage ends with its last forward reader, and unpacked into fp32 again
@@ -23,7 +23,9 @@
  * normalises x again with the fp32 statistics, and with x itself rounded
  * a channel whose spread is small next to its mean (the PPM's 1x1 bin
  * over a small batch) lost all of x - mean; the train step's gradient
- * cosine against fp32 fell to 0.01.
+ * cosine against fp32 fell to 0.01. (On CUDA the bf16 precision changes
+ * only the convolutions, which round their operands themselves: no
+ * shadows, no folds.)
  * In the bf16 precision's inference (on the CPU), each convolution
  * followed by its BN folds the BN into its forward, with the ReLU or the
  * residual add and ReLU after it (pk_conv2d_forward_fused): the BN, add and
@@ -486,12 +488,14 @@ int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int u
             p->vals[p->nodes[i].in[j]].nuse++;
     if (train)
         mark_backward_needs(p, F);
-    if (train && pk_ctx_precision(m->ctx) == PK_PREC_BF16 && add_shadows(p, F, e) < 0) {
+    /* bf16 shadows and folds are the CPU's: on CUDA the bf16 precision
+     * changes the convolutions alone (conv_cuda.cu) */
+    int cpu_bf16 = pk_ctx_precision(m->ctx) == PK_PREC_BF16 && pk_ctx_device(m->ctx) == PK_DEV_CPU;
+    if (train && cpu_bf16 && add_shadows(p, F, e) < 0) {
         pk_plan_free(p);
         return e->code;
     }
-    int fold = !train && pk_ctx_precision(m->ctx) == PK_PREC_BF16 &&
-               pk_ctx_device(m->ctx) == PK_DEV_CPU;
+    int fold = !train && cpu_bf16;
     if (fold) {
         mark_folds(m, p, F);
         mark_halves(m, p, F);

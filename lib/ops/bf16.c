@@ -1,8 +1,10 @@
 /* fp32 <-> bf16 conversion of activations for the bf16 precision (the
  * convolutions' inputs, conv.c; the activations kept for the backward,
  * pspnet_exec.c), element by element as core/half.h rounds, over the
- * threads. bf16 -> fp32 is exact. */
+ * threads. bf16 -> fp32 is exact. The plain pair has a CUDA twin
+ * (bf16_cuda.cu); the centred pair serves the CPU's kept activations only. */
 #include "ops/ops.h"
+#include "ops/ops_cuda.h"
 
 #include <string.h>
 #include "core/half.h"
@@ -11,6 +13,7 @@
 
 void pk_f32_to_bf16(pk_ctx *c, uint16_t *dst, const float *src, size_t n)
 {
+    PK_ON_CUDA(c, pk_cuda_f32_to_bf16(c, dst, src, n));
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_BF16_PAR_MIN)
     for (long i = 0; i < len; i++)
@@ -19,6 +22,7 @@ void pk_f32_to_bf16(pk_ctx *c, uint16_t *dst, const float *src, size_t n)
 
 void pk_f32_from_bf16(pk_ctx *c, float *dst, const uint16_t *src, size_t n)
 {
+    PK_ON_CUDA(c, pk_cuda_f32_from_bf16(c, dst, src, n));
     long len = (long)n;
 #pragma omp parallel for num_threads(pk_ctx_threads(c)) schedule(static) if (n > PK_BF16_PAR_MIN)
     for (long i = 0; i < len; i++)

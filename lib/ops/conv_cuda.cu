@@ -12,7 +12,15 @@
  * Math: TF32 allowed (cuDNN's default math, cuBLAS's TF32 mode) or strict
  * FP32 (CUDNN_FMA_MATH, cuBLAS's default math), per pk_ctx_opts.tf32.
  * Parameter gradients accumulate: cuDNN's beta = 1, cuBLAS's beta = 1, and
- * an own deterministic kernel for the bias. */
+ * an own deterministic kernel for the bias.
+ *
+ * The bf16 precision (PyTorch autocast's split on a GPU): each direction
+ * runs on bf16 copies of its two operands (x, w, dy rounded in the
+ * context's half scratch) with fp32 accumulation. cuBLAS writes the fp32
+ * result itself (cublasGemmEx, bf16 in, fp32 out, beta 1 for the weight
+ * gradient); cuDNN's legacy API wants the result in bf16 too, so it is
+ * widened into the fp32 tensor (added, for the weight gradient). The bias
+ * and everything outside the convolutions stay fp32. */
 #include "ops/cuda_common.cuh"
 
 #include <stdlib.h>
@@ -22,7 +30,7 @@
 
 /* Cache key: all ints, so no padding bytes take part in the comparison. */
 struct conv_key {
-    int tag, force;
+    int tag, force, bf16;
     int n, h, w, ci, co, k, stride, pad, dil, ho, wo;
 };
 #define CONV_CUDA_KEY_TAG 0x63756463 /* "cudc": distinct from the CPU's keys */
@@ -70,8 +78,9 @@ static int get_plan(pk_ctx *c, const pk_conv_desc *d, pk_cuda_ctx **csp, conv_pl
     pk_cuda_ctx *cs = *csp = pk_cuda_enter(c);
     if (!cs)
         return pk_fail(e, PK_EINVAL, "conv: not a CUDA context");
-    conv_key key = {CONV_CUDA_KEY_TAG, cs->conv_engine, d->n,   d->h,  d->w, d->ci, d->co, d->k,
-                    d->stride,         d->pad,          d->dil, d->ho, d->wo};
+    conv_key key = {CONV_CUDA_KEY_TAG, cs->conv_engine, cs->bf16, d->n,  d->h,
+                    d->w,              d->ci,           d->co,    d->k,  d->stride,
+                    d->pad,            d->dil,          d->ho,    d->wo};
     conv_plan *p = (conv_plan *)pk_ctx_cache_find(c, &key, sizeof key);
     if (p) {
         *out = p;
@@ -80,16 +89,18 @@ static int get_plan(pk_ctx *c, const pk_conv_desc *d, pk_cuda_ctx **csp, conv_pl
     p = (conv_plan *)calloc(1, sizeof *p);
     if (!p)
         return pk_fail(e, PK_ENOMEM, "conv: out of memory");
-    cudnnMathType_t math = cs->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    /* bf16 tensors always may use tensor cores (fp32 accumulation all the same) */
+    cudnnMathType_t math = cs->tf32 || cs->bf16 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    cudnnDataType_t dt = cs->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     bool ok = PK_CU(cs, cudnnCreateTensorDescriptor(&p->xd)) &&
               PK_CU(cs, cudnnCreateTensorDescriptor(&p->yd)) &&
               PK_CU(cs, cudnnCreateFilterDescriptor(&p->wd)) &&
-              PK_CU(cs, cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
-                                                   d->n, d->ci, d->h, d->w)) &&
-              PK_CU(cs, cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
-                                                   d->n, d->co, d->ho, d->wo)) &&
-              PK_CU(cs, cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
-                                                   d->co, d->ci, d->k, d->k));
+              PK_CU(cs, cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NHWC, dt, d->n, d->ci,
+                                                   d->h, d->w)) &&
+              PK_CU(cs, cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NHWC, dt, d->n, d->co,
+                                                   d->ho, d->wo)) &&
+              PK_CU(cs, cudnnSetFilter4dDescriptor(p->wd, dt, CUDNN_TENSOR_NHWC, d->co, d->ci,
+                                                   d->k, d->k));
     for (int i = 0; ok && i < 3; i++)
         ok = PK_CU(cs, cudnnCreateConvolutionDescriptor(&p->cd[i])) &&
              PK_CU(cs, cudnnSetConvolution2dDescriptor(
@@ -120,29 +131,45 @@ static int get_plan(pk_ctx *c, const pk_conv_desc *d, pk_cuda_ctx **csp, conv_pl
 }
 
 /* ---- the 1x1 GEMM path (cuBLAS, column-major views of row-major data) ---- */
-/* y[P,co] = x[P,ci] W[co,ci]^T; dx[P,ci] = dy[P,co] W; dw[co,ci] += dy^T x. */
+/* One column-major product out[m,n] = op(A)[m,k] op(B)[k,n] + beta out:
+ * sgemm, or in the bf16 precision GemmEx on bf16 A and B with an fp32 out
+ * and fp32 accumulation. */
+static bool gemm_call(pk_cuda_ctx *cs, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                      int k, const void *A, int lda, const void *B, int ldb, float beta,
+                      float *out, int ldo)
+{
+    const float one = 1.0f;
+    if (!cs->bf16)
+        return PK_CU(cs, cs->blas.sgemm(cs->cublas, ta, tb, m, n, k, &one, (const float *)A,
+                                        lda, (const float *)B, ldb, &beta, out, ldo));
+    return PK_CU(cs, cs->blas.gemm_ex(cs->cublas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B,
+                                      CUDA_R_16BF, ldb, &beta, out, CUDA_R_32F, ldo,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+/* y[P,co] = x[P,ci] W[co,ci]^T; dx[P,ci] = dy[P,co] W; dw[co,ci] += dy^T x.
+ * a and b are float, or bf16 in the bf16 precision; out is float. */
 static bool gemm_run(pk_cuda_ctx *cs, int dir, const pk_conv_desc *d, float *out,
-                     const float *a, const float *b, float beta)
+                     const void *a, const void *b, float beta)
 {
     int P = d->n * d->h * d->w;
-    const float one = 1.0f;
     switch (dir) {
     case DIR_FWD: /* out = y, a = x, b = w */
-        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_T, CUBLAS_OP_N, d->co, P, d->ci,
-                                        &one, b, d->ci, a, d->ci, &beta, out, d->co));
+        return gemm_call(cs, CUBLAS_OP_T, CUBLAS_OP_N, d->co, P, d->ci, b, d->ci, a, d->ci, beta,
+                         out, d->co);
     case DIR_DATA: /* out = dx, a = dy, b = w */
-        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_N, d->ci, P, d->co,
-                                        &one, b, d->ci, a, d->co, &beta, out, d->ci));
+        return gemm_call(cs, CUBLAS_OP_N, CUBLAS_OP_N, d->ci, P, d->co, b, d->ci, a, d->co, beta,
+                         out, d->ci);
     default: /* DIR_FILTER: out = dw, a = dy, b = x */
-        return PK_CU(cs, cs->blas.sgemm(cs->cublas, CUBLAS_OP_N, CUBLAS_OP_T, d->ci, d->co, P,
-                                        &one, b, d->ci, a, d->co, &beta, out, d->ci));
+        return gemm_call(cs, CUBLAS_OP_N, CUBLAS_OP_T, d->ci, d->co, P, b, d->ci, a, d->co, beta,
+                         out, d->ci);
     }
 }
 
 /* Milliseconds per call of the GEMM path (median of 3 after a warm-up),
  * or a negative value when it fails. */
 static float gemm_time(pk_cuda_ctx *cs, int dir, const pk_conv_desc *d, float *out,
-                       const float *a, const float *b)
+                       const void *a, const void *b)
 {
     cudaEvent_t t0 = NULL, t1 = NULL;
     float ms[3] = {-1.0f, -1.0f, -1.0f};
@@ -221,10 +248,12 @@ static dnn_choice find_algo(pk_cuda_ctx *cs, size_t ws_size, Find find, Get get,
 
 /* Times cuDNN (and cuBLAS for a GEMM shape) for `dir` on the call's own
  * buffers and records the choice; out, a and b as gemm_run's (out is
- * written). */
+ * written), cuDNN's result going to outq instead where it is not NULL
+ * (the bf16 precision). */
 static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d, float *out,
-                   const float *a, const float *b)
+                   void *outq, const void *a, const void *b)
 {
+    void *dnn_out = outq ? outq : (void *)out;
     size_t free_b = 0, total_b = 0;
     if (!PK_CU(cs, cudaMemGetInfo(&free_b, &total_b)))
         return false;
@@ -243,7 +272,7 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
             cs, ws_size,
             [&](cudnnConvolutionFwdAlgoPerf_t *r, int m, int *n) {
                 return cudnnFindConvolutionForwardAlgorithmEx(h, p->xd, a, p->wd, b, cd, p->yd,
-                                                              out, m, n, r, ws, ws_size);
+                                                              dnn_out, m, n, r, ws, ws_size);
             },
             [&](cudnnConvolutionFwdAlgoPerf_t *r, int m, int *n) {
                 return cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, cd, p->yd, m, n,
@@ -255,7 +284,7 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
             cs, ws_size,
             [&](cudnnConvolutionBwdDataAlgoPerf_t *r, int m, int *n) {
                 return cudnnFindConvolutionBackwardDataAlgorithmEx(
-                    h, p->wd, b, p->yd, a, cd, p->xd, out, m, n, r, ws, ws_size);
+                    h, p->wd, b, p->yd, a, cd, p->xd, dnn_out, m, n, r, ws, ws_size);
             },
             [&](cudnnConvolutionBwdDataAlgoPerf_t *r, int m, int *n) {
                 return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, cd, p->xd, m,
@@ -268,7 +297,7 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
             cs, ws_size,
             [&](cudnnConvolutionBwdFilterAlgoPerf_t *r, int m, int *n) {
                 return cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                    h, p->xd, b, p->yd, a, cd, p->wd, out, m, n, r, ws, ws_size);
+                    h, p->xd, b, p->yd, a, cd, p->wd, dnn_out, m, n, r, ws, ws_size);
             },
             [&](cudnnConvolutionBwdFilterAlgoPerf_t *r, int m, int *n) {
                 return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->xd, p->yd, cd, p->wd,
@@ -293,7 +322,7 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
     /* Without TF32 the descriptor stays strict FP32 whatever cuDNN reports
      * (it labels TF32 kernels with the default math type). */
     bool ok = true;
-    if (cs->tf32)
+    if (cs->tf32 || cs->bf16)
         ok = PK_CU(cs, cudnnSetConvolutionMathType(cd, dc.math));
     p->engine[dir] = ENG_CUDNN;
     p->algo[dir] = dc.algo;
@@ -366,18 +395,28 @@ static bool bias_grad(pk_cuda_ctx *cs, float *db, const float *dy, long P, int c
 /* ---- public ------------------------------------------------------------- */
 static const float kOne = 1.0f, kZero = 0.0f;
 
+/* The element count of dir's result. */
+static size_t out_count(int dir, const pk_conv_desc *d)
+{
+    return dir == DIR_FWD    ? (size_t)d->n * d->ho * d->wo * d->co
+           : dir == DIR_DATA ? (size_t)d->n * d->h * d->w * d->ci
+                             : (size_t)d->co * d->k * d->k * d->ci;
+}
+
 /* Direction dir on the shape's engine, chosen on its first call (timing
  * writes the output, so the accumulating filter gradient is timed on a
- * scratch buffer); out, a and b as gemm_run's, beta 1 accumulates. */
+ * scratch buffer); out, a and b as gemm_run's, beta 1 accumulates. In the
+ * bf16 precision a and b are bf16 and cuDNN writes outq (bf16 scratch of
+ * out's size), widened into out afterwards. */
 static bool conv_dir(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d, float *out,
-                     const float *a, const float *b, float beta)
+                     uint16_t *outq, const void *a, const void *b, float beta)
 {
     if (!p->engine[dir]) {
         float *scratch = NULL;
         if (dir == DIR_FILTER &&
             !PK_CU(cs, cudaMalloc(&scratch, (size_t)d->co * d->k * d->k * d->ci * sizeof(float))))
             return false;
-        bool ok = choose(cs, p, dir, d, scratch ? scratch : out, a, b);
+        bool ok = choose(cs, p, dir, d, scratch ? scratch : out, outq, a, b);
         if (scratch)
             PK_CU(cs, cudaFree(scratch));
         if (!ok)
@@ -389,24 +428,48 @@ static bool conv_dir(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc 
     void *ws = wsb ? pk_cuda_workspace(cs, wsb) : NULL;
     if (wsb && !ws)
         return false;
-    const float *bp = beta != 0.0f ? &kOne : &kZero;
+    /* cuDNN into the bf16 scratch starts from zero; the widening adds */
+    const float *bp = beta != 0.0f && !outq ? &kOne : &kZero;
+    void *dst = outq ? (void *)outq : (void *)out;
     cudnnConvolutionDescriptor_t cd = p->cd[dir];
+    bool ok;
     switch (dir) {
     case DIR_FWD: /* a = x, b = w */
-        return PK_CU(cs, cudnnConvolutionForward(cs->cudnn, &kOne, p->xd, a, p->wd, b, cd,
-                                                 (cudnnConvolutionFwdAlgo_t)p->algo[dir], ws,
-                                                 wsb, bp, p->yd, out));
+        ok = PK_CU(cs, cudnnConvolutionForward(cs->cudnn, &kOne, p->xd, a, p->wd, b, cd,
+                                               (cudnnConvolutionFwdAlgo_t)p->algo[dir], ws, wsb,
+                                               bp, p->yd, dst));
+        break;
     case DIR_DATA: /* a = dy, b = w */
-        return PK_CU(cs, cudnnConvolutionBackwardData(
-                             cs->cudnn, &kOne, p->wd, b, p->yd, a, cd,
-                             (cudnnConvolutionBwdDataAlgo_t)p->algo[dir], ws, wsb, bp, p->xd,
-                             out));
+        ok = PK_CU(cs, cudnnConvolutionBackwardData(
+                           cs->cudnn, &kOne, p->wd, b, p->yd, a, cd,
+                           (cudnnConvolutionBwdDataAlgo_t)p->algo[dir], ws, wsb, bp, p->xd,
+                           dst));
+        break;
     default: /* DIR_FILTER: a = dy, b = x */
-        return PK_CU(cs, cudnnConvolutionBackwardFilter(
-                             cs->cudnn, &kOne, p->xd, b, p->yd, a, cd,
-                             (cudnnConvolutionBwdFilterAlgo_t)p->algo[dir], ws, wsb, bp, p->wd,
-                             out));
+        ok = PK_CU(cs, cudnnConvolutionBackwardFilter(
+                           cs->cudnn, &kOne, p->xd, b, p->yd, a, cd,
+                           (cudnnConvolutionBwdFilterAlgo_t)p->algo[dir], ws, wsb, bp, p->wd,
+                           dst));
+        break;
     }
+    return ok && (!outq || pk_cuda_widen_bf16(cs, out, outq, out_count(dir, d), beta != 0.0f));
+}
+
+/* The bf16 precision's operand copies: k slots of count[i] bf16 values
+ * each (NULL where the count is 0) carved from the half scratch. */
+static bool half_slots(pk_cuda_ctx *cs, uint16_t **slot, const size_t *count, int k)
+{
+    size_t off[4], total = 0;
+    for (int i = 0; i < k; i++) {
+        off[i] = total;
+        total += (count[i] * sizeof(uint16_t) + 255) / 256 * 256;
+    }
+    char *base = (char *)pk_cuda_half_scratch(cs, total);
+    if (!base)
+        return false;
+    for (int i = 0; i < k; i++)
+        slot[i] = count[i] ? (uint16_t *)(base + off[i]) : NULL;
+    return true;
 }
 
 /* The status of an op that ended with ok: the failure kept in the context
@@ -425,7 +488,17 @@ extern "C" int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const
     int rc = get_plan(c, d, &cs, &p, e);
     if (rc != PK_OK)
         return rc;
-    bool ok = conv_dir(cs, p, DIR_FWD, d, y, x, w, 0.0f);
+    bool ok;
+    if (cs->bf16) { /* slots: x, w and cuDNN's result, in bf16 */
+        size_t count[3] = {out_count(DIR_DATA, d), out_count(DIR_FILTER, d),
+                           out_count(DIR_FWD, d)};
+        uint16_t *q[3];
+        ok = half_slots(cs, q, count, 3) && pk_cuda_round_bf16(cs, q[0], x, count[0]) &&
+             pk_cuda_round_bf16(cs, q[1], w, count[1]) &&
+             conv_dir(cs, p, DIR_FWD, d, y, q[2], q[0], q[1], 0.0f);
+    } else {
+        ok = conv_dir(cs, p, DIR_FWD, d, y, NULL, x, w, 0.0f);
+    }
     if (ok && d->bias) {
         long P = (long)d->n * d->ho * d->wo;
         int bx = d->co >= 128 ? 128 : (d->co + 31) / 32 * 32, by = 256 / bx;
@@ -446,9 +519,23 @@ extern "C" int pk_cuda_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *d
     int rc = get_plan(c, d, &cs, &p, e);
     if (rc != PK_OK)
         return rc;
-    bool ok = !dx || conv_dir(cs, p, DIR_DATA, d, dx, dy, w, 0.0f);
+    const void *dyo = dy, *wo = w, *xo = x;
+    uint16_t *q[4] = {NULL, NULL, NULL, NULL};
+    bool ok = true;
+    if (cs->bf16) { /* slots: dy, w, x and cuDNN's result (dx, then dw), in bf16 */
+        size_t nx = out_count(DIR_DATA, d), nw = out_count(DIR_FILTER, d);
+        size_t nout = dx && dw ? (nx > nw ? nx : nw) : dx ? nx : nw;
+        size_t count[4] = {out_count(DIR_FWD, d), dx ? nw : 0, dw ? nx : 0, nout};
+        ok = half_slots(cs, q, count, 4) && pk_cuda_round_bf16(cs, q[0], dy, count[0]) &&
+             pk_cuda_round_bf16(cs, q[1], w, count[1]) &&
+             pk_cuda_round_bf16(cs, q[2], x, count[2]);
+        dyo = q[0];
+        wo = q[1];
+        xo = q[2];
+    }
+    ok = ok && (!dx || conv_dir(cs, p, DIR_DATA, d, dx, q[3], dyo, wo, 0.0f));
     if (ok && dw) {
-        ok = conv_dir(cs, p, DIR_FILTER, d, dw, dy, x, 1.0f);
+        ok = conv_dir(cs, p, DIR_FILTER, d, dw, q[3], dyo, xo, 1.0f);
         if (ok && d->bias && db)
             ok = bias_grad(cs, db, dy, (long)d->n * d->ho * d->wo, d->co);
     }

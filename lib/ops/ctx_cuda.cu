@@ -64,26 +64,37 @@ static void count_alloc(pk_cuda_ctx *cs, long long delta)
         cs->mem_peak = cs->mem_now;
 }
 
-void *pk_cuda_workspace(pk_cuda_ctx *cs, size_t bytes)
+/* *buf with at least `bytes` (contents lost when it grows), or NULL. */
+static void *grow(pk_cuda_ctx *cs, void **buf, size_t *cap, size_t bytes)
 {
-    if (bytes <= cs->ws_cap && cs->ws)
-        return cs->ws;
+    if (bytes <= *cap && *buf)
+        return *buf;
     /* The queued kernels may still use the old buffer. */
-    if (cs->ws) {
-        if (!PK_CU(cs, cudaStreamSynchronize(cs->stream)) || !PK_CU(cs, cudaFree(cs->ws)))
+    if (*buf) {
+        if (!PK_CU(cs, cudaStreamSynchronize(cs->stream)) || !PK_CU(cs, cudaFree(*buf)))
             return NULL;
-        count_alloc(cs, -(long long)cs->ws_cap);
+        count_alloc(cs, -(long long)*cap);
     }
-    cs->ws = NULL;
-    cs->ws_cap = 0;
+    *buf = NULL;
+    *cap = 0;
     size_t want = (bytes + 255) / 256 * 256;
-    if (!PK_CU(cs, cudaMalloc(&cs->ws, want ? want : 256))) {
-        cs->ws = NULL;
+    if (!PK_CU(cs, cudaMalloc(buf, want ? want : 256))) {
+        *buf = NULL;
         return NULL;
     }
-    cs->ws_cap = want ? want : 256;
-    count_alloc(cs, (long long)cs->ws_cap);
-    return cs->ws;
+    *cap = want ? want : 256;
+    count_alloc(cs, (long long)*cap);
+    return *buf;
+}
+
+void *pk_cuda_workspace(pk_cuda_ctx *cs, size_t bytes)
+{
+    return grow(cs, &cs->ws, &cs->ws_cap, bytes);
+}
+
+void *pk_cuda_half_scratch(pk_cuda_ctx *cs, size_t bytes)
+{
+    return grow(cs, &cs->half, &cs->half_cap, bytes);
 }
 
 #define PK_STR2(x) #x
@@ -103,8 +114,9 @@ static bool load_cublas(pk_cublas_api *b)
     b->set_math_mode = (decltype(b->set_math_mode))dlsym(lib, "cublasSetMathMode");
     b->sgemm = (decltype(b->sgemm))dlsym(lib, "cublasSgemm_v2");
     b->status_string = (decltype(b->status_string))dlsym(lib, "cublasGetStatusString");
+    b->gemm_ex = (decltype(b->gemm_ex))dlsym(lib, "cublasGemmEx");
     if (!b->create || !b->destroy || !b->set_stream || !b->set_math_mode || !b->sgemm ||
-        !b->status_string) {
+        !b->status_string || !b->gemm_ex) {
         dlclose(lib);
         memset(b, 0, sizeof *b);
         return false;
@@ -130,6 +142,7 @@ extern "C" int pk_cuda_ctx_init(pk_ctx *c, const pk_ctx_opts *o, pk_err *e)
     }
     cs->device = o->device_index;
     cs->tf32 = o->tf32 != 0;
+    cs->bf16 = o->precision == PK_PREC_BF16;
     cs->allocs = t;
     c->cuda = cs;
     cudaDeviceProp prop;
@@ -153,6 +166,15 @@ extern "C" int pk_cuda_ctx_init(pk_ctx *c, const pk_ctx_opts *o, pk_err *e)
         return rc;
     }
     cs->sm_count = prop.multiProcessorCount;
+    /* cuDNN's and cuBLAS's bf16 kernels start with Ampere */
+    if (cs->bf16 && prop.major < 8) {
+        int rc = pk_fail(e, PK_EBACKEND,
+                         "context: bf16 precision needs a GPU of compute capability 8.0 or "
+                         "newer (%s is %d.%d)",
+                         prop.name, prop.major, prop.minor);
+        pk_cuda_ctx_fini(c);
+        return rc;
+    }
     return PK_OK;
 }
 
@@ -169,6 +191,8 @@ extern "C" void pk_cuda_ctx_fini(pk_ctx *c)
         cudaFree(kv.first);
     if (cs->ws)
         cudaFree(cs->ws);
+    if (cs->half)
+        cudaFree(cs->half);
     if (cs->host_scalar)
         cudaFreeHost(cs->host_scalar);
     if (cs->cublas)

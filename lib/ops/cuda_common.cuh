@@ -30,11 +30,18 @@ struct pk_cublas_api {
     decltype(&cublasSetMathMode) set_math_mode;
     decltype(&cublasSgemm_v2) sgemm;
     decltype(&cublasGetStatusString) status_string;
+    /* cublasGemmEx (the header overloads it for C++, so no decltype): the
+     * bf16 precision's 1x1 convolutions, bf16 in, fp32 out */
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+                              int, const void *, const void *, cudaDataType, int, const void *,
+                              cudaDataType, int, const void *, void *, cudaDataType, int,
+                              cublasComputeType_t, cublasGemmAlgo_t);
 };
 
 struct pk_cuda_ctx {
     int device;
     int tf32;
+    int bf16; /* the bf16 precision: convolutions on bf16 copies (conv_cuda.cu) */
     int sm_count;
     int conv_engine; /* PK_CUDA_CONV_*: which library 1x1 convolutions may use */
     cudaStream_t stream;
@@ -46,6 +53,11 @@ struct pk_cuda_ctx {
      * contents never outlive the op that asked for it. */
     void *ws;
     size_t ws_cap;
+    /* The bf16 precision's copies of a convolution's operands (x, w, dy and
+     * the bf16 result), beside the workspace that cuDNN uses at the same
+     * time; same lifetime rule. */
+    void *half;
+    size_t half_cap;
     double *host_scalar; /* pinned: loss values come back through it */
     pk_err err;          /* first failure not yet reported (code 0: none) */
     pk_cuda_alloc_table *allocs;
@@ -92,6 +104,16 @@ pk_cuda_ctx *pk_cuda_enter(pk_ctx *c);
 
 /* At least `bytes` of workspace (contents lost when it grows), or NULL. */
 void *pk_cuda_workspace(pk_cuda_ctx *cs, size_t bytes);
+/* The same for the bf16 copies' scratch (cs->half). */
+void *pk_cuda_half_scratch(pk_cuda_ctx *cs, size_t bytes);
+
+/* The bf16 precision's conversions on cs's stream (lib/ops/bf16_cuda.cu):
+ * dst = src rounded to bf16 as core/half.h rounds (nearest even, NaN stays
+ * NaN); and dst = src widened (accumulate 0), or dst += src (accumulate 1).
+ * False when the launch failed (noted in cs). */
+bool pk_cuda_round_bf16(pk_cuda_ctx *cs, uint16_t *dst, const float *src, size_t n);
+bool pk_cuda_widen_bf16(pk_cuda_ctx *cs, float *dst, const uint16_t *src, size_t n,
+                        int accumulate);
 
 /* Hands the pending failure to e (cleared in the context) and returns its
  * code, or PK_OK when none is pending. */

@@ -44,6 +44,9 @@ int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const float *w,
 int pk_cuda_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy,
                             const float *x, const float *w, const pk_conv_desc *d, pk_err *e);
 
+void pk_cuda_f32_to_bf16(pk_ctx *c, uint16_t *dst, const float *src, size_t n);
+void pk_cuda_f32_from_bf16(pk_ctx *c, float *dst, const uint16_t *src, size_t n);
+
 pk_bn_train_fn pk_cuda_bn_forward_train;
 pk_bn_eval_fn pk_cuda_bn_forward_eval;
 void pk_cuda_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
