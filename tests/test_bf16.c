@@ -258,6 +258,73 @@ static int xq_checks(pk_ctx *bf)
     return fails;
 }
 
+/* pk_conv_keep_begin/end: a Winograd forward inside a session keeps its
+ * weights' transform and the backward-data of the same weights takes it:
+ * the results are bit for bit those without a session (the same transform,
+ * computed once); a backward in a later session, whose forward did not run,
+ * transforms the weights itself (here changed in between) and matches the
+ * same call outside any session. Plain and dilated (phases) shapes. */
+static int keep_checks(pk_ctx *bf)
+{
+    int fails = 0;
+    const pk_conv_desc ds[2] = {pk_conv_desc_make(2, 16, 16, 256, 256, 3, 1, 1, 1, 0),
+                                pk_conv_desc_make(2, 17, 17, 256, 256, 3, 1, 2, 2, 0)};
+    size_t kept0 = pk_conv_kept_bytes(bf);
+    float *ws[2] = {NULL, NULL}; /* both alive to the end: two weight tensors, two kept */
+    for (int i = 0; i < 2; i++) {
+        const pk_conv_desc *d = &ds[i];
+        size_t nx = (size_t)d->n * d->h * d->w * d->ci, ny = (size_t)d->n * d->ho * d->wo * d->co;
+        size_t nw = (size_t)d->co * 9 * d->ci;
+        float *x = pk_test_xmalloc(nx * 4), *w = ws[i] = pk_test_xmalloc(nw * 4),
+              *dy = pk_test_xmalloc(ny * 4), *y[2], *dx[2], *dw[2];
+        pk_test_fill(x, nx, 91, 1.0f);
+        pk_test_fill(w, nw, 92, 0.1f);
+        pk_test_fill(dy, ny, 93, 1.0f);
+        for (int k = 0; k < 2; k++) {
+            y[k] = pk_test_xmalloc(ny * 4);
+            dx[k] = pk_test_xmalloc(nx * 4);
+            dw[k] = calloc(nw, 4);
+        }
+        pk_err e = {0};
+        int rc = 0;
+        for (int k = 0; k < 2; k++) { /* 0: no session, 1: in one */
+            if (k)
+                pk_conv_keep_begin(bf);
+            rc |= pk_conv2d_forward(bf, y[k], x, w, NULL, d, &e);
+            rc |= pk_conv2d_backward(bf, dx[k], dw[k], NULL, dy, x, w, d, &e);
+            if (k)
+                pk_conv_keep_end(bf);
+        }
+        PK_CHECK(fails, rc == PK_OK, "keep case %d: %s", i, e.msg);
+        PK_CHECK(fails,
+                 !memcmp(y[0], y[1], ny * 4) && !memcmp(dx[0], dx[1], nx * 4) &&
+                     !memcmp(dw[0], dw[1], nw * 4),
+                 "keep case %d: results in a keep session differ", i);
+        for (size_t j = 0; j < nw; j++) /* new weights: the kept transform is stale */
+            w[j] *= -0.5f;
+        for (int k = 0; k < 2; k++) {
+            if (k)
+                pk_conv_keep_begin(bf);
+            rc |= pk_conv2d_backward(bf, dx[k], NULL, NULL, dy, x, w, d, &e);
+            if (k)
+                pk_conv_keep_end(bf);
+        }
+        PK_CHECK(fails, rc == PK_OK && !memcmp(dx[0], dx[1], nx * 4),
+                 "keep case %d: a later session's backward used a stale transform", i);
+        for (int k = 0; k < 2; k++)
+            free(y[k]), free(dx[k]), free(dw[k]);
+        free(x), free(dy);
+    }
+    free(ws[0]), free(ws[1]);
+    size_t want = 2 * (size_t)36 * 256 * 256 * 2; /* two weight tensors, 8 bytes a weight */
+    PK_CHECK(fails, pk_conv_kept_bytes(bf) - kept0 == want, "kept %zu bytes, want %zu",
+             pk_conv_kept_bytes(bf) - kept0, want);
+    printf("  %s Winograd's weight transform kept from forward to backward: same results, "
+           "%zu bytes kept\n",
+           fails ? "FAIL" : "ok  ", pk_conv_kept_bytes(bf) - kept0);
+    return fails;
+}
+
 static double dot(const float *a, const float *b, size_t n)
 {
     double s = 0;
@@ -335,6 +402,7 @@ int main(void)
     fails += rounding_checks(bf);
     fails += conv_checks(f32, bf);
     fails += xq_checks(bf);
+    fails += keep_checks(bf);
     fails += train_step_check(f32, bf, PK_ARCH_R18, 65);
     fails += train_step_check(f32, bf, PK_ARCH_R50, 65);
     pk_ctx_destroy(bf);

@@ -271,10 +271,80 @@ static int large_checks(void)
     return fails;
 }
 
+/* pk_bn_backward_xc (the BN's input as the bf16 precision keeps it, bf16
+ * of x - mean) against pk_bn_backward / pk_bn_relu_backward on the fp32 x
+ * that copy stands for, mean + xc: they differ only by that addition's
+ * rounding, so within 1e-5. Also an error, not a crash, on no CPU. */
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "test_bn: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static int xc_checks(pk_ctx *c, long P, int C)
+{
+    int fails = 0;
+    size_t n = (size_t)P * C;
+    float *x = xmalloc(n * 4), *xr = xmalloc(n * 4), *y = xmalloc(n * 4);
+    float *dy = xmalloc(n * 4), *dx[2], *dg[2], *db[2];
+    float *g = xmalloc(C * 4), *b = xmalloc(C * 4), *sm = xmalloc(C * 4),
+          *sr = xmalloc(C * 4), *rm = xmalloc(C * 4), *rv = xmalloc(C * 4);
+    uint16_t *xc = xmalloc(n * 2);
+    pk_test_fill(x, n, 81, 3.0f);
+    for (size_t i = 0; i < n; i++)
+        x[i] += 5.0f; /* a mean far from 0, as the centring is for */
+    pk_test_fill(dy, n, 82, 1.0f);
+    pk_test_fill(g, C, 83, 1.0f);
+    pk_test_fill(b, C, 84, 1.0f);
+    for (int k = 0; k < 2; k++) {
+        dx[k] = xmalloc(n * 4);
+        dg[k] = xmalloc(C * 4);
+        db[k] = xmalloc(C * 4);
+    }
+    for (int relu = 0; relu < 2; relu++) {
+        (relu ? pk_bn_relu_forward_train : pk_bn_forward_train)(c, y, sm, sr, x, g, b, rm, rv, P,
+                                                                C, 0.1f, 1e-5f);
+        pk_f32_to_bf16_centered(c, xc, x, sm, P, C);
+        pk_f32_from_bf16_centered(c, xr, xc, sm, P, C);
+        for (int k = 0; k < 2; k++) {
+            memset(dg[k], 0, C * 4);
+            memset(db[k], 0, C * 4);
+        }
+        if (relu)
+            pk_bn_relu_backward(c, dx[0], dg[0], db[0], dy, y, xr, sm, sr, g, P, C);
+        else
+            pk_bn_backward(c, dx[0], dg[0], db[0], dy, xr, sm, sr, g, P, C);
+        pk_err e = {0};
+        PK_CHECK(fails,
+                 pk_bn_backward_xc(c, dx[1], dg[1], db[1], dy, relu ? y : NULL, xc, sm, sr, g, P,
+                                   C, &e) == PK_OK,
+                 "pk_bn_backward_xc: %s", e.msg);
+        char what[96];
+        snprintf(what, sizeof what, "bn%s backward from the bf16 copy P=%ld C=%d dx",
+                 relu ? "+relu" : "", P, C);
+        fails += pk_check_close(what, dx[1], dx[0], n, 1e-5);
+        snprintf(what, sizeof what, "bn%s backward from the bf16 copy dgamma", relu ? "+relu" : "");
+        fails += pk_check_close(what, dg[1], dg[0], C, 1e-5);
+        snprintf(what, sizeof what, "bn%s backward from the bf16 copy dbeta", relu ? "+relu" : "");
+        fails += pk_check_close(what, db[1], db[0], C, 1e-6);
+    }
+    for (int k = 0; k < 2; k++)
+        free(dx[k]), free(dg[k]), free(db[k]);
+    free(x), free(xr), free(y), free(dy), free(g), free(b), free(sm), free(sr), free(rm),
+        free(rv), free(xc);
+    return fails;
+}
+
 int main(void)
 {
     int fails = 0;
     pk_ctx *c = pk_test_ctx(2);
+    fails += xc_checks(c, 37, 7);
+    fails += xc_checks(c, 3000, 70);
     fails += main_checks(c, 37, 7, "P=37 C=7");
     fails += main_checks(c, 3000, 70, "P=3000 C=70"); /* threaded, ragged split */
     fails += main_checks(c, 300, 600, "P=300 C=600"); /* two channel blocks */

@@ -39,7 +39,7 @@ static int one_case(pk_ctx *c, pk_comm *comm, long P, int C, int relu)
                                                             w[B], w[RM], w[RV], P, C, 0.1f,
                                                             1e-5f);
     rc = pk_bn_sync_backward(c, comm, a[DX], a[DG], a[DB], a[DY], relu ? a[Y] : NULL, a[X],
-                             a[SM], a[SR], a[G], P, C, &e);
+                             NULL, a[SM], a[SR], a[G], P, C, &e);
     PK_CHECK(fails, rc == PK_OK, "backward: %s", e.msg);
     if (relu)
         pk_bn_relu_backward(c, w[DX], w[DG], w[DB], w[DY], w[Y], w[X], w[SM], w[SR], w[G], P, C);

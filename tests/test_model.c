@@ -499,7 +499,10 @@ static int check_plan(pk_ctx *c, const pk_plan *p)
                     rd_kept(&r, unpacked, nd->in[0], i);
                 break;
             case PK_N_BN:
-                rd_kept(&r, unpacked, nd->in[0], i);
+                if (x->shadow >= 0 && x->center >= 0 && x->unpacked < 0)
+                    rd(&r, x->shadow, "backward", i); /* read as it is */
+                else
+                    rd_kept(&r, unpacked, nd->in[0], i);
                 if (relu)
                     rd_kept(&r, unpacked, relu->out, i);
                 rd(&r, nd->save0, "backward", i);

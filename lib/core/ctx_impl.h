@@ -49,6 +49,10 @@ struct pk_ctx {
         size_t cap;
     } scratch[PK_SCRATCH_SLOTS];
     struct pk_cuda_ctx *cuda; /* CUDA contexts of PSPKD_CUDA builds (lib/ops/ctx_cuda.cu) */
+    /* Winograd's kept weight transforms (conv_wino.c): the open session
+     * (0: none), the last one given out, the bytes held. */
+    uint64_t keep_session, keep_last;
+    size_t kept_bytes;
 };
 
 /* The cached value stored under key (bytes compared exactly), or NULL. */

@@ -23,7 +23,8 @@
  * normalises x again with the fp32 statistics, and with x itself rounded
  * a channel whose spread is small next to its mean (the PPM's 1x1 bin
  * over a small batch) lost all of x - mean; the train step's gradient
- * cosine against fp32 fell to 0.01. (On CUDA the bf16 precision changes
+ * cosine against fp32 fell to 0.01. The BN's backward reads that shadow
+ * directly (pk_bn_backward_xc), so such a value has no fp32 copy at all. (On CUDA the bf16 precision changes
  * only the convolutions, which round their operands themselves: no
  * shadows, no folds.)
  * In the bf16 precision's inference (on the CPU), each convolution
@@ -187,8 +188,13 @@ static int add_shadows(pk_plan *p, int F, pk_err *e)
             continue;
         size_t count = (size_t)x.n * x.h * x.w * x.c;
         int s = pk_plan_value(p, x.n, x.h, x.w, x.c, (count + 1) / 2, e);
-        int u = s < 0 ? -1 : pk_plan_value(p, x.n, x.h, x.w, x.c, x.floats, e);
-        if (u < 0)
+        if (s < 0)
+            return -1;
+        /* a BN's input that only the BN reads: its backward reads the
+         * shadow as it is (pk_bn_backward_xc), so no fp32 copy */
+        int u = -1;
+        if (!(x.center >= 0 && x.nuse == 1) &&
+            (u = pk_plan_value(p, x.n, x.h, x.w, x.c, x.floats, e)) < 0)
             return -1;
         p->vals[v].shadow = s;
         p->vals[v].unpacked = u;
@@ -324,6 +330,8 @@ static int place_forward(pk_plan *p, int F, pk_err *e)
             continue;
         }
         use(p, x->shadow, x->bwd_need); /* v itself ends with its forward */
+        if (x->unpacked < 0)
+            continue;
         if (place(p, x->unpacked, -1, x->bwd_first, e) < 0)
             return -1;
         use(p, x->unpacked, x->bwd_need);

@@ -152,6 +152,23 @@ static int losses(pk_model *m, const pk_plan *p, const pk_batch *b, const pk_tra
     return PK_OK;
 }
 
+/* The forward, the losses and the backward of one train step. */
+static int forward_loss_backward(pk_model *m, const pk_plan *p, const pk_batch *b,
+                                 const pk_train_cfg *t, pk_exec_args *a, pk_losses *l, pk_err *e)
+{
+    int rc = pk_exec_forward(m, p, a, e);
+    if (rc != PK_OK)
+        return rc;
+    m->num_batches++;
+    double t0 = m->profile ? pk_prof_now(m) : 0.0;
+    if ((rc = losses(m, p, b, t, a->ext, l, e)) != PK_OK)
+        return rc;
+    pk_dev_zero(m->ctx, m->grads, m->nparams * sizeof(float));
+    if (m->profile)
+        pk_prof_add(m, PK_G_LOSS, -1, PK_PROF_FWD, pk_prof_now(m) - t0);
+    return pk_exec_backward(m, p, a, e);
+}
+
 int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg *t,
                               long iter, pk_losses *out, pk_err *e)
 {
@@ -173,17 +190,12 @@ int pk_model_forward_backward(pk_model *m, const pk_batch *b, const pk_train_cfg
                       pk_hash64(t->seed ^ pk_hash64((uint64_t)iter))};
     if (m->profile)
         m->prof_steps++;
-    if ((rc = pk_exec_forward(m, p, &a, e)) != PK_OK)
-        return rc;
-    m->num_batches++;
-    double t0 = m->profile ? pk_prof_now(m) : 0.0;
     pk_losses l;
-    if ((rc = losses(m, p, b, t, a.ext, &l, e)) != PK_OK)
-        return rc;
-    pk_dev_zero(m->ctx, m->grads, m->nparams * sizeof(float));
-    if (m->profile)
-        pk_prof_add(m, PK_G_LOSS, -1, PK_PROF_FWD, pk_prof_now(m) - t0);
-    if ((rc = pk_exec_backward(m, p, &a, e)) != PK_OK)
+    /* the weights stay as they are until the backward is done */
+    pk_conv_keep_begin(m->ctx);
+    rc = forward_loss_backward(m, p, b, t, &a, &l, e);
+    pk_conv_keep_end(m->ctx);
+    if (rc != PK_OK)
         return rc;
     if (pk_dist_active(m) && (rc = pk_dist_allreduce_grads(m, e)) != PK_OK)
         return rc;

@@ -24,6 +24,7 @@ typedef struct bn_args {
     const float *x, *gamma, *beta;                                 /* inputs */
     const float *run_mean, *run_var;                               /* eval's statistics */
     const float *dy, *relu_y, *mean, *rstd;                        /* backward's */
+    const uint16_t *xq; /* backward: x as bf16 of x - mean (pk_bn_backward_xc), or NULL */
     uint16_t *xc, *yq; /* training forward: bf16 of x - mean and of y, or NULL */
     long P;
     int C;
@@ -271,11 +272,21 @@ static inline const float *grad_row(const float *dy, const float *relu_y, long o
     return buf;
 }
 
+/* x - mean at row offset off: from x, or (q) from the bf16 copy xq, which
+ * holds it already. */
+static inline __attribute__((always_inline)) float centred(const bn_args *a, long off,
+                                                           const float *mean, int j, int q)
+{
+    return q ? pk_bf16_to_f32_one(a->xq[off + j]) : a->x[off + j] - mean[j];
+}
+
 /* With xhat = (x - mean) * rstd:
  *   dbeta += sum dy,  dgamma += sum dy*xhat,
  *   dx = gamma*rstd * (dy - mean(dy) - xhat * mean(dy*xhat)),
- * dy first masked by the following ReLU's output when relu_y is given. */
-static void backward_block(const bn_args *a, int b0, int nb)
+ * dy first masked by the following ReLU's output when relu_y is given;
+ * x - mean read from xq when q. */
+static inline __attribute__((always_inline)) void backward_block_q(const bn_args *a, int b0,
+                                                                   int nb, int q)
 {
     const float *x = a->x, *dy = a->dy, *relu_y = a->relu_y;
     long P = a->P;
@@ -285,7 +296,18 @@ static void backward_block(const bn_args *a, int b0, int nb)
     for (int j = 0; j < nb; j++)
         mean[j] = a->mean[b0 + j];
     for (long p = 0; p < P; p++) {
-        const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
+        const float *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
+        if (q) {
+            const uint16_t *xr = a->xq + p * C + b0;
+#pragma omp simd
+            for (int j = 0; j < nb; j++) {
+                double g = gr[j];
+                sdy[j] += g;
+                sdyx[j] += g * (double)pk_bf16_to_f32_one(xr[j]);
+            }
+            continue;
+        }
+        const float *xr = x + p * C + b0;
 #pragma omp simd
         for (int j = 0; j < nb; j++) {
             double g = gr[j];
@@ -307,12 +329,19 @@ static void backward_block(const bn_args *a, int b0, int nb)
     if (!a->dx)
         return;
     for (long p = 0; p < P; p++) {
-        const float *xr = x + p * C + b0, *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
+        const float *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
         float *dr = a->dx + p * C + b0;
 #pragma omp simd
         for (int j = 0; j < nb; j++)
-            dr[j] = k0[j] * gr[j] + k1[j] * (xr[j] - mean[j]) + k2[j];
+            dr[j] = k0[j] * gr[j] + k1[j] * centred(a, p * C + b0, mean, j, q) + k2[j];
     }
+}
+
+static void backward_block(const bn_args *a, int b0, int nb) { backward_block_q(a, b0, nb, 0); }
+
+static void backward_block_xq(const bn_args *a, int b0, int nb)
+{
+    backward_block_q(a, b0, nb, 1);
 }
 
 static void bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
@@ -331,6 +360,18 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
     PK_ON_CUDA(c, pk_cuda_bn_backward(c, dx, dgamma, dbeta, dy, x, save_mean, save_rstd, gamma,
                                       P, C));
     bn_backward(c, dx, dgamma, dbeta, dy, NULL, x, save_mean, save_rstd, gamma, P, C);
+}
+
+int pk_bn_backward_xc(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                      const float *relu_y, const uint16_t *xc, const float *save_mean,
+                      const float *save_rstd, const float *gamma, long P, int C, pk_err *e)
+{
+    if (pk_ctx_device(c) != PK_DEV_CPU)
+        return pk_fail(e, PK_EINVAL, "batchnorm: the backward from a bf16 copy is CPU only");
+    bn_args a = {.dx = dx, .dgamma = dgamma, .dbeta = dbeta, .dy = dy, .relu_y = relu_y,
+                 .xq = xc, .mean = save_mean, .rstd = save_rstd, .gamma = gamma, .P = P, .C = C};
+    for_channel_blocks(c, &a, backward_block_xq);
+    return PK_OK;
 }
 
 void pk_bn_relu_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,

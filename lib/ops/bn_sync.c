@@ -2,6 +2,7 @@
  * each thread reducing its own channels over all P rows (the order, and so
  * the result, does not depend on the thread count). */
 #include "ops/bn_sync.h"
+#include "core/half.h"
 
 #include <math.h>
 #include <omp.h>
@@ -12,6 +13,7 @@
 
 typedef struct sync_args {
     const float *x, *g, *relu_y; /* g: dy in the backward */
+    const uint16_t *xc;          /* backward: bf16 of x - mean instead of x, or NULL */
     const double *mean;          /* NULL: plain sums */
     const float *mean_f;         /* backward: the saved mean */
     double *s, *q;               /* outputs [C] */
@@ -59,7 +61,8 @@ static void bwd_block(const sync_args *a, int b0, int nb)
         for (int j = 0; j < nb; j++) {
             double g = grad_at(a, off + j);
             s[j] += g;
-            q[j] += g * ((double)a->x[off + j] - a->mean_f[b0 + j]);
+            q[j] += g * (a->xc ? (double)pk_bf16_to_f32_one(a->xc[off + j])
+                               : (double)a->x[off + j] - a->mean_f[b0 + j]);
         }
     }
     memcpy(a->s + b0, s, (size_t)nb * sizeof *s);
@@ -142,15 +145,15 @@ int pk_bn_sync_forward_train(pk_ctx *c, pk_comm *comm, float *y, float *save_mea
 
 int pk_bn_sync_backward(pk_ctx *c, pk_comm *comm, float *dx, float *dgamma, float *dbeta,
                         const float *dy, const float *relu_y, const float *x,
-                        const float *save_mean, const float *save_rstd, const float *gamma,
-                        long P, int C, pk_err *e)
+                        const uint16_t *xc, const float *save_mean, const float *save_rstd,
+                        const float *gamma, long P, int C, pk_err *e)
 {
     double *buf = sums(c, P, C, e);
     if (!buf)
         return e ? e->code : PK_EINVAL;
     int rc;
     double *sdy = buf, *sdyx = buf + C, Pg = (double)P * pk_comm_size(comm);
-    sync_args a = {.x = x, .g = dy, .relu_y = relu_y, .mean_f = save_mean, .s = sdy,
+    sync_args a = {.x = x, .xc = xc, .g = dy, .relu_y = relu_y, .mean_f = save_mean, .s = sdy,
                    .q = sdyx, .P = P, .C = C};
     for_blocks(c, &a, bwd_block);
     for (int ch = 0; ch < C; ch++) { /* this rank's share of the parameter gradients */
@@ -177,7 +180,8 @@ int pk_bn_sync_backward(pk_ctx *c, pk_comm *comm, float *dx, float *dgamma, floa
         long off = p * C;
         for (int j = 0; j < C; j++) {
             float g = grad_at(&a, off + j);
-            dx[off + j] = k0[j] * g + k1[j] * (x[off + j] - save_mean[j]) + k2[j];
+            float xm = xc ? pk_bf16_to_f32_one(xc[off + j]) : x[off + j] - save_mean[j];
+            dx[off + j] = k0[j] * g + k1[j] * xm + k2[j];
         }
     }
     return PK_OK;

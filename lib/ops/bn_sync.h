@@ -15,6 +15,8 @@
 #ifndef PSPKD_BN_SYNC_H
 #define PSPKD_BN_SYNC_H
 
+#include <stdint.h>
+
 #include "core/comm.h"
 #include "core/ctx.h"
 
@@ -23,9 +25,11 @@ int pk_bn_sync_forward_train(pk_ctx *c, pk_comm *comm, float *y, float *save_mea
                              const float *beta, float *running_mean, float *running_var, long P,
                              int C, float momentum, float eps, int relu, pk_err *e);
 
+/* xc: NULL, or the BN's input as the bf16 precision keeps it (bf16 of
+ * x - save_mean, as pk_bn_backward_xc reads it); x is then not read. */
 int pk_bn_sync_backward(pk_ctx *c, pk_comm *comm, float *dx, float *dgamma, float *dbeta,
                         const float *dy, const float *relu_y, const float *x,
-                        const float *save_mean, const float *save_rstd, const float *gamma,
-                        long P, int C, pk_err *e);
+                        const uint16_t *xc, const float *save_mean, const float *save_rstd,
+                        const float *gamma, long P, int C, pk_err *e);
 
 #endif

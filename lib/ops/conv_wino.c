@@ -31,13 +31,23 @@
  * In the bf16 precision the products take bf16 operands (fp32 accumulation
  * and results, oneDNN's matmul): the transforms round V, U and dM to bf16
  * as they store them; the transforms themselves, M and the gradients' own
- * transforms stay fp32. */
+ * transforms stay fp32.
+ *
+ * A train step transforms each layer's weights twice, for the forward and
+ * for the backward-data, and at the student's small maps (128 tiles at
+ * 2x225) that is memory-bound work next to products of only 128 rows. So
+ * in the bf16 precision, inside a keep session (pk_conv_keep_begin), the
+ * forward writes U for all its slices into a buffer kept in the context,
+ * and the backward-data reads it from there: measured on the R18 train
+ * step (2x225, 2 threads), skipping the second transform made it 5-7 %
+ * faster. */
 #include "ops/conv_wino.h"
 #include "ops/conv_epilogue.h"
 #include "core/ctx_impl.h"
 #include "core/half.h"
 #include "ops/matmul_bf16.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define TI 6  /* input patch side */
@@ -478,6 +488,68 @@ static int grad_buffers(pk_ctx *c, const pk_conv_desc *d, const tiling *t, int b
     return *dV ? PK_OK : PK_ENOMEM;
 }
 
+/* ---- the weights' transform kept from the forward for the backward ---- */
+typedef struct kept_u {
+    uint16_t *U;      /* [slices][co][36][slice]: 36 * co * ci bf16 values */
+    size_t bytes;
+    uint64_t session; /* the keep session whose forward wrote U (0: none) */
+} kept_u;
+
+typedef struct kept_key { /* all 64-bit: no padding bytes in the comparison */
+    uint64_t tag, w, ci, co;
+} kept_key;
+#define KEPT_KEY_TAG 0x6b657074u /* "kept" */
+
+static int kept_build(pk_ctx *c, void *value, const void *arg, pk_err *e)
+{
+    kept_u *k = value;
+    size_t bytes = *(const size_t *)arg;
+    k->U = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!k->U)
+        return pk_fail(e, PK_ENOMEM, "conv: out of memory for a kept weight transform");
+    k->bytes = bytes;
+    c->kept_bytes += bytes;
+    return PK_OK;
+}
+
+static void kept_drop(void *value)
+{
+    kept_u *k = value;
+    if (k)
+        free(k->U);
+    free(k);
+}
+
+/* w's kept transform where a keep session is open in the bf16 precision
+ * (made on first use), else NULL; NULL too when it cannot be allocated:
+ * the convolution then transforms into scratch as outside a session. */
+static kept_u *kept_of(pk_ctx *c, const float *w, const pk_conv_desc *d)
+{
+    if (!c->keep_session || !products_bf16(c))
+        return NULL;
+    kept_key key = {KEPT_KEY_TAG, (uint64_t)(uintptr_t)w, (uint64_t)d->ci, (uint64_t)d->co};
+    size_t bytes = (size_t)NP * d->co * d->ci * sizeof(uint16_t);
+    pk_err e = {0};
+    return pk_ctx_cache_get(c, &key, sizeof key, sizeof(kept_u), kept_build, &bytes, kept_drop,
+                            &e);
+}
+
+/* Slice s's U inside a kept transform. */
+static uint16_t *kept_slice(const kept_u *k, const pk_conv_desc *d, slice s)
+{
+    return k->U + (size_t)NP * d->co * s.from;
+}
+
+void pk_conv_keep_begin(pk_ctx *c)
+{
+    if (pk_ctx_device(c) == PK_DEV_CPU && c->precision == PK_PREC_BF16)
+        c->keep_session = ++c->keep_last;
+}
+
+void pk_conv_keep_end(pk_ctx *c) { c->keep_session = 0; }
+
+size_t pk_conv_kept_bytes(pk_ctx *c) { return c->kept_bytes; }
+
 int pk_wino_forward(pk_ctx *c, void *y, const float *x, const float *w, const float *b,
                     const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)
 {
@@ -485,16 +557,22 @@ int pk_wino_forward(pk_ctx *c, void *y, const float *x, const float *w, const fl
     int bf = products_bf16(c);
     wino_bufs bu;
     int rc = buffers(c, d, &t, bf, &bu, e);
+    kept_u *k = rc == PK_OK && !ep ? kept_of(c, w, d) : NULL;
+    if (k)
+        k->session = 0; /* valid again once every slice is written */
     for (int from = 0; rc == PK_OK && from < d->ci; from += CI_SLICE) {
         slice s = slice_at(d->ci, from);
-        weight_transform(c, bu.U, bf, w, d->co, s);
+        void *U = k ? kept_slice(k, d, s) : bu.U;
+        weight_transform(c, U, bf, w, d->co, s);
         input_transform(c, bu.V, bf, x, &t, s);
         /* M_p [tiles x co] (+)= V_p [tiles x s.n] . U_p^T */
         size_t co = (size_t)d->co, sn = (size_t)s.n;
-        point_gemm g = {'N', 'T', t.tiles, d->co, s.n, bu.V, bu.U, bu.M, NP * s.n, NP * s.n,
+        point_gemm g = {'N', 'T', t.tiles, d->co, s.n, bu.V, U, bu.M, NP * s.n, NP * s.n,
                         NP * d->co, sn, sn, co, from ? 1.0f : 0.0f};
         rc = run_point_gemms(c, bf, &g, e);
     }
+    if (rc == PK_OK && k)
+        k->session = c->keep_session;
     if (rc == PK_OK)
         output_transform(c, y, bu.M, d->bias ? b : NULL, ep, &t, d->co);
     return rc;
@@ -526,6 +604,9 @@ int pk_wino_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy
     output_grad_transform(c, bu.M, bf, dy, &t, d->co);
     if (dx) /* the slices add their patches into it */
         memset(dx, 0, (size_t)d->n * d->h * d->w * d->ci * sizeof *dx);
+    kept_u *k = dx ? kept_of(c, w, d) : NULL;
+    if (k && k->session != c->keep_session)
+        k = NULL; /* no forward of these weights in this session */
     size_t co = (size_t)d->co;
     for (int from = 0; rc == PK_OK && from < d->ci; from += CI_SLICE) {
         slice s = slice_at(d->ci, from);
@@ -539,8 +620,10 @@ int pk_wino_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy
                 weight_grad_transform(c, dw, dU, d->co, s);
         }
         if (rc == PK_OK && dx) { /* dV_p [tiles x s.n] = dM_p . U_p */
-            weight_transform(c, bu.U, bf, w, d->co, s);
-            point_gemm g = {'N', 'N', t.tiles, s.n, d->co, bu.M, bu.U, dV, NP * d->co, NP * s.n,
+            void *U = k ? kept_slice(k, d, s) : bu.U;
+            if (!k)
+                weight_transform(c, U, bf, w, d->co, s);
+            point_gemm g = {'N', 'N', t.tiles, s.n, d->co, bu.M, U, dV, NP * d->co, NP * s.n,
                             NP * s.n, co, sn, sn, 0.0f};
             rc = run_point_gemms(c, bf, &g, e);
             if (rc == PK_OK)

@@ -80,6 +80,18 @@ int pk_conv2d_forward_fused(pk_ctx *c, void *y, const float *x, const uint16_t *
 /* 1 when the forward of d reads its input only in bf16, so that xq alone
  * will do (the bf16 precision's direct kernels on the CPU), else 0. */
 int pk_conv_reads_xq_only(pk_ctx *c, const pk_conv_desc *d);
+/* A train step's forward and backward of the same weights, in the bf16
+ * precision on the CPU: between pk_conv_keep_begin and pk_conv_keep_end,
+ * each Winograd forward keeps its weights' transform (4x the weights, in
+ * bf16: 8 bytes per weight, in the context, reused by later steps) and the
+ * backward-data of the same weights takes it instead of transforming them
+ * again. The weights must not change in between. A no-op in other
+ * precisions and on CUDA. */
+void pk_conv_keep_begin(pk_ctx *c);
+void pk_conv_keep_end(pk_ctx *c);
+/* Bytes the context holds for kept transforms. */
+size_t pk_conv_kept_bytes(pk_ctx *c);
+
 /* PK_OK when oneDNN can run bf16 convolutions on this CPU (natively with
  * avx512_bf16, emulated on other AVX-512 CPUs), else PK_EBACKEND with
  * the reason in e. The bf16 precision (ctx.h) needs it. */
@@ -143,6 +155,13 @@ void pk_bn_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const flo
 void pk_bn_relu_backward(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
                          const float *relu_y, const float *x, const float *save_mean,
                          const float *save_rstd, const float *gamma, long P, int C);
+/* pk_bn_backward (relu_y NULL) or pk_bn_relu_backward with the BN's input
+ * given as the bf16 precision keeps it, xc = bf16 of x - save_mean
+ * (pk_f32_to_bf16_centered), read as it is: no fp32 copy of x. CPU only
+ * (PK_EINVAL elsewhere). */
+int pk_bn_backward_xc(pk_ctx *c, float *dx, float *dgamma, float *dbeta, const float *dy,
+                      const float *relu_y, const uint16_t *xc, const float *save_mean,
+                      const float *save_rstd, const float *gamma, long P, int C, pk_err *e);
 
 /* ---- elementwise ------------------------------------------------------- */
 void pk_relu_forward(pk_ctx *c, float *y, const float *x, size_t n); /* y may == x */
