@@ -9,8 +9,10 @@
  * Each case prints "NAME VALUE UNIT" lines: img/s, the GFLOP/s that implies
  * (convolution FLOPs from pk_model_flops; a train step counted as 3x the
  * forward), img per CPU-second of all threads (steadier than wall time on a
- * shared machine) and the activation arena per image. --profile adds the
- * per-layer profile of the timed iterations. */
+ * shared machine) and the activation arena per image; in bf16 training
+ * also the weight transforms Winograd keeps from forward to backward
+ * (NAME_kept, per model, not per image). --profile adds the per-layer
+ * profile of the timed iterations. */
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 
 #include "bench_util.h"
 #include "model/pspnet.h"
+#include "ops/ops.h"
 #include "core/rng.h"
 #include "cli/device_opt.h"
 
@@ -100,6 +103,7 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
 {
     pk_err e = {0};
     pk_model *m = NULL;
+    size_t kept0 = pk_conv_kept_bytes(c); /* an earlier case's stay in the context */
     pk_model_cfg cfg = {.arch = bc->arch, .stem = bc->stem, .classes = CLASSES, .dropout = 0.1f};
     inputs in;
     float *logits = NULL;
@@ -152,6 +156,8 @@ static int run_case(pk_ctx *c, const bench_case *bc, const opts *o)
     printf("%s %.3f img/s\n", name, bc->n / med);
     printf("%s_gflops %.1f GFLOP/s\n", name, flops / med * 1e-9);
     printf("%s_arena %.1f MiB/img\n", name, (double)pk_model_arena_bytes(m) / 1048576.0);
+    if (pk_conv_kept_bytes(c) > kept0)
+        printf("%s_kept %.1f MiB\n", name, (double)(pk_conv_kept_bytes(c) - kept0) / 1048576.0);
     /* CPU seconds of all threads: steadier than wall time on a shared machine */
     printf("%s_cpu %.3f img/cpu-s\n", name, bc->n / med_cpu);
     printf("%s_step %.3f s (median of %d, min %.3f, max %.3f)\n", name, med, o->iters,

@@ -317,11 +317,14 @@ static int keep_checks(pk_ctx *bf)
     }
     free(ws[0]), free(ws[1]);
     size_t want = 2 * (size_t)36 * 256 * 256 * 2; /* two weight tensors, 8 bytes a weight */
-    PK_CHECK(fails, pk_conv_kept_bytes(bf) - kept0 == want, "kept %zu bytes, want %zu",
-             pk_conv_kept_bytes(bf) - kept0, want);
+    size_t kept = pk_conv_kept_bytes(bf) - kept0;
+    PK_CHECK(fails, kept == want, "kept %zu bytes, want %zu", kept, want);
+    pk_conv_keep_release(bf);
+    PK_CHECK(fails, pk_conv_kept_bytes(bf) == 0, "%zu bytes kept after the release",
+             pk_conv_kept_bytes(bf));
     printf("  %s Winograd's weight transform kept from forward to backward: same results, "
            "%zu bytes kept\n",
-           fails ? "FAIL" : "ok  ", pk_conv_kept_bytes(bf) - kept0);
+           fails ? "FAIL" : "ok  ", kept);
     return fails;
 }
 

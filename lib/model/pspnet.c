@@ -91,6 +91,7 @@ void pk_model_destroy(pk_model *m)
 {
     if (!m)
         return;
+    pk_conv_keep_release(m->ctx); /* the transforms of its weights among them */
     pk_dev_free(m->ctx, m->params);
     pk_dev_free(m->ctx, m->grads);
     pk_dev_free(m->ctx, m->momentum);

@@ -498,17 +498,26 @@ typedef struct kept_u {
 typedef struct kept_key { /* all 64-bit: no padding bytes in the comparison */
     uint64_t tag, w, ci, co;
 } kept_key;
-#define KEPT_KEY_TAG 0x6b657074u /* "kept" */
+/* "kept_wno": no other cache key of the context starts with these 8 bytes
+ * (pk_conv_keep_release tells its entries from the others by them) */
+#define KEPT_KEY_TAG 0x6f6e775f7470656bull
+
+/* Gives k its buffer (again, after pk_conv_keep_release). */
+static int kept_alloc(pk_ctx *c, kept_u *k, size_t bytes)
+{
+    k->U = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!k->U)
+        return PK_ENOMEM;
+    k->bytes = bytes;
+    k->session = 0;
+    c->kept_bytes += bytes;
+    return PK_OK;
+}
 
 static int kept_build(pk_ctx *c, void *value, const void *arg, pk_err *e)
 {
-    kept_u *k = value;
-    size_t bytes = *(const size_t *)arg;
-    k->U = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!k->U)
+    if (kept_alloc(c, value, *(const size_t *)arg) != PK_OK)
         return pk_fail(e, PK_ENOMEM, "conv: out of memory for a kept weight transform");
-    k->bytes = bytes;
-    c->kept_bytes += bytes;
     return PK_OK;
 }
 
@@ -530,8 +539,9 @@ static kept_u *kept_of(pk_ctx *c, const float *w, const pk_conv_desc *d)
     kept_key key = {KEPT_KEY_TAG, (uint64_t)(uintptr_t)w, (uint64_t)d->ci, (uint64_t)d->co};
     size_t bytes = (size_t)NP * d->co * d->ci * sizeof(uint16_t);
     pk_err e = {0};
-    return pk_ctx_cache_get(c, &key, sizeof key, sizeof(kept_u), kept_build, &bytes, kept_drop,
-                            &e);
+    kept_u *k = pk_ctx_cache_get(c, &key, sizeof key, sizeof(kept_u), kept_build, &bytes,
+                                 kept_drop, &e);
+    return k && (k->U || kept_alloc(c, k, bytes) == PK_OK) ? k : NULL;
 }
 
 /* Slice s's U inside a kept transform. */
@@ -549,6 +559,24 @@ void pk_conv_keep_begin(pk_ctx *c)
 void pk_conv_keep_end(pk_ctx *c) { c->keep_session = 0; }
 
 size_t pk_conv_kept_bytes(pk_ctx *c) { return c->kept_bytes; }
+
+void pk_conv_keep_release(pk_ctx *c)
+{
+    for (size_t i = 0; i < c->cache_cap && c->kept_bytes; i++) {
+        const pk_cache_entry *ce = &c->cache[i];
+        if (!ce->key || ce->key_len != sizeof(kept_key) ||
+            ((const kept_key *)ce->key)->tag != KEPT_KEY_TAG)
+            continue;
+        kept_u *k = ce->value;
+        if (k->U) {
+            free(k->U);
+            c->kept_bytes -= k->bytes;
+        }
+        k->U = NULL;
+        k->bytes = 0;
+        k->session = 0;
+    }
+}
 
 int pk_wino_forward(pk_ctx *c, void *y, const float *x, const float *w, const float *b,
                     const pk_conv_epilogue *ep, const pk_conv_desc *d, pk_err *e)

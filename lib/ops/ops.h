@@ -89,8 +89,10 @@ int pk_conv_reads_xq_only(pk_ctx *c, const pk_conv_desc *d);
  * precisions and on CUDA. */
 void pk_conv_keep_begin(pk_ctx *c);
 void pk_conv_keep_end(pk_ctx *c);
-/* Bytes the context holds for kept transforms. */
+/* Bytes the context holds for kept transforms; pk_conv_keep_release frees
+ * them all (pk_model_destroy calls it; a later session allocates again). */
 size_t pk_conv_kept_bytes(pk_ctx *c);
+void pk_conv_keep_release(pk_ctx *c);
 
 /* PK_OK when oneDNN can run bf16 convolutions on this CPU (natively with
  * avx512_bf16, emulated on other AVX-512 CPUs), else PK_EBACKEND with
