@@ -20,7 +20,10 @@
  * result itself (cublasGemmEx, bf16 in, fp32 out, beta 1 for the weight
  * gradient); cuDNN's legacy API wants the result in bf16 too, so it is
  * widened into the fp32 tensor (added, for the weight gradient). The bias
- * and everything outside the convolutions stay fp32. */
+ * and everything outside the convolutions stay fp32, and so do the
+ * convolutions whose channel counts are not multiples of 8 (the stem's 3
+ * inputs, the classifiers' 21 outputs): cuDNN's bf16 tensor-core kernels
+ * want multiples of 8, and fp32 is sure to have an algorithm. */
 #include "ops/cuda_common.cuh"
 
 #include <stdlib.h>
@@ -45,6 +48,7 @@ struct conv_plan {
     int algo[3];                        /* cuDNN algorithm (ENG_CUDNN) */
     size_t ws[3];                       /* workspace bytes of the choice */
     int gemm;                           /* 1x1, stride 1, no padding */
+    int bf16;                           /* operands in bf16 (the bf16 precision) */
 };
 enum { DIR_FWD = 0, DIR_DATA = 1, DIR_FILTER = 2 };
 
@@ -89,9 +93,10 @@ static int get_plan(pk_ctx *c, const pk_conv_desc *d, pk_cuda_ctx **csp, conv_pl
     p = (conv_plan *)calloc(1, sizeof *p);
     if (!p)
         return pk_fail(e, PK_ENOMEM, "conv: out of memory");
+    p->bf16 = cs->bf16 && d->ci % 8 == 0 && d->co % 8 == 0;
     /* bf16 tensors always may use tensor cores (fp32 accumulation all the same) */
-    cudnnMathType_t math = cs->tf32 || cs->bf16 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
-    cudnnDataType_t dt = cs->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    cudnnMathType_t math = cs->tf32 || p->bf16 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     bool ok = PK_CU(cs, cudnnCreateTensorDescriptor(&p->xd)) &&
               PK_CU(cs, cudnnCreateTensorDescriptor(&p->yd)) &&
               PK_CU(cs, cudnnCreateFilterDescriptor(&p->wd)) &&
@@ -132,14 +137,14 @@ static int get_plan(pk_ctx *c, const pk_conv_desc *d, pk_cuda_ctx **csp, conv_pl
 
 /* ---- the 1x1 GEMM path (cuBLAS, column-major views of row-major data) ---- */
 /* One column-major product out[m,n] = op(A)[m,k] op(B)[k,n] + beta out:
- * sgemm, or in the bf16 precision GemmEx on bf16 A and B with an fp32 out
- * and fp32 accumulation. */
-static bool gemm_call(pk_cuda_ctx *cs, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                      int k, const void *A, int lda, const void *B, int ldb, float beta,
-                      float *out, int ldo)
+ * sgemm, or with bf16 GemmEx on bf16 A and B with an fp32 out and fp32
+ * accumulation. */
+static bool gemm_call(pk_cuda_ctx *cs, int bf16, cublasOperation_t ta, cublasOperation_t tb,
+                      int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                      float beta, float *out, int ldo)
 {
     const float one = 1.0f;
-    if (!cs->bf16)
+    if (!bf16)
         return PK_CU(cs, cs->blas.sgemm(cs->cublas, ta, tb, m, n, k, &one, (const float *)A,
                                         lda, (const float *)B, ldb, &beta, out, ldo));
     return PK_CU(cs, cs->blas.gemm_ex(cs->cublas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B,
@@ -148,37 +153,37 @@ static bool gemm_call(pk_cuda_ctx *cs, cublasOperation_t ta, cublasOperation_t t
 }
 
 /* y[P,co] = x[P,ci] W[co,ci]^T; dx[P,ci] = dy[P,co] W; dw[co,ci] += dy^T x.
- * a and b are float, or bf16 in the bf16 precision; out is float. */
-static bool gemm_run(pk_cuda_ctx *cs, int dir, const pk_conv_desc *d, float *out,
-                     const void *a, const void *b, float beta)
+ * a and b are float, or bf16 where p->bf16; out is float. */
+static bool gemm_run(pk_cuda_ctx *cs, const conv_plan *p, int dir, const pk_conv_desc *d,
+                     float *out, const void *a, const void *b, float beta)
 {
     int P = d->n * d->h * d->w;
     switch (dir) {
     case DIR_FWD: /* out = y, a = x, b = w */
-        return gemm_call(cs, CUBLAS_OP_T, CUBLAS_OP_N, d->co, P, d->ci, b, d->ci, a, d->ci, beta,
-                         out, d->co);
+        return gemm_call(cs, p->bf16, CUBLAS_OP_T, CUBLAS_OP_N, d->co, P, d->ci, b, d->ci, a,
+                         d->ci, beta, out, d->co);
     case DIR_DATA: /* out = dx, a = dy, b = w */
-        return gemm_call(cs, CUBLAS_OP_N, CUBLAS_OP_N, d->ci, P, d->co, b, d->ci, a, d->co, beta,
-                         out, d->ci);
+        return gemm_call(cs, p->bf16, CUBLAS_OP_N, CUBLAS_OP_N, d->ci, P, d->co, b, d->ci, a,
+                         d->co, beta, out, d->ci);
     default: /* DIR_FILTER: out = dw, a = dy, b = x */
-        return gemm_call(cs, CUBLAS_OP_N, CUBLAS_OP_T, d->ci, d->co, P, b, d->ci, a, d->co, beta,
-                         out, d->ci);
+        return gemm_call(cs, p->bf16, CUBLAS_OP_N, CUBLAS_OP_T, d->ci, d->co, P, b, d->ci, a,
+                         d->co, beta, out, d->ci);
     }
 }
 
 /* Milliseconds per call of the GEMM path (median of 3 after a warm-up),
  * or a negative value when it fails. */
-static float gemm_time(pk_cuda_ctx *cs, int dir, const pk_conv_desc *d, float *out,
-                       const void *a, const void *b)
+static float gemm_time(pk_cuda_ctx *cs, const conv_plan *p, int dir, const pk_conv_desc *d,
+                       float *out, const void *a, const void *b)
 {
     cudaEvent_t t0 = NULL, t1 = NULL;
     float ms[3] = {-1.0f, -1.0f, -1.0f};
     pk_err pending = cs->err; /* a failing candidate is not an error */
     bool ok = PK_CU(cs, cudaEventCreate(&t0)) && PK_CU(cs, cudaEventCreate(&t1)) &&
-              gemm_run(cs, dir, d, out, a, b, 0.0f);
+              gemm_run(cs, p, dir, d, out, a, b, 0.0f);
     for (int i = 0; ok && i < 3; i++)
         ok = PK_CU(cs, cudaEventRecord(t0, cs->stream)) &&
-             gemm_run(cs, dir, d, out, a, b, 0.0f) &&
+             gemm_run(cs, p, dir, d, out, a, b, 0.0f) &&
              PK_CU(cs, cudaEventRecord(t1, cs->stream)) &&
              PK_CU(cs, cudaEventSynchronize(t1)) &&
              PK_CU(cs, cudaEventElapsedTime(&ms[i], t0, t1));
@@ -309,7 +314,7 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
     (void)cudaGetLastError(); /* a failed Find left nothing sticky behind */
     float t_blas = -1.0f;
     if (p->gemm && cs->conv_engine != PK_CUDA_CONV_CUDNN)
-        t_blas = gemm_time(cs, dir, d, out, a, b);
+        t_blas = gemm_time(cs, p, dir, d, out, a, b);
     if (t_blas >= 0.0f && (cs->conv_engine == PK_CUDA_CONV_CUBLAS || dc.best < 0 ||
                            dc.time < 0.0f || t_blas < dc.time)) {
         p->engine[dir] = ENG_CUBLAS;
@@ -322,7 +327,7 @@ static bool choose(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc *d
     /* Without TF32 the descriptor stays strict FP32 whatever cuDNN reports
      * (it labels TF32 kernels with the default math type). */
     bool ok = true;
-    if (cs->tf32 || cs->bf16)
+    if (cs->tf32 || p->bf16)
         ok = PK_CU(cs, cudnnSetConvolutionMathType(cd, dc.math));
     p->engine[dir] = ENG_CUDNN;
     p->algo[dir] = dc.algo;
@@ -423,7 +428,7 @@ static bool conv_dir(pk_cuda_ctx *cs, conv_plan *p, int dir, const pk_conv_desc 
             return false;
     }
     if (p->engine[dir] == ENG_CUBLAS)
-        return gemm_run(cs, dir, d, out, a, b, beta);
+        return gemm_run(cs, p, dir, d, out, a, b, beta);
     size_t wsb = p->ws[dir];
     void *ws = wsb ? pk_cuda_workspace(cs, wsb) : NULL;
     if (wsb && !ws)
@@ -489,7 +494,7 @@ extern "C" int pk_cuda_conv2d_forward(pk_ctx *c, float *y, const float *x, const
     if (rc != PK_OK)
         return rc;
     bool ok;
-    if (cs->bf16) { /* slots: x, w and cuDNN's result, in bf16 */
+    if (p->bf16) { /* slots: x, w and cuDNN's result, in bf16 */
         size_t count[3] = {out_count(DIR_DATA, d), out_count(DIR_FILTER, d),
                            out_count(DIR_FWD, d)};
         uint16_t *q[3];
@@ -522,7 +527,7 @@ extern "C" int pk_cuda_conv2d_backward(pk_ctx *c, float *dx, float *dw, float *d
     const void *dyo = dy, *wo = w, *xo = x;
     uint16_t *q[4] = {NULL, NULL, NULL, NULL};
     bool ok = true;
-    if (cs->bf16) { /* slots: dy, w, x and cuDNN's result (dx, then dw), in bf16 */
+    if (p->bf16) { /* slots: dy, w, x and cuDNN's result (dx, then dw), in bf16 */
         size_t nx = out_count(DIR_DATA, d), nw = out_count(DIR_FILTER, d);
         size_t nout = dx && dw ? (nx > nw ? nx : nw) : dx ? nx : nw;
         size_t count[4] = {out_count(DIR_FWD, d), dx ? nw : 0, dw ? nx : 0, nout};
