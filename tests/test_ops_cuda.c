@@ -12,7 +12,8 @@
  * A third pass runs the GPU in the bf16 precision against the same fp32
  * CPU: the fp32 <-> bf16 conversions bit for bit against the CPU's; every
  * convolution case (cuDNN and cuBLAS engines) within BF16_CONV_TOL (the
- * operands and cuDNN's result rounded to bf16, fp32 accumulation); and an
+ * operands and cuDNN's result rounded to bf16, fp32 accumulation; the
+ * shapes whose channel counts are not multiples of 8 run in fp32); and an
  * R18 and an R50 forward-backward on the kink-free formula weights, as
  * test_bf16 checks the CPU's bf16: loss within BF16_LOSS_TOL relative,
  * gradient cosine >= BF16_COS_MIN.
@@ -226,11 +227,16 @@ static void test_conv(harness *H)
     for (int eng = PK_CUDA_CONV_AUTO; eng <= PK_CUDA_CONV_CUBLAS; eng++) {
         static const char *names[] = {"1x1 bias (auto)", "1x1 bias (cuDNN)",
                                       "1x1 bias (cuBLAS)"};
+        static const char *names32[] = {"1x1 64->32 (auto)", "1x1 64->32 (cuDNN)",
+                                        "1x1 64->32 (cuBLAS)"};
         int rc = pk_cuda_set_conv_engine(H->gpu, eng);
         PK_CHECK(H->fails, rc == PK_OK, "[%s] conv engine %d not available (rc %d)", H->tag,
                  eng, rc);
-        if (rc == PK_OK)
-            conv_case(H, names[eng], pk_conv_desc_make(2, 9, 11, 64, 21, 1, 1, 0, 1, 1));
+        if (rc != PK_OK)
+            continue;
+        conv_case(H, names[eng], pk_conv_desc_make(2, 9, 11, 64, 21, 1, 1, 0, 1, 1));
+        /* channel counts of 8s: the bf16 pass's operands are bf16 (conv_cuda.cu) */
+        conv_case(H, names32[eng], pk_conv_desc_make(2, 9, 11, 64, 32, 1, 1, 0, 1, 0));
     }
     pk_cuda_set_conv_engine(H->gpu, PK_CUDA_CONV_AUTO);
     PK_CHECK(H->fails, pk_cuda_set_conv_engine(H->cpu, PK_CUDA_CONV_CUDNN) == PK_EINVAL,
