@@ -647,6 +647,20 @@ static double worst_tensor(pk_model *m, const float *got, const float *want, con
     return worst;
 }
 
+/* A device copy of the host batch b (K classes), freed with the case. */
+static pk_batch upload_batch(harness *H, const pk_batch *b, int K)
+{
+    size_t pix = (size_t)b->n * b->h * b->w;
+    return (pk_batch){b->n,
+                      b->h,
+                      b->w,
+                      up(H, b->image, pix * 3),
+                      up_bytes(H, b->label, pix),
+                      up_bytes(H, b->valid, pix),
+                      up(H, b->teacher_main, pix * K),
+                      up(H, b->teacher_aux, pix * K)};
+}
+
 static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, double tol)
 {
     const int K = 21;
@@ -663,16 +677,8 @@ static void step_case(harness *H, pk_arch arch, pk_stem stem, pk_auxkd auxkd, do
     }
     step_inputs in;
     make_step_inputs(&in, 2, 65, 65, K);
-    size_t pix = (size_t)in.n * in.h * in.w;
     pk_batch bc = {in.n, in.h, in.w, in.image, in.label, in.valid, in.tm, in.ta};
-    pk_batch bg = {in.n,
-                   in.h,
-                   in.w,
-                   up(H, in.image, pix * 3),
-                   up_bytes(H, in.label, pix),
-                   up_bytes(H, in.valid, pix),
-                   up(H, in.tm, pix * K),
-                   up(H, in.ta, pix * K)};
+    pk_batch bg = upload_batch(H, &bc, K);
     pk_train_cfg t = pk_test_kd_cfg(1.0f, auxkd);
     t.seed = 77;
     pk_losses lc, lg;
@@ -759,16 +765,8 @@ static void bf16_step_case(harness *H, pk_arch arch)
     const int K = 21;
     pk_model_cfg cfg = {arch, arch == PK_ARCH_R50 ? PK_STEM_DEEP : PK_STEM_7X7, K, 0.1f};
     pk_test_batch d = pk_test_batch_make(2, 65, 65, K, PK_TEST_STREAM_IMAGE);
-    size_t pix = (size_t)d.n * d.h * d.w;
     pk_batch bc = pk_test_batch_view(&d);
-    pk_batch bg = {d.n,
-                   d.h,
-                   d.w,
-                   up(H, d.image, pix * 3),
-                   up_bytes(H, d.label, pix),
-                   up_bytes(H, d.valid, pix),
-                   up(H, d.tmain, pix * K),
-                   up(H, d.taux, pix * K)};
+    pk_batch bg = upload_batch(H, &bc, K);
     pk_train_cfg t = pk_test_kd_cfg(0.7f, PK_AUXKD_SMOOTHL1);
     pk_model *m[2] = {NULL, NULL};
     pk_losses l[2];
