@@ -12,11 +12,12 @@
  *  3. every storage gets a live interval on a timeline (forward node i at
  *     time i, the losses at F, the backward of node i at 2F - i) and a
  *     first-fit offset among the storages it overlaps, largest first.
- * In the bf16 precision's training on the CPU, each activation the backward reads (a
- * convolution's or BN's input, a ReLU's output) is kept in bf16: packed
- * into a half-size shadow right after the forward computes it, so its fp32
- * storage ends with its last forward reader, and unpacked into fp32 again
- * when the backward first reads it (pspnet_exec.c). That halves what the
+ * In the bf16 precision's training on the CPU, each activation the
+ * backward reads (a convolution's or BN's input, a ReLU's output) is kept
+ * in bf16: packed into a half-size shadow right after the forward
+ * computes it, so its fp32 storage ends with its last forward reader, and
+ * unpacked into fp32 again when the backward first reads it
+ * (pspnet_exec.c). That halves what the
  * activations kept across the forward-backward turn cost, as PyTorch's
  * autocast keeps its convolutions' bf16 outputs. A BN's input is kept as
  * x - mean (its batch mean, packed after the BN's forward): its backward
@@ -24,9 +25,9 @@
  * a channel whose spread is small next to its mean (the PPM's 1x1 bin
  * over a small batch) lost all of x - mean; the train step's gradient
  * cosine against fp32 fell to 0.01. The BN's backward reads that shadow
- * directly (pk_bn_backward_xc), so such a value has no fp32 copy at all. (On CUDA the bf16 precision changes
- * only the convolutions, which round their operands themselves: no
- * shadows, no folds.)
+ * directly (pk_bn_backward_xc), so such a value has no fp32 copy at all.
+ * (On CUDA the bf16 precision changes only the convolutions, which round
+ * their operands themselves: no shadows, no folds.)
  * In the bf16 precision's inference (on the CPU), each convolution
  * followed by its BN folds the BN into its forward, with the ReLU or the
  * residual add and ReLU after it (pk_conv2d_forward_fused): the BN, add and
@@ -498,7 +499,8 @@ int pk_plan_build(pk_model *m, pk_plan *p, int train, int n, int h, int w, int u
         mark_backward_needs(p, F);
     /* bf16 shadows and folds are the CPU's: on CUDA the bf16 precision
      * changes the convolutions alone (conv_cuda.cu) */
-    int cpu_bf16 = pk_ctx_precision(m->ctx) == PK_PREC_BF16 && pk_ctx_device(m->ctx) == PK_DEV_CPU;
+    int cpu_bf16 =
+        pk_ctx_precision(m->ctx) == PK_PREC_BF16 && pk_ctx_device(m->ctx) == PK_DEV_CPU;
     if (train && cpu_bf16 && add_shadows(p, F, e) < 0) {
         pk_plan_free(p);
         return e->code;
