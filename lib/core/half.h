@@ -73,10 +73,18 @@ static inline uint16_t pk_f32_to_f16(float f) { return pk_f32_to_f16_soft(f); }
 static inline float pk_f16_to_f32(uint16_t u) { return pk_f16_to_f32_soft(u); }
 #endif
 
+/* The bf16 pair below is CUDA device code too (lib/ops/bf16_cuda.cu), so
+ * that the GPU rounds bit for bit as the CPU does. */
+#ifdef __CUDACC__
+#define PK_HOST_DEVICE __host__ __device__
+#else
+#define PK_HOST_DEVICE
+#endif
+
 /* fp32 -> bfloat16, round to nearest even (as oneDNN's reorders and
  * PyTorch's autocast round); a NaN stays a (quiet) NaN. Integer arithmetic
  * only, so loops over it vectorise for any -march. */
-static inline uint16_t pk_f32_to_bf16_one(float f)
+static inline PK_HOST_DEVICE uint16_t pk_f32_to_bf16_one(float f)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -86,7 +94,7 @@ static inline uint16_t pk_f32_to_bf16_one(float f)
 }
 
 /* bfloat16 -> fp32, exact. */
-static inline float pk_bf16_to_f32_one(uint16_t h)
+static inline PK_HOST_DEVICE float pk_bf16_to_f32_one(uint16_t h)
 {
     uint32_t u = (uint32_t)h << 16;
     float f;

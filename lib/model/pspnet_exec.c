@@ -306,22 +306,19 @@ static int backward_node(pk_model *m, const pk_plan *p, const pk_node *nd,
                                  ? (const uint16_t *)pk_plan_ptr(m, p, ext, xv->shadow)
                                  : NULL;
         const float *x = xc ? NULL : kept(m, p, ext, nd->in[0]);
+        /* the fused ReLU's output gradient and output, or the BN's own dy */
+        const float *g = relu ? pk_plan_ptr(m, p, ext, p->vals[relu->out].grad) : dy;
+        const float *ry = relu ? kept(m, p, ext, relu->out) : NULL;
         if (pk_dist_active(m)) {
-            const float *g = relu ? pk_plan_ptr(m, p, ext, p->vals[relu->out].grad) : dy;
-            const float *ry = relu ? kept(m, p, ext, relu->out) : NULL;
             if (pk_bn_sync_backward(c, m->comm, dx, bp.dgamma, bp.dbeta, g, ry, x, xc, sm, sr,
                                     bp.gamma, pixels_of(xv), xv->c, e) != PK_OK)
                 return pk_wrap(e, "%s (backward)", m->tensors[L->bn].name);
         } else if (xc) {
-            const float *g = relu ? pk_plan_ptr(m, p, ext, p->vals[relu->out].grad) : dy;
-            const float *ry = relu ? kept(m, p, ext, relu->out) : NULL;
             if (pk_bn_backward_xc(c, dx, bp.dgamma, bp.dbeta, g, ry, xc, sm, sr, bp.gamma,
                                   pixels_of(xv), xv->c, e) != PK_OK)
                 return pk_wrap(e, "%s (backward)", m->tensors[L->bn].name);
-        } else if (relu) /* the ReLU's output gradient and output, for its backward fused here */
-            pk_bn_relu_backward(c, dx, bp.dgamma, bp.dbeta,
-                                pk_plan_ptr(m, p, ext, p->vals[relu->out].grad),
-                                kept(m, p, ext, relu->out), x, sm, sr, bp.gamma,
+        } else if (relu) /* the ReLU's backward fused here */
+            pk_bn_relu_backward(c, dx, bp.dgamma, bp.dbeta, g, ry, x, sm, sr, bp.gamma,
                                 pixels_of(xv), xv->c);
         else
             pk_bn_backward(c, dx, bp.dgamma, bp.dbeta, dy, x, sm, sr, bp.gamma, pixels_of(xv),

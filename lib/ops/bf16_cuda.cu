@@ -1,27 +1,18 @@
 /* CUDA twin of lib/ops/bf16.c: fp32 <-> bf16 on the context's stream,
- * bit for bit as core/half.h rounds (the same integer formula, so NaN
- * payloads agree too). The bf16 precision's convolutions (conv_cuda.cu)
+ * with core/half.h's own conversions (device code there too), so NaN
+ * payloads agree as well. The bf16 precision's convolutions (conv_cuda.cu)
  * round their operands with pk_cuda_round_bf16 and widen cuDNN's bf16
  * results with pk_cuda_widen_bf16. */
 #include "ops/cuda_common.cuh"
+#include "core/half.h"
 
 #define BF16_THREADS 256
-
-__device__ inline uint16_t round_one(float f)
-{
-    uint32_t u = __float_as_uint(f);
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    uint32_t nan = (u >> 16) | 0x40u;
-    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-}
-
-__device__ inline float widen_one(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
 
 __global__ void round_kernel(uint16_t *dst, const float *src, size_t n)
 {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        dst[i] = round_one(src[i]);
+        dst[i] = pk_f32_to_bf16_one(src[i]);
 }
 
 /* accumulate 0 never reads dst (it may hold anything, NaN included). */
@@ -29,7 +20,8 @@ __global__ void widen_kernel(float *dst, const uint16_t *src, size_t n, int accu
 {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        dst[i] = accumulate ? __fadd_rn(dst[i], widen_one(src[i])) : widen_one(src[i]);
+        dst[i] = accumulate ? __fadd_rn(dst[i], pk_bf16_to_f32_one(src[i]))
+                            : pk_bf16_to_f32_one(src[i]);
 }
 
 bool pk_cuda_round_bf16(pk_cuda_ctx *cs, uint16_t *dst, const float *src, size_t n)

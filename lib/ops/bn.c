@@ -296,23 +296,14 @@ static inline __attribute__((always_inline)) void backward_block_q(const bn_args
     for (int j = 0; j < nb; j++)
         mean[j] = a->mean[b0 + j];
     for (long p = 0; p < P; p++) {
-        const float *gr = grad_row(dy, relu_y, p * C + b0, nb, buf);
-        if (q) {
-            const uint16_t *xr = a->xq + p * C + b0;
-#pragma omp simd
-            for (int j = 0; j < nb; j++) {
-                double g = gr[j];
-                sdy[j] += g;
-                sdyx[j] += g * (double)pk_bf16_to_f32_one(xr[j]);
-            }
-            continue;
-        }
-        const float *xr = x + p * C + b0;
+        long off = p * C + b0;
+        const float *gr = grad_row(dy, relu_y, off, nb, buf);
 #pragma omp simd
         for (int j = 0; j < nb; j++) {
             double g = gr[j];
             sdy[j] += g;
-            sdyx[j] += g * ((double)xr[j] - mean[j]);
+            sdyx[j] += g * (q ? (double)pk_bf16_to_f32_one(a->xq[off + j])
+                              : (double)x[off + j] - mean[j]);
         }
     }
     /* dx = k0*dy + k1*(x - mean) + k2 per channel. */

@@ -531,13 +531,16 @@ static void kept_drop(void *value)
 }
 
 /* w's kept transform where a keep session is open in the bf16 precision
- * (made on first use), else NULL; NULL too when it cannot be allocated:
- * the convolution then transforms into scratch as outside a session. */
-static kept_u *kept_of(pk_ctx *c, const float *w, const pk_conv_desc *d)
+ * (made on first use when `make`), else NULL; NULL too when it cannot be
+ * allocated: the convolution then transforms into scratch as outside a
+ * session. */
+static kept_u *kept_of(pk_ctx *c, const float *w, const pk_conv_desc *d, int make)
 {
     if (!c->keep_session || !products_bf16(c))
         return NULL;
     kept_key key = {KEPT_KEY_TAG, (uint64_t)(uintptr_t)w, (uint64_t)d->ci, (uint64_t)d->co};
+    if (!make)
+        return pk_ctx_cache_find(c, &key, sizeof key);
     size_t bytes = (size_t)NP * d->co * d->ci * sizeof(uint16_t);
     pk_err e = {0};
     kept_u *k = pk_ctx_cache_get(c, &key, sizeof key, sizeof(kept_u), kept_build, &bytes,
@@ -586,7 +589,7 @@ int pk_wino_forward(pk_ctx *c, void *y, const float *x, const float *w, const fl
     int bf = products_bf16(c);
     wino_bufs bu;
     int rc = buffers(c, d, &t, bf, &bu, e);
-    kept_u *k = rc == PK_OK && !ep ? kept_of(c, w, d) : NULL;
+    kept_u *k = rc == PK_OK && !ep ? kept_of(c, w, d, 1) : NULL;
     if (k)
         k->session = 0; /* valid again once every slice is written */
     for (int from = 0; rc == PK_OK && from < d->ci; from += CI_SLICE) {
@@ -633,8 +636,8 @@ int pk_wino_backward(pk_ctx *c, float *dx, float *dw, float *db, const float *dy
     output_grad_transform(c, bu.M, bf, dy, &t, d->co);
     if (dx) /* the slices add their patches into it */
         memset(dx, 0, (size_t)d->n * d->h * d->w * d->ci * sizeof *dx);
-    kept_u *k = dx ? kept_of(c, w, d) : NULL;
-    if (k && k->session != c->keep_session)
+    kept_u *k = dx ? kept_of(c, w, d, 0) : NULL;
+    if (k && (!k->U || k->session != c->keep_session))
         k = NULL; /* no forward of these weights in this session */
     size_t co = (size_t)d->co;
     for (int from = 0; rc == PK_OK && from < d->ci; from += CI_SLICE) {

@@ -41,20 +41,9 @@ static inline long pk_count_mask(const uint8_t *mask, long P)
 
 #define PK_LANES 16
 
-/* The 16 lanes joined: lane j += lane j + w for w = 8, 4, 2, 1 (spelled
- * out: constant trip counts vectorise). */
-static inline float pk_lanes_join_sum(float *l)
-{
-    for (int j = 0; j < 8; j++)
-        l[j] += l[j + 8];
-    for (int j = 0; j < 4; j++)
-        l[j] += l[j + 4];
-    for (int j = 0; j < 2; j++)
-        l[j] += l[j + 2];
-    return l[0] + l[1];
-}
-
-/* sum of v[0..K), in the fixed order above. */
+/* sum of v[0..K), in the fixed order above; the lanes joined as lane j +=
+ * lane j + w for w = 8, 4, 2, 1 (spelled out: constant trip counts
+ * vectorise). */
 static inline float pk_lanes_sum(const float *v, int K)
 {
     float l[PK_LANES] = {0};
@@ -64,7 +53,13 @@ static inline float pk_lanes_sum(const float *v, int K)
             l[j] += v[k0 + j];
     for (int j = 0; k0 + j < K; j++)
         l[j] += v[k0 + j];
-    return pk_lanes_join_sum(l);
+    for (int j = 0; j < 8; j++)
+        l[j] += l[j + 8];
+    for (int j = 0; j < 4; j++)
+        l[j] += l[j + 4];
+    for (int j = 0; j < 2; j++)
+        l[j] += l[j + 2];
+    return l[0] + l[1];
 }
 
 /* -log softmax(x)[lab]; g += gscale * (softmax(x) - onehot(lab)). */
